@@ -1,0 +1,1 @@
+//! berth-archive (placeholder, being written).

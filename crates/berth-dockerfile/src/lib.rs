@@ -1,0 +1,1 @@
+//! berth-dockerfile (placeholder, being written).

@@ -1,0 +1,1 @@
+//! berth-registry (placeholder, being written).

@@ -1,0 +1,1 @@
+//! berth-runtime (placeholder, being written).
