@@ -1,0 +1,908 @@
+//! [`NetManager`]: the kernel-facing side of networks and endpoints.
+//!
+//! The manager keeps an in-memory model (networks, endpoints, IP allocations, port
+//! reservations) under one mutex. Every operation changes the kernel step by step and
+//! undoes its own steps when a later one fails, then re-renders the nftables table from
+//! the model (see [`crate::nft`]). Nothing is persisted here: the engine stores the
+//! [`NetworkInfo`]/[`Endpoint`] values it gets back and hands them to
+//! [`NetManager::reconcile`] on daemon start.
+//!
+//! Ownership of kernel objects is marked, not guessed: every bridge and host-side veth we
+//! create carries the interface alias `<alias_prefix>:<nft_table>:<network>[:<container>]`,
+//! namespaces live in `netns_dir`, rules live in `nft_table`. Reconcile and cleanup delete
+//! only objects carrying our mark, so docker0, podman's networks and other berth
+//! instances are never touched.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use ipnet::Ipv4Net;
+use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+use sha2::{Digest, Sha256};
+
+use crate::dns::{read_upstreams, DnsRecord, DnsServer, DnsView};
+use crate::error::{NetError, Result};
+use crate::ipam::{choose_subnet, overlaps, Pool};
+use crate::netlink::{Link, Netlink};
+use crate::nft::{self, NftModel, NftNetwork, NftPort};
+use crate::types::{
+    format_mac, mac_from_ip, parse_mac, Driver, Endpoint, EndpointSpec, NetConfig, NetworkInfo, NetworkSpec,
+    PortBinding, Proto,
+};
+use crate::netns;
+
+const DEFAULT_MTU: u32 = 1500;
+
+struct NetState {
+    info: NetworkInfo,
+    pool: Option<Pool>,
+}
+
+struct EpState {
+    spec: EndpointSpec,
+    ep: Endpoint,
+}
+
+type PortKey = (Proto, Ipv4Addr, u16);
+
+#[derive(Default)]
+struct State {
+    networks: HashMap<String, NetState>,
+    /// (network id, container id) → endpoint.
+    endpoints: HashMap<(String, String), EpState>,
+    /// Sockets bound (not listening) on published host ports, so nothing else can take them.
+    reservations: HashMap<PortKey, OwnedFd>,
+}
+
+/// Keeps a runtime the manager created itself (when constructed outside tokio).
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Kernel-facing network management for one berth daemon (see the crate docs).
+pub struct NetManager {
+    cfg: NetConfig,
+    state: Mutex<State>,
+    dns: DnsServer,
+    _runtime: OwnRuntime,
+}
+
+fn sha_hex(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    hex::encode(h.finalize())
+}
+
+fn write_sysctl(path: &str, value: &str) -> Result<()> {
+    std::fs::write(path, value).map_err(|e| NetError::io(format!("write {path}"), e))
+}
+
+fn ensure_ip_forward() -> Result<()> {
+    let p = "/proc/sys/net/ipv4/ip_forward";
+    let cur = std::fs::read_to_string(p).map_err(|e| NetError::io(format!("read {p}"), e))?;
+    if cur.trim() != "1" {
+        write_sysctl(p, "1")?;
+        tracing::info!("enabled net.ipv4.ip_forward=1 (needed for container egress and published ports)");
+    }
+    Ok(())
+}
+
+/// Bind (without listening) a socket on a host port to reserve it.
+fn reserve_port(proto: Proto, ip: Ipv4Addr, port: u16) -> std::io::Result<OwnedFd> {
+    let ty = match proto {
+        Proto::Tcp => SockType::Stream,
+        Proto::Udp => SockType::Datagram,
+    };
+    let fd = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)?;
+    bind(fd.as_raw_fd(), &SockaddrIn::from(std::net::SocketAddrV4::new(ip, port)))?;
+    Ok(fd)
+}
+
+fn local_port_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().filter_map(|x| x.parse::<u16>().ok());
+            Some((it.next()?, it.next()?))
+        })
+        .filter(|(a, b)| a <= b && *a > 0)
+        .unwrap_or((32768, 60999))
+}
+
+fn validate_id(what: &'static str, id: &str) -> Result<()> {
+    if nft::valid_name(id, 128) {
+        Ok(())
+    } else {
+        Err(NetError::invalid(what, format!("{id:?} (want 1-128 of [A-Za-z0-9_.-])")))
+    }
+}
+
+impl NetManager {
+    /// Build a manager. Creates `netns_dir`; touches nothing else in the kernel until asked.
+    /// Uses the current tokio runtime for the DNS server, or starts a small one of its own
+    /// when called outside a runtime.
+    pub fn new(cfg: NetConfig) -> Result<Self> {
+        if !nft::valid_name(&cfg.nft_table, 64) {
+            return Err(NetError::invalid("nft table name", cfg.nft_table.clone()));
+        }
+        if !nft::valid_name(&cfg.bridge_name, 15) {
+            return Err(NetError::invalid("bridge name", cfg.bridge_name.clone()));
+        }
+        if cfg.alias_prefix.contains(':') || cfg.alias_prefix.is_empty() {
+            return Err(NetError::invalid("alias prefix", cfg.alias_prefix.clone()));
+        }
+        std::fs::create_dir_all(&cfg.netns_dir)
+            .map_err(|e| NetError::io(format!("create {}", cfg.netns_dir.display()), e))?;
+        let (handle, rt) = match tokio::runtime::Handle::try_current() {
+            Ok(h) => (h, None),
+            Err(_) => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("berth-net-dns")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| NetError::io("start dns runtime", e))?;
+                (rt.handle().clone(), Some(rt))
+            }
+        };
+        let dns_addr = SocketAddr::from((cfg.dns_address, cfg.dns_port));
+        let dns = DnsServer::new(handle, dns_addr, read_upstreams(&cfg.dns_upstreams_from));
+        Ok(NetManager { cfg, state: Mutex::new(State::default()), dns, _runtime: OwnRuntime(rt) })
+    }
+
+    /// The configuration this manager was built with.
+    pub fn config(&self) -> &NetConfig {
+        &self.cfg
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn mark(&self) -> String {
+        format!("{}:{}:", self.cfg.alias_prefix, self.cfg.nft_table)
+    }
+
+    fn bridge_alias(&self, net: &str) -> String {
+        format!("{}{net}", self.mark())
+    }
+
+    fn veth_alias(&self, net: &str, container: &str) -> String {
+        format!("{}{net}:{container}", self.mark())
+    }
+
+    fn is_ours(&self, l: &Link) -> bool {
+        l.alias.as_deref().is_some_and(|a| a.starts_with(&self.mark()))
+    }
+
+    /// Path of a container's namespace file.
+    pub fn netns_path(&self, container_id: &str) -> PathBuf {
+        self.cfg.netns_dir.join(container_id)
+    }
+
+    fn resolve_bridge_name(&self, spec: &NetworkSpec) -> String {
+        match &spec.bridge_name {
+            Some(b) => b.clone(),
+            None if spec.is_default_bridge() => self.cfg.bridge_name.clone(),
+            None => format!("br-{}", &spec.id[..spec.id.len().min(12)]),
+        }
+    }
+
+    /// Subnets we must not overlap: host routes and addresses outside our own bridges.
+    fn host_subnets(&self, nl: &mut Netlink, ours: &HashSet<u32>) -> Result<Vec<Ipv4Net>> {
+        let mut v = nl.route_destinations()?;
+        v.extend(nl.addrs()?.into_iter().filter(|(i, _)| !ours.contains(i)).map(|(_, n)| n));
+        v.retain(|n| !n.network().is_loopback());
+        Ok(v)
+    }
+
+    /// Create a network: for bridge networks pick (or validate) the subnet, create the
+    /// bridge with the gateway address, and install its rules. Host/none networks are only
+    /// recorded. The subnet chosen never overlaps another network, a host route or a host
+    /// address.
+    pub fn create_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo> {
+        validate_id("network id", &spec.id)?;
+        let mut st = self.lock();
+        if st.networks.contains_key(&spec.id) || st.networks.values().any(|n| n.info.spec.name == spec.name) {
+            return Err(NetError::NetworkExists(spec.name.clone()));
+        }
+        if spec.driver != Driver::Bridge {
+            let info = NetworkInfo { spec: spec.clone(), subnet: None, gateway: None, bridge: None, ifindex: None };
+            st.networks.insert(spec.id.clone(), NetState { info: info.clone(), pool: None });
+            return Ok(info);
+        }
+        let bridge = self.resolve_bridge_name(spec);
+        if !nft::valid_name(&bridge, 15) {
+            return Err(NetError::invalid("bridge name", bridge));
+        }
+        if st.networks.values().any(|n| n.info.bridge.as_deref() == Some(bridge.as_str())) {
+            return Err(NetError::invalid("bridge name", format!("{bridge} is used by another network")));
+        }
+        let mut nl = Netlink::open()?;
+        let links = nl.links()?;
+        if links.iter().any(|l| l.name == bridge) {
+            return Err(NetError::invalid("bridge name", format!("a device named {bridge} already exists")));
+        }
+        let our_idx: HashSet<u32> = links.iter().filter(|l| self.is_ours(l)).map(|l| l.index).collect();
+        let nets: Vec<Ipv4Net> = st.networks.values().filter_map(|n| n.info.subnet).collect();
+        let subnet = match spec.subnet {
+            Some(s) => {
+                if let Some(o) = nets.iter().find(|n| overlaps(n, &s)) {
+                    return Err(NetError::SubnetOverlap(format!("{s} overlaps network subnet {o}")));
+                }
+                let host = self.host_subnets(&mut nl, &our_idx)?;
+                if let Some(o) = host.iter().find(|n| overlaps(n, &s)) {
+                    return Err(NetError::SubnetOverlap(format!("{s} overlaps host route {o}")));
+                }
+                s
+            }
+            None => {
+                let mut taken = nets;
+                taken.extend(self.host_subnets(&mut nl, &our_idx)?);
+                choose_subnet(&self.cfg.default_pool, self.cfg.pool_prefix_len, &taken)?
+            }
+        };
+        let pool = Pool::new(subnet, spec.gateway, spec.ip_range)?;
+        let gateway = pool.gateway;
+        let mut resolved = spec.clone();
+        resolved.subnet = Some(subnet);
+        resolved.gateway = Some(gateway);
+        resolved.bridge_name = Some(bridge.clone());
+        let ifindex = self.setup_bridge(&mut nl, &resolved, None)?;
+        let info = NetworkInfo {
+            spec: resolved,
+            subnet: Some(subnet),
+            gateway: Some(gateway),
+            bridge: Some(bridge.clone()),
+            ifindex: Some(ifindex),
+        };
+        st.networks.insert(spec.id.clone(), NetState { info: info.clone(), pool: Some(pool) });
+        if let Err(e) = self.apply_rules(&st) {
+            st.networks.remove(&spec.id);
+            let _ = nl.del_link(ifindex);
+            return Err(e);
+        }
+        tracing::info!(network = %spec.name, %bridge, %subnet, "network created");
+        Ok(info)
+    }
+
+    /// Create (or adopt, when `existing` is its index) the bridge of a resolved spec.
+    fn setup_bridge(&self, nl: &mut Netlink, spec: &NetworkSpec, existing: Option<u32>) -> Result<u32> {
+        let (Some(bridge), Some(subnet), Some(gw)) = (&spec.bridge_name, spec.subnet, spec.gateway) else {
+            return Err(NetError::invalid("network spec", format!("network {} is not resolved", spec.id)));
+        };
+        ensure_ip_forward()?;
+        let idx = match existing {
+            Some(i) => i,
+            None => nl.add_bridge(bridge, spec.mtu.unwrap_or(DEFAULT_MTU), &self.bridge_alias(&spec.id))?,
+        };
+        let res = (|| {
+            nl.add_addr(idx, gw, subnet.prefix_len())?;
+            nl.set_up(idx)?;
+            write_sysctl(&format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"), "1")
+        })();
+        if let Err(e) = res {
+            if existing.is_none() {
+                let _ = nl.del_link(idx);
+            }
+            return Err(e);
+        }
+        Ok(idx)
+    }
+
+    /// Remove a network that has no endpoints left: its bridge and its rules.
+    pub fn remove_network(&self, id: &str) -> Result<()> {
+        let mut st = self.lock();
+        let Some(net) = st.networks.get(id) else {
+            return Err(NetError::NetworkNotFound(id.to_string()));
+        };
+        if st.endpoints.keys().any(|(n, _)| n == id) {
+            return Err(NetError::ActiveEndpoints(net.info.spec.name.clone()));
+        }
+        let bridge = net.info.bridge.clone();
+        let removed = st.networks.remove(id);
+        if let Err(e) = self.apply_rules(&st) {
+            if let Some(r) = removed {
+                st.networks.insert(id.to_string(), r);
+            }
+            return Err(e);
+        }
+        if let Some(b) = bridge {
+            let mut nl = Netlink::open()?;
+            if let Some(l) = nl.links()?.into_iter().find(|l| l.name == b) {
+                if self.is_ours(&l) {
+                    nl.del_link(l.index)?;
+                }
+            }
+        }
+        tracing::info!(network = id, "network removed");
+        Ok(())
+    }
+
+    /// Create a container's network namespace at `netns_dir/<container_id>` with `lo` up.
+    pub fn create_netns(&self, container_id: &str) -> Result<PathBuf> {
+        validate_id("container id", container_id)?;
+        let path = self.netns_path(container_id);
+        netns::create(&path)?;
+        Ok(path)
+    }
+
+    /// Disconnect the container from every network and remove its namespace.
+    pub fn remove_netns(&self, container_id: &str) -> Result<()> {
+        validate_id("container id", container_id)?;
+        let nets: Vec<String> = {
+            let st = self.lock();
+            st.endpoints.keys().filter(|(_, c)| c == container_id).map(|(n, _)| n.clone()).collect()
+        };
+        for n in nets {
+            self.disconnect(container_id, &n)?;
+        }
+        self.dns.stop(container_id);
+        netns::remove(&self.netns_path(container_id))
+    }
+
+    /// Connect a container's namespace to a bridge network: allocate the address, reserve
+    /// host ports, create the veth pair (host end on the bridge, `ethN` in the container
+    /// with address, MAC and default route), install the DNAT rules and serve DNS.
+    /// On any error everything done so far is undone.
+    pub fn connect(&self, spec: &EndpointSpec) -> Result<Endpoint> {
+        validate_id("container id", &spec.container_id)?;
+        let mut st = self.lock();
+        let key = (spec.network_id.clone(), spec.container_id.clone());
+        if st.endpoints.contains_key(&key) {
+            return Err(NetError::EndpointExists {
+                container: spec.container_id.clone(),
+                network: spec.network_id.clone(),
+            });
+        }
+        let net = st
+            .networks
+            .get(&spec.network_id)
+            .ok_or_else(|| NetError::NetworkNotFound(spec.network_id.clone()))?;
+        if net.info.spec.driver != Driver::Bridge {
+            return Err(NetError::Unsupported(format!(
+                "container cannot be connected to a network with driver {:?}; the engine handles host and none itself",
+                net.info.spec.driver
+            )));
+        }
+        let mac = spec.mac.as_deref().map(parse_mac).transpose()?;
+        let info = net.info.clone();
+        let pool = st
+            .networks
+            .get_mut(&spec.network_id)
+            .and_then(|n| n.pool.as_mut())
+            .ok_or_else(|| NetError::NetworkNotFound(spec.network_id.clone()))?;
+        let ip = pool.allocate(&spec.container_id, spec.ip)?;
+        let st_ref = &mut *st;
+        let result = self.connect_inner(st_ref, spec, &info, ip, mac);
+        match result {
+            Ok(ep) => Ok(ep),
+            Err(e) => {
+                if let Some(p) = st.networks.get_mut(&spec.network_id).and_then(|n| n.pool.as_mut()) {
+                    p.release(ip);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn connect_inner(
+        &self,
+        st: &mut State,
+        spec: &EndpointSpec,
+        info: &NetworkInfo,
+        ip: Ipv4Addr,
+        mac: Option<[u8; 6]>,
+    ) -> Result<Endpoint> {
+        // 1. host ports
+        let (ports, reserved) = self.reserve_ports(st, &spec.container_id, &spec.ports)?;
+        let release = |st: &mut State| {
+            for k in &reserved {
+                st.reservations.remove(k);
+            }
+        };
+        // 2. kernel plumbing
+        let veth_host = format!("veth{}", &sha_hex(&[&self.cfg.nft_table, &spec.network_id, &spec.container_id])[..9]);
+        let mac = mac.unwrap_or_else(|| mac_from_ip(ip));
+        let plumbed = self.plumb(spec, info, ip, mac, &veth_host, None);
+        let ifname = match plumbed {
+            Ok(n) => n,
+            Err(e) => {
+                release(st);
+                return Err(e);
+            }
+        };
+        let (Some(subnet), Some(gateway)) = (info.subnet, info.gateway) else {
+            release(st);
+            return Err(NetError::NetworkNotFound(info.spec.id.clone()));
+        };
+        let ep = Endpoint {
+            network_id: spec.network_id.clone(),
+            container_id: spec.container_id.clone(),
+            ip,
+            prefix_len: subnet.prefix_len(),
+            gateway,
+            mac: format_mac(mac),
+            veth_host: veth_host.clone(),
+            ifname,
+            ports,
+        };
+        let key = (spec.network_id.clone(), spec.container_id.clone());
+        st.endpoints.insert(key.clone(), EpState { spec: spec.clone(), ep: ep.clone() });
+        // 3. rules and DNS
+        let rest = self.apply_rules(st).and_then(|_| self.refresh_dns(st, Some(&spec.container_id)));
+        if let Err(e) = rest {
+            st.endpoints.remove(&key);
+            release(st);
+            self.delete_veth(&veth_host);
+            let _ = self.apply_rules(st);
+            let _ = self.refresh_dns(st, None);
+            return Err(e);
+        }
+        tracing::info!(container = %spec.container_id, network = %spec.network_id, %ip, "endpoint connected");
+        Ok(ep)
+    }
+
+    /// Create the veth pair and configure both ends. Returns the container-side name.
+    fn plumb(
+        &self,
+        spec: &EndpointSpec,
+        info: &NetworkInfo,
+        ip: Ipv4Addr,
+        mac: [u8; 6],
+        veth_host: &str,
+        want_ifname: Option<&str>,
+    ) -> Result<String> {
+        let (Some(subnet), Some(gw), Some(bridge)) = (info.subnet, info.gateway, info.bridge.as_deref()) else {
+            return Err(NetError::NetworkNotFound(info.spec.id.clone()));
+        };
+        let mtu = info.spec.mtu.unwrap_or(DEFAULT_MTU);
+        let ifname = match want_ifname {
+            Some(n) => n.to_string(),
+            None => {
+                let names: Vec<String> =
+                    netns::in_netns(&spec.netns_path, || Ok(Netlink::open()?.links()?.into_iter().map(|l| l.name).collect()))?;
+                (0..)
+                    .map(|i| format!("eth{i}"))
+                    .find(|n| !names.contains(n))
+                    .unwrap_or_else(|| "eth0".into())
+            }
+        };
+        let mut nl = Netlink::open()?;
+        let br_idx = nl
+            .link_index(bridge)?
+            .ok_or_else(|| NetError::NetworkNotFound(format!("{} (bridge {bridge} missing)", info.spec.id)))?;
+        let nsfile = std::fs::File::open(&spec.netns_path)
+            .map_err(|e| NetError::io(format!("open netns {}", spec.netns_path.display()), e))?;
+        // a leftover from a crash with the same name would make the add fail: it is ours
+        if let Some(old) = nl.links()?.into_iter().find(|l| l.name == veth_host) {
+            if self.is_ours(&old) {
+                nl.del_link(old.index)?;
+            }
+        }
+        let idx = nl.add_veth(veth_host, &ifname, nsfile.as_raw_fd(), mtu)?;
+        let res = (|| {
+            nl.set_alias(idx, &self.veth_alias(&spec.network_id, &spec.container_id))?;
+            nl.set_master(idx, br_idx)?;
+            nl.set_up(idx)?;
+            let internal = info.spec.internal;
+            let ifn = ifname.clone();
+            netns::in_netns(&spec.netns_path, move || {
+                let mut cn = Netlink::open()?;
+                let ci = cn
+                    .link_index(&ifn)?
+                    .ok_or_else(|| NetError::io(format!("find {ifn} in container"), std::io::ErrorKind::NotFound.into()))?;
+                cn.set_mac(ci, mac)?;
+                cn.add_addr(ci, ip, subnet.prefix_len())?;
+                cn.set_up(ci)?;
+                if !internal && !cn.has_default_route()? {
+                    cn.add_default_route(gw, ci)?;
+                }
+                Ok(())
+            })
+        })();
+        if let Err(e) = res {
+            let _ = nl.del_link(idx);
+            return Err(e);
+        }
+        Ok(ifname)
+    }
+
+    fn delete_veth(&self, name: &str) {
+        let r = Netlink::open().and_then(|mut nl| match nl.links()?.into_iter().find(|l| l.name == name) {
+            Some(l) if self.is_ours(&l) => nl.del_link(l.index),
+            _ => Ok(()),
+        });
+        if let Err(e) = r {
+            tracing::warn!(veth = name, error = %e, "could not delete veth");
+        }
+    }
+
+    /// Resolve and reserve every binding; on error release what was reserved.
+    fn reserve_ports(
+        &self,
+        st: &mut State,
+        container: &str,
+        wanted: &[PortBinding],
+    ) -> Result<(Vec<PortBinding>, Vec<PortKey>)> {
+        let mut out = Vec::new();
+        let mut keys: Vec<PortKey> = Vec::new();
+        let res = (|| {
+            for b in wanted {
+                let ip = b.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+                let (lo, hi, any) = if b.host_port == 0 {
+                    let (a, z) = local_port_range();
+                    (a, z, true)
+                } else if b.host_port_end > b.host_port {
+                    (b.host_port, b.host_port_end, true)
+                } else {
+                    (b.host_port, b.host_port, false)
+                };
+                let span = u32::from(hi - lo) + 1;
+                let start = if any {
+                    let seed = sha_hex(&[container, &b.container_port.to_string(), &format!("{:?}", std::time::SystemTime::now())]);
+                    u32::from_str_radix(&seed[..8], 16).unwrap_or(0) % span
+                } else {
+                    0
+                };
+                let mut chosen = None;
+                for i in 0..span {
+                    let port = (u32::from(lo) + (start + i) % span) as u16;
+                    let clash = st.reservations.keys().any(|(p, rip, rport)| {
+                        *p == b.proto && *rport == port && (rip.is_unspecified() || ip.is_unspecified() || *rip == ip)
+                    });
+                    if clash {
+                        continue;
+                    }
+                    match reserve_port(b.proto, ip, port) {
+                        Ok(fd) => {
+                            chosen = Some((port, fd));
+                            break;
+                        }
+                        Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => continue,
+                        Err(e) => return Err(NetError::io(format!("bind {ip}:{port}/{}", b.proto.as_str()), e)),
+                    }
+                }
+                let Some((port, fd)) = chosen else {
+                    return Err(NetError::PortInUse { endpoint: container.to_string(), host_ip: ip, port: b.host_port });
+                };
+                let key = (b.proto, ip, port);
+                st.reservations.insert(key, fd);
+                keys.push(key);
+                out.push(PortBinding { host_ip: b.host_ip, host_port: port, host_port_end: 0, ..*b });
+            }
+            Ok(())
+        })();
+        match res {
+            Ok(()) => Ok((out, keys)),
+            Err(e) => {
+                for k in keys {
+                    st.reservations.remove(&k);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Disconnect a container from a network: delete the veth pair, free the address and
+    /// host ports, drop the rules and DNS records.
+    pub fn disconnect(&self, container_id: &str, network_id: &str) -> Result<()> {
+        let mut st = self.lock();
+        let key = (network_id.to_string(), container_id.to_string());
+        let Some(eps) = st.endpoints.remove(&key) else {
+            return Err(NetError::EndpointNotFound { container: container_id.into(), network: network_id.into() });
+        };
+        for b in &eps.ep.ports {
+            st.reservations.remove(&(b.proto, b.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), b.host_port));
+        }
+        if let Some(p) = st.networks.get_mut(network_id).and_then(|n| n.pool.as_mut()) {
+            p.release(eps.ep.ip);
+        }
+        let r1 = self.apply_rules(&st);
+        self.delete_veth(&eps.ep.veth_host);
+        let r2 = self.refresh_dns(&st, None);
+        tracing::info!(container = container_id, network = network_id, "endpoint disconnected");
+        r1.and(r2)
+    }
+
+    /// Render and load the nftables table from the model.
+    fn apply_rules(&self, st: &State) -> Result<()> {
+        let mut m = NftModel::default();
+        let mut nets: Vec<&NetState> = st.networks.values().filter(|n| n.info.spec.driver == Driver::Bridge).collect();
+        nets.sort_by(|a, b| a.info.spec.id.cmp(&b.info.spec.id));
+        for n in nets {
+            if let (Some(bridge), Some(subnet)) = (&n.info.bridge, n.info.subnet) {
+                m.networks.push(NftNetwork {
+                    bridge: bridge.clone(),
+                    subnet,
+                    internal: n.info.spec.internal,
+                    icc: n.info.spec.enable_icc,
+                    veths: st
+                        .endpoints
+                        .values()
+                        .filter(|e| e.ep.network_id == n.info.spec.id)
+                        .map(|e| e.ep.veth_host.clone())
+                        .collect(),
+                });
+            }
+        }
+        let mut eps: Vec<&EpState> = st.endpoints.values().collect();
+        eps.sort_by(|a, b| (&a.ep.network_id, &a.ep.container_id).cmp(&(&b.ep.network_id, &b.ep.container_id)));
+        for e in eps {
+            for p in &e.ep.ports {
+                m.ports.push(NftPort {
+                    host_ip: p.host_ip,
+                    host_port: p.host_port,
+                    proto: p.proto,
+                    container_ip: e.ep.ip,
+                    container_port: p.container_port,
+                });
+            }
+        }
+        nft::apply(&nft::render(&self.cfg.nft_table, &m))
+    }
+
+    /// Rebuild the DNS view; start a listener for `start` if it is on a user network;
+    /// stop listeners of containers no longer on any.
+    fn refresh_dns(&self, st: &State, start: Option<&str>) -> Result<()> {
+        let mut view = DnsView::default();
+        let mut netns_of: HashMap<String, PathBuf> = HashMap::new();
+        for e in st.endpoints.values() {
+            let Some(net) = st.networks.get(&e.ep.network_id) else { continue };
+            if net.info.spec.is_default_bridge() {
+                continue;
+            }
+            view.internal.insert(net.info.spec.id.clone(), net.info.spec.internal);
+            view.container_nets.entry(e.ep.container_id.clone()).or_default().push(e.ep.network_id.clone());
+            let mut names: Vec<String> = Vec::new();
+            for n in e.spec.names.iter().chain(e.spec.aliases.iter()) {
+                let n = n.trim_end_matches('.').to_ascii_lowercase();
+                if !n.is_empty() && !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+            view.records.entry(e.ep.network_id.clone()).or_default().push(DnsRecord { names, ip: e.ep.ip });
+            netns_of.insert(e.ep.container_id.clone(), e.spec.netns_path.clone());
+        }
+        let on_user: HashSet<String> = view.container_nets.keys().cloned().collect();
+        self.dns.set_view(view);
+        for c in self.dns.listening() {
+            if !on_user.contains(&c) {
+                self.dns.stop(&c);
+            }
+        }
+        if let Some(c) = start {
+            if let Some(p) = netns_of.get(c) {
+                self.dns.listen(c, p)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Daemon start: make the kernel match what the engine's database says exists.
+    ///
+    /// `networks` are the persisted [`NetworkInfo::spec`]s, `endpoints` the persisted
+    /// connect results, `containers` the ids of every container whose namespace must be
+    /// kept (including ones without endpoints, e.g. `--network none`). Bridges are adopted
+    /// or re-created, missing veths re-plumbed with the same address and MAC, IP
+    /// allocations and port reservations restored, the rules re-rendered (dropping leaked
+    /// ones) and the DNS listeners re-opened. Everything carrying our mark that the
+    /// database does not know (bridges, veths, namespaces in `netns_dir`) is deleted.
+    pub fn reconcile(
+        &self,
+        networks: &[NetworkSpec],
+        endpoints: &[(EndpointSpec, Endpoint)],
+        containers: &[String],
+    ) -> Result<()> {
+        let mut st = self.lock();
+        self.dns.stop_all();
+        *st = State::default();
+        self.dns.set_upstreams(read_upstreams(&self.cfg.dns_upstreams_from));
+        let mut nl = Netlink::open()?;
+        let links = nl.links()?;
+        // networks
+        for spec in networks {
+            if spec.driver != Driver::Bridge {
+                let info = NetworkInfo { spec: spec.clone(), subnet: None, gateway: None, bridge: None, ifindex: None };
+                st.networks.insert(spec.id.clone(), NetState { info, pool: None });
+                continue;
+            }
+            let mut spec = spec.clone();
+            let bridge = self.resolve_bridge_name(&spec);
+            spec.bridge_name = Some(bridge.clone());
+            let subnet = match spec.subnet {
+                Some(s) => s,
+                None => {
+                    tracing::warn!(network = %spec.id, "persisted network has no subnet; choosing a new one");
+                    let ours: HashSet<u32> = links.iter().filter(|l| self.is_ours(l)).map(|l| l.index).collect();
+                    let mut taken: Vec<Ipv4Net> = st.networks.values().filter_map(|n| n.info.subnet).collect();
+                    taken.extend(self.host_subnets(&mut nl, &ours)?);
+                    choose_subnet(&self.cfg.default_pool, self.cfg.pool_prefix_len, &taken)?
+                }
+            };
+            let pool = Pool::new(subnet, spec.gateway, spec.ip_range)?;
+            spec.subnet = Some(subnet);
+            spec.gateway = Some(pool.gateway);
+            let existing = links.iter().find(|l| l.name == bridge);
+            let existing_idx = match existing {
+                Some(l) if self.is_ours(l) => Some(l.index),
+                Some(_) => {
+                    tracing::warn!(%bridge, network = %spec.id, "device exists and is not ours; network skipped");
+                    continue;
+                }
+                None => None,
+            };
+            let idx = self.setup_bridge(&mut nl, &spec, existing_idx)?;
+            let info = NetworkInfo {
+                subnet: Some(subnet),
+                gateway: Some(pool.gateway),
+                bridge: Some(bridge),
+                ifindex: Some(idx),
+                spec: spec.clone(),
+            };
+            st.networks.insert(spec.id.clone(), NetState { info, pool: Some(pool) });
+        }
+        // endpoints
+        let links = nl.links()?;
+        for (spec, ep) in endpoints {
+            let Some(net) = st.networks.get(&ep.network_id) else {
+                tracing::warn!(container = %ep.container_id, network = %ep.network_id, "endpoint of unknown network dropped");
+                continue;
+            };
+            if !spec.netns_path.exists() {
+                tracing::warn!(container = %ep.container_id, "endpoint whose namespace is gone dropped");
+                continue;
+            }
+            let info = net.info.clone();
+            if let Some(p) = st.networks.get_mut(&ep.network_id).and_then(|n| n.pool.as_mut()) {
+                if let Err(e) = p.restore(&ep.container_id, ep.ip) {
+                    tracing::warn!(container = %ep.container_id, error = %e, "endpoint dropped");
+                    continue;
+                }
+            }
+            if !links.iter().any(|l| l.name == ep.veth_host) {
+                let mac = parse_mac(&ep.mac).unwrap_or_else(|_| mac_from_ip(ep.ip));
+                if let Err(e) = self.plumb(spec, &info, ep.ip, mac, &ep.veth_host, Some(&ep.ifname)) {
+                    tracing::warn!(container = %ep.container_id, error = %e, "could not re-plumb endpoint");
+                }
+            }
+            for b in &ep.ports {
+                let ip = b.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+                match reserve_port(b.proto, ip, b.host_port) {
+                    Ok(fd) => {
+                        st.reservations.insert((b.proto, ip, b.host_port), fd);
+                    }
+                    Err(e) => tracing::warn!(port = b.host_port, error = %e, "could not re-reserve published port"),
+                }
+            }
+            st.endpoints
+                .insert((ep.network_id.clone(), ep.container_id.clone()), EpState { spec: spec.clone(), ep: ep.clone() });
+        }
+        // leaks: links
+        let keep: HashSet<String> = st
+            .networks
+            .values()
+            .filter_map(|n| n.info.bridge.clone())
+            .chain(st.endpoints.values().map(|e| e.ep.veth_host.clone()))
+            .collect();
+        for l in nl.links()? {
+            if self.is_ours(&l) && !keep.contains(&l.name) {
+                tracing::info!(link = %l.name, "deleting leaked interface");
+                nl.del_link(l.index)?;
+            }
+        }
+        // leaks: namespaces
+        let mut keep_ns: HashSet<&str> = containers.iter().map(String::as_str).collect();
+        keep_ns.extend(st.endpoints.values().map(|e| e.ep.container_id.as_str()));
+        if let Ok(rd) = std::fs::read_dir(&self.cfg.netns_dir) {
+            for ent in rd.flatten() {
+                let name = ent.file_name().to_string_lossy().to_string();
+                if !keep_ns.contains(name.as_str()) {
+                    tracing::info!(netns = %name, "deleting leaked network namespace");
+                    netns::remove(&ent.path())?;
+                }
+            }
+        }
+        self.apply_rules(&st)?;
+        self.refresh_dns(&st, None)?;
+        let mut started = HashSet::new();
+        for e in st.endpoints.values() {
+            let user = st.networks.get(&e.ep.network_id).is_some_and(|n| !n.info.spec.is_default_bridge());
+            if user && started.insert(e.ep.container_id.clone()) {
+                if let Err(err) = self.dns.listen(&e.ep.container_id, &e.spec.netns_path) {
+                    tracing::warn!(container = %e.ep.container_id, error = %err, "could not restart embedded dns");
+                }
+            }
+        }
+        tracing::info!(networks = st.networks.len(), endpoints = st.endpoints.len(), "network state reconciled");
+        Ok(())
+    }
+
+    /// Remove every bridge, veth, namespace and nft table of this configuration (tests,
+    /// `berth system reset`).
+    pub fn cleanup_all(&self) -> Result<()> {
+        let mut st = self.lock();
+        self.dns.stop_all();
+        *st = State::default();
+        let mut first_err = None;
+        match Netlink::open().and_then(|mut nl| {
+            for l in nl.links()? {
+                if self.is_ours(&l) {
+                    nl.del_link(l.index)?;
+                }
+            }
+            Ok(())
+        }) {
+            Ok(()) => {}
+            Err(e) => first_err = Some(e),
+        }
+        if let Err(e) = nft::apply(&nft::render_delete(&self.cfg.nft_table)) {
+            first_err.get_or_insert(e);
+        }
+        if let Ok(rd) = std::fs::read_dir(&self.cfg.netns_dir) {
+            for ent in rd.flatten() {
+                if let Err(e) = netns::remove(&ent.path()) {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// The `resolv.conf` a container should get: the embedded DNS server when it is on a
+    /// user-defined network, the host's non-loopback resolvers otherwise (Google's public
+    /// ones if the host has only loopback resolvers, as Docker does).
+    pub fn resolv_conf(&self, on_user_network: bool) -> String {
+        if on_user_network {
+            return format!("nameserver {}\noptions ndots:0\n", self.cfg.dns_address);
+        }
+        let text = std::fs::read_to_string(&self.cfg.dns_upstreams_from).unwrap_or_default();
+        let mut out = String::new();
+        let mut any = false;
+        for line in text.lines() {
+            let mut it = line.split_whitespace();
+            match (it.next(), it.next()) {
+                (Some("nameserver"), Some(a)) if a.parse::<std::net::IpAddr>().is_ok_and(|ip| !ip.is_loopback()) => {
+                    out.push_str(&format!("nameserver {a}\n"));
+                    any = true;
+                }
+                (Some("search" | "options" | "domain"), _) => {
+                    out.push_str(line.trim());
+                    out.push('\n');
+                }
+                _ => {}
+            }
+        }
+        if !any {
+            out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+        }
+        out
+    }
+
+    /// Snapshot of the endpoints the manager knows (for inspect and tests).
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.lock().endpoints.values().map(|e| e.ep.clone()).collect()
+    }
+
+    /// Snapshot of the networks the manager knows.
+    pub fn networks(&self) -> Vec<NetworkInfo> {
+        self.lock().networks.values().map(|n| n.info.clone()).collect()
+    }
+
+    /// Is `path` a namespace file of this manager?
+    pub fn owns_netns(&self, path: &Path) -> bool {
+        path.parent() == Some(self.cfg.netns_dir.as_path())
+    }
+}

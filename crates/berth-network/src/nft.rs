@@ -1,0 +1,214 @@
+//! nftables: berth's rules live in its own tables and are rewritten as a whole.
+//!
+//! Every change renders the complete ruleset from the manager's in-memory model and loads
+//! it with one `nft -f -` transaction that deletes and re-creates the table. The kernel
+//! applies a transaction atomically, so there is never a moment without rules, a failed
+//! load leaves the previous rules in place, and reconcile after a crash is the same
+//! operation as any other change: whatever leaked is simply not rendered again.
+//! Conntrack entries (existing NATed connections) survive the swap.
+//!
+//! Text scripts were chosen over the JSON interface (the `nftables` crate also spawns
+//! `nft`, with `-j`): both cost one process spawn per change, which dominates; measured on
+//! the development host (2 shared cores, under load) a 45-rule table loads in ~20 ms as
+//! text and ~22 ms as JSON.
+//!
+//! Layout of `table ip <name>`:
+//! - `prerouting`/`output` (nat, dstnat): packets to a local address jump to `ports`;
+//!   external packets addressed to 127/8 never do (CVE-2020-8558).
+//! - `ports`: one DNAT rule per published port.
+//! - `postrouting` (nat, srcnat): masquerade egress of non-internal networks, loopback-
+//!   sourced traffic DNATed onto a bridge (needs `route_localnet`), and DNATed traffic
+//!   between containers of the same bridge (hairpin).
+//! - `forward` (filter): `--internal` networks drop everything leaving or entering the
+//!   bridge; other bridges cannot reach each other except through published ports.
+//!
+//! `table bridge <name>` exists only when a network has `enable_icc=false`, and drops
+//! port-to-port traffic between that bridge's veths (matched by name: `meta ibrname`
+//! needs `nft_meta_bridge`, which some kernels lack).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use ipnet::Ipv4Net;
+
+use crate::error::{NetError, Result};
+use crate::types::Proto;
+
+/// One bridge network as the rules see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NftNetwork {
+    pub bridge: String,
+    pub subnet: Ipv4Net,
+    pub internal: bool,
+    pub icc: bool,
+    /// Host-side veths attached to the bridge (only needed when `icc` is false).
+    pub veths: Vec<String>,
+}
+
+/// One published port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NftPort {
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub proto: Proto,
+    pub container_ip: Ipv4Addr,
+    pub container_port: u16,
+}
+
+/// Everything the rules depend on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct NftModel {
+    pub networks: Vec<NftNetwork>,
+    pub ports: Vec<NftPort>,
+}
+
+/// Names that are interpolated into scripts must be plain.
+pub(crate) fn valid_name(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// Render the full transaction for `table`.
+pub(crate) fn render(table: &str, m: &NftModel) -> String {
+    let mut s = String::new();
+    // `table x {}` + `delete table x` makes the delete succeed whether or not it existed.
+    let _ = writeln!(s, "table ip {table} {{}}\ndelete table ip {table}");
+    let _ = writeln!(s, "table ip {table} {{");
+    let _ = writeln!(s, "  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;");
+    let _ = writeln!(s, "    ip daddr 127.0.0.0/8 return\n    fib daddr type local jump ports\n  }}");
+    let _ = writeln!(s, "  chain output {{\n    type nat hook output priority -100; policy accept;");
+    let _ = writeln!(s, "    fib daddr type local jump ports\n  }}");
+    let _ = writeln!(s, "  chain ports {{");
+    for p in &m.ports {
+        let daddr = match p.host_ip {
+            Some(ip) if !ip.is_unspecified() => format!("ip daddr {ip} "),
+            _ => String::new(),
+        };
+        let proto = p.proto.as_str();
+        let _ = writeln!(
+            s,
+            "    {daddr}{proto} dport {} dnat to {}:{}",
+            p.host_port, p.container_ip, p.container_port
+        );
+    }
+    let _ = writeln!(s, "  }}");
+    let _ = writeln!(s, "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;");
+    for n in &m.networks {
+        let (br, sub) = (&n.bridge, n.subnet);
+        let _ = writeln!(s, "    oifname \"{br}\" ip saddr 127.0.0.0/8 masquerade");
+        let _ = writeln!(s, "    oifname \"{br}\" ip saddr {sub} ct status dnat masquerade");
+        if !n.internal {
+            let _ = writeln!(s, "    ip saddr {sub} oifname != \"{br}\" masquerade");
+        }
+    }
+    let _ = writeln!(s, "  }}");
+    let _ = writeln!(s, "  chain forward {{\n    type filter hook forward priority filter; policy accept;");
+    for n in m.networks.iter().filter(|n| n.internal) {
+        let br = &n.bridge;
+        let _ = writeln!(s, "    iifname \"{br}\" oifname != \"{br}\" drop");
+        let _ = writeln!(s, "    oifname \"{br}\" iifname != \"{br}\" drop");
+    }
+    let _ = writeln!(s, "    ct status dnat accept");
+    if m.networks.len() > 1 {
+        let all: Vec<String> = m.networks.iter().map(|n| format!("\"{}\"", n.bridge)).collect();
+        let set = all.join(", ");
+        for n in &m.networks {
+            let br = &n.bridge;
+            let _ = writeln!(s, "    iifname \"{br}\" oifname != \"{br}\" oifname {{ {set} }} drop");
+        }
+    }
+    let _ = writeln!(s, "  }}\n}}");
+    let _ = writeln!(s, "table bridge {table} {{}}\ndelete table bridge {table}");
+    let no_icc: Vec<&NftNetwork> = m.networks.iter().filter(|n| !n.icc && !n.veths.is_empty()).collect();
+    if !no_icc.is_empty() {
+        let _ = writeln!(s, "table bridge {table} {{");
+        let _ = writeln!(s, "  chain forward {{\n    type filter hook forward priority filter; policy accept;");
+        for n in no_icc {
+            // `meta ibrname` needs nft_meta_bridge, absent on some kernels: match the ports.
+            let set: Vec<String> = n.veths.iter().map(|v| format!("\"{v}\"")).collect();
+            let set = set.join(", ");
+            let _ = writeln!(s, "    iifname {{ {set} }} oifname {{ {set} }} drop");
+        }
+        let _ = writeln!(s, "  }}\n}}");
+    }
+    s
+}
+
+/// Render the transaction that removes both of our tables.
+pub(crate) fn render_delete(table: &str) -> String {
+    format!("table ip {table} {{}}\ndelete table ip {table}\ntable bridge {table} {{}}\ndelete table bridge {table}\n")
+}
+
+/// Load a script with `nft -f -`.
+pub(crate) fn apply(script: &str) -> Result<()> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| NetError::Nft(format!("spawn nft: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(|e| NetError::Nft(format!("write to nft: {e}")))?;
+    }
+    let out = child.wait_with_output().map_err(|e| NetError::Nft(format!("wait for nft: {e}")))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        tracing::debug!(script, "nft script rejected");
+        return Err(NetError::Nft(err.trim().to_string()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_shapes() {
+        let m = NftModel {
+            networks: vec![
+                NftNetwork { bridge: "br-a".into(), subnet: "10.1.0.0/24".parse().unwrap(), internal: false, icc: true, veths: vec![] },
+                NftNetwork { bridge: "br-b".into(), subnet: "10.2.0.0/24".parse().unwrap(), internal: true, icc: false, veths: vec!["veth1".into(), "veth2".into()] },
+            ],
+            ports: vec![
+                NftPort {
+                    host_ip: None,
+                    host_port: 8080,
+                    proto: Proto::Tcp,
+                    container_ip: Ipv4Addr::new(10, 1, 0, 2),
+                    container_port: 80,
+                },
+                NftPort {
+                    host_ip: Some(Ipv4Addr::LOCALHOST),
+                    host_port: 5353,
+                    proto: Proto::Udp,
+                    container_ip: Ipv4Addr::new(10, 1, 0, 2),
+                    container_port: 53,
+                },
+            ],
+        };
+        let s = render("t1", &m);
+        assert!(s.starts_with("table ip t1 {}\ndelete table ip t1\n"));
+        assert!(s.contains("    tcp dport 8080 dnat to 10.1.0.2:80\n"));
+        assert!(s.contains("    ip daddr 127.0.0.1 udp dport 5353 dnat to 10.1.0.2:53\n"));
+        assert!(s.contains("ip saddr 10.1.0.0/24 oifname != \"br-a\" masquerade"));
+        assert!(!s.contains("ip saddr 10.2.0.0/24 oifname != \"br-b\" masquerade"));
+        assert!(s.contains("iifname \"br-b\" oifname != \"br-b\" drop"));
+        assert!(s.contains("iifname { \"veth1\", \"veth2\" } oifname { \"veth1\", \"veth2\" } drop"));
+        let empty = render("t1", &NftModel::default());
+        assert!(!empty.contains("table bridge t1 {\n"));
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("berth-123_x.y", 15));
+        assert!(!valid_name("a\"b", 15));
+        assert!(!valid_name("a b", 15));
+        assert!(!valid_name("", 15));
+        assert!(!valid_name("0123456789abcdef", 15));
+    }
+}
