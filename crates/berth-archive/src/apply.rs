@@ -1,0 +1,784 @@
+//! Applying a layer tar stream onto a directory, safely.
+//!
+//! The archive is hostile. Each entry name is cleaned lexically (`..` clamped, leading `/`
+//! dropped), its parent directory is resolved inside the root by the kernel
+//! (`openat2(RESOLVE_IN_ROOT)`, see [`crate::root`]) and cached as a descriptor, and the
+//! final component is created/changed/removed with `*at` calls that never follow it. So a
+//! symlink in the archive can redirect a later entry only to another place *inside* the
+//! root, hard links only link inodes inside the root, and metadata is never applied through
+//! a symlink.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::rc::Rc;
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
+use rustix::io::Errno;
+
+use crate::error::ArchiveError;
+use crate::root::{components, join, list_dir, open_root, openat_in_root, remove_all_at};
+use crate::tar::{EntryType, Header, TarLimits, TarReader, Timestamp};
+
+const COPY_BUF: usize = 1 << 20;
+/// Parent directory descriptors kept open at once (well under `RLIMIT_NOFILE`).
+const DIR_CACHE_MAX: usize = 256;
+const WHITEOUT_PREFIX: &[u8] = b".wh.";
+const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
+const WHITEOUT_OPAQUE: &[u8] = b".wh..wh..opq";
+
+/// How OCI whiteout entries (`.wh.<name>`, `.wh..wh..opq`) are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhiteoutMode {
+    /// The target directory is an overlayfs upper layer: `.wh.x` becomes a character device
+    /// 0:0 named `x`, and `.wh..wh..opq` sets `trusted.overlay.opaque=y` (or
+    /// `user.overlay.opaque=y` with [`ApplyOptions::overlay_userxattr`]) on its directory, so
+    /// the kernel hides the lower layers' entries.
+    Overlay,
+    /// The target is a flat tree (import, `cp`, `ADD`, a squashed rootfs): whiteouts delete
+    /// in place; an opaque marker deletes everything in its directory that this layer did
+    /// not itself create.
+    Remove,
+}
+
+/// Options of [`apply_layer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyOptions {
+    /// How whiteouts are applied.
+    pub whiteouts: WhiteoutMode,
+    /// Use the `user.overlay.*` xattr namespace for opaque markers (rootless overlayfs mounted
+    /// with `userxattr`).
+    pub overlay_userxattr: bool,
+    /// Set owners from the archive (rootful). Without it files belong to the caller,
+    /// setuid/setgid bits are dropped from non-directories, and `security.capability`,
+    /// `trusted.*` and `system.*` xattrs are not applied.
+    pub same_owner: bool,
+    /// Create character and block devices; without it they are skipped with a warning.
+    pub allow_devices: bool,
+    /// Most tar headers accepted (BOUND).
+    pub max_entries: u64,
+    /// Most file data bytes accepted (BOUND).
+    pub max_bytes: u64,
+}
+
+impl Default for ApplyOptions {
+    /// `Remove` whiteouts, owners and devices when running as root, [`TarLimits::default`].
+    fn default() -> Self {
+        let root = rustix::process::geteuid().is_root();
+        let limits = TarLimits::default();
+        ApplyOptions {
+            whiteouts: WhiteoutMode::Remove,
+            overlay_userxattr: false,
+            same_owner: root,
+            allow_devices: root,
+            max_entries: limits.max_entries,
+            max_bytes: limits.max_bytes,
+        }
+    }
+}
+
+/// What [`apply_layer`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ApplyStats {
+    /// Entries applied (whiteouts included, skipped devices and global headers excluded).
+    pub entries: u64,
+    /// File data bytes written.
+    pub bytes: u64,
+    /// Entries skipped by policy (devices without `allow_devices`).
+    pub skipped: u64,
+}
+
+/// Applies an uncompressed tar stream onto the directory `root`.
+///
+/// Entries are applied in archive order, the last of duplicate names wins; an entry replaces
+/// whatever is at its path unless both are directories (then the metadata is updated).
+/// Missing parent directories are created (0755). Directory times are set after all entries.
+/// After the end-of-archive marker the rest of `tar` is read and discarded, so a digest or
+/// decompression check wrapped around it sees every byte.
+///
+/// On error the tree is left partially applied: callers apply into a staging directory and
+/// delete it on failure. Nothing is fsynced; callers `syncfs` the layer once.
+///
+/// ```no_run
+/// use berth_archive::{apply_layer, decompress, ApplyOptions, WhiteoutMode};
+/// let blob = std::fs::File::open("layer.tar.gz")?;
+/// let tar = decompress(blob, 8 << 30)?;
+/// let opts = ApplyOptions { whiteouts: WhiteoutMode::Overlay, ..ApplyOptions::default() };
+/// let stats = apply_layer(std::path::Path::new("/staging/fs"), tar, &opts)?;
+/// println!("{} entries, {} bytes", stats.entries, stats.bytes);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn apply_layer<R: Read>(
+    root: &Path,
+    tar: R,
+    opts: &ApplyOptions,
+) -> Result<ApplyStats, ArchiveError> {
+    let rootfd = open_root(root)?;
+    apply_layer_at(rootfd.as_fd(), tar, opts)
+}
+
+/// Like [`apply_layer`] with an already open root directory descriptor.
+pub fn apply_layer_at<R: Read>(
+    root: BorrowedFd<'_>,
+    tar: R,
+    opts: &ApplyOptions,
+) -> Result<ApplyStats, ArchiveError> {
+    let mut reader = TarReader::with_limits(
+        tar,
+        TarLimits {
+            max_entries: opts.max_entries,
+            max_bytes: opts.max_bytes,
+        },
+    );
+    let mut a = Applier {
+        root,
+        opts,
+        dirs: HashMap::new(),
+        dir_times: Vec::new(),
+        created: HashSet::new(),
+        buf: vec![0u8; COPY_BUF],
+        stats: ApplyStats::default(),
+    };
+    while let Some(h) = reader.next_header()? {
+        a.entry(&h, &mut reader)?;
+    }
+    a.finish_dir_times()?;
+    let mut rest = reader.into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink()).map_err(ArchiveError::from_read)?;
+    Ok(a.stats)
+}
+
+struct Applier<'a> {
+    root: BorrowedFd<'a>,
+    opts: &'a ApplyOptions,
+    /// Cleaned directory path -> its descriptor, resolved in root. Cleared whenever a
+    /// directory or symlink is removed, since that can change what a path resolves to.
+    dirs: HashMap<Vec<u8>, Rc<OwnedFd>>,
+    dir_times: Vec<(Vec<u8>, Timestamps)>,
+    /// Paths created by this layer (Remove mode only, for opaque markers).
+    created: HashSet<Vec<u8>>,
+    buf: Vec<u8>,
+    stats: ApplyStats,
+}
+
+fn ts(t: Timestamp) -> Timespec {
+    Timespec {
+        tv_sec: t.secs,
+        tv_nsec: i64::from(t.nanos),
+    }
+}
+
+impl<'a> Applier<'a> {
+    fn entry<R: Read>(&mut self, h: &Header, r: &mut TarReader<R>) -> Result<(), ArchiveError> {
+        match h.entry_type {
+            EntryType::GlobalPax => return Ok(()),
+            EntryType::Other(t) => {
+                return Err(ArchiveError::Unsupported(format!(
+                    "unhandled tar header type {:?} for {}",
+                    char::from(t),
+                    String::from_utf8_lossy(&h.name)
+                )))
+            }
+            _ => {}
+        }
+        let comps = components(&h.name);
+        if let Some(c) = comps.iter().find(|c| c.len() > 255) {
+            return Err(ArchiveError::Invalid(format!(
+                "path component of {} bytes in {}",
+                c.len(),
+                String::from_utf8_lossy(&h.name)
+            )));
+        }
+        let path = join(&comps);
+        let Some((base, parent_comps)) = comps.split_last() else {
+            return self.root_entry(h);
+        };
+        let base: &[u8] = base;
+        if base.starts_with(WHITEOUT_PREFIX) {
+            self.stats.entries += 1;
+            return self.whiteout(h, parent_comps, base);
+        }
+        let parent_path = join(parent_comps);
+        let parent = self.parent(&parent_path)?;
+        let parent = parent.as_fd();
+        match h.entry_type {
+            EntryType::Regular => self.regular(h, r, parent, base, &path)?,
+            EntryType::Dir => self.dir(h, parent, base, &path)?,
+            EntryType::Symlink => self.symlink(h, parent, base, &path)?,
+            EntryType::Link => self.hardlink(h, parent, base, &path)?,
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                if h.entry_type != EntryType::Fifo && !self.opts.allow_devices {
+                    tracing::warn!(
+                        path = %String::from_utf8_lossy(&path),
+                        "skipping device node (devices not allowed)"
+                    );
+                    self.stats.skipped += 1;
+                    return Ok(());
+                }
+                self.node(h, parent, base, &path)?
+            }
+            EntryType::GlobalPax | EntryType::Other(_) => {}
+        }
+        self.stats.entries += 1;
+        if self.opts.whiteouts == WhiteoutMode::Remove {
+            self.mark_created(path);
+        }
+        Ok(())
+    }
+
+    /// Records `path` and its ancestors as created by this layer.
+    fn mark_created(&mut self, mut path: Vec<u8>) {
+        while self.created.insert(path.clone()) {
+            match path.iter().rposition(|&b| b == b'/') {
+                Some(i) => path.truncate(i),
+                None => break,
+            }
+        }
+    }
+
+    /// Descriptor of a directory (by cleaned path), created if missing.
+    fn parent(&mut self, path: &[u8]) -> Result<Rc<OwnedFd>, ArchiveError> {
+        if let Some(fd) = self.dirs.get(path) {
+            return Ok(Rc::clone(fd));
+        }
+        let fd = match openat_in_root(
+            self.root,
+            path,
+            OFlags::PATH | OFlags::DIRECTORY,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => crate::root::mkdir_all_in_root_at(self.root, path, 0o755)?,
+            Err(e) => return Err(ArchiveError::fs("open directory", path, e)),
+        };
+        let fd = Rc::new(fd);
+        self.cache(path.to_vec(), Rc::clone(&fd));
+        Ok(fd)
+    }
+
+    fn cache(&mut self, path: Vec<u8>, fd: Rc<OwnedFd>) {
+        if self.dirs.len() >= DIR_CACHE_MAX {
+            self.dirs.clear();
+        }
+        self.dirs.insert(path, fd);
+    }
+
+    /// Removes whatever is at `parent/base` (recursively, never following symlinks).
+    fn remove(
+        &mut self,
+        parent: BorrowedFd<'_>,
+        base: &[u8],
+        path: &[u8],
+    ) -> Result<(), ArchiveError> {
+        let st = match rfs::statat(parent, base, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(ArchiveError::fs("stat", path, e)),
+        };
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            self.dirs.clear();
+        }
+        remove_all_at(parent, base).map_err(|e| ArchiveError::fs("remove", path, e))?;
+        Ok(())
+    }
+
+    /// Runs `create`; if the name exists, removes it and runs `create` once more.
+    fn create_replacing<T>(
+        &mut self,
+        parent: BorrowedFd<'_>,
+        base: &[u8],
+        path: &[u8],
+        op: &'static str,
+        mut create: impl FnMut() -> Result<T, Errno>,
+    ) -> Result<T, ArchiveError> {
+        match create() {
+            Ok(v) => Ok(v),
+            Err(Errno::EXIST) => {
+                self.remove(parent, base, path)?;
+                create().map_err(|e| ArchiveError::fs(op, path, e))
+            }
+            Err(e) => Err(ArchiveError::fs(op, path, e)),
+        }
+    }
+
+    fn regular<R: Read>(
+        &mut self,
+        h: &Header,
+        r: &mut TarReader<R>,
+        parent: BorrowedFd<'_>,
+        base: &[u8],
+        path: &[u8],
+    ) -> Result<(), ArchiveError> {
+        let fd = self.create_replacing(parent, base, path, "create", || {
+            rfs::openat(
+                parent,
+                base,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+        })?;
+        let mut file = std::fs::File::from(fd);
+        let mut left = h.size;
+        while left > 0 {
+            let want = self
+                .buf
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = r
+                .read_data(&mut self.buf[..want])
+                .map_err(ArchiveError::from_read)?;
+            file.write_all(&self.buf[..n])
+                .map_err(|e| ArchiveError::fs("write", path, e))?;
+            left -= n as u64;
+        }
+        self.stats.bytes += h.size;
+        let fd = file.as_fd();
+        self.owner_fd(fd, h, path)?;
+        rfs::fchmod(fd, Mode::from_raw_mode(self.mode(h, false)))
+            .map_err(|e| ArchiveError::fs("chmod", path, e))?;
+        self.xattrs_fd(fd, h, path)?;
+        rfs::futimens(fd, &self.times(h)).map_err(|e| ArchiveError::fs("set times", path, e))?;
+        Ok(())
+    }
+
+    fn dir(
+        &mut self,
+        h: &Header,
+        parent: BorrowedFd<'_>,
+        base: &[u8],
+        path: &[u8],
+    ) -> Result<(), ArchiveError> {
+        match rfs::mkdirat(parent, base, Mode::from_raw_mode(0o700)) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                let st = rfs::statat(parent, base, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| ArchiveError::fs("stat", path, e))?;
+                if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                    self.remove(parent, base, path)?;
+                    rfs::mkdirat(parent, base, Mode::from_raw_mode(0o700))
+                        .map_err(|e| ArchiveError::fs("mkdir", path, e))?;
+                }
+            }
+            Err(e) => return Err(ArchiveError::fs("mkdir", path, e)),
+        }
+        let fd = rfs::openat(
+            parent,
+            base,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ArchiveError::fs("open directory", path, e))?;
+        self.dir_meta(fd.as_fd(), h, path)?;
+        self.cache(path.to_vec(), Rc::new(fd));
+        Ok(())
+    }
+
+    fn dir_meta(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        h: &Header,
+        path: &[u8],
+    ) -> Result<(), ArchiveError> {
+        self.owner_fd(fd, h, path)?;
+        rfs::fchmod(fd, Mode::from_raw_mode(self.mode(h, true)))
+            .map_err(|e| ArchiveError::fs("chmod", path, e))?;
+        self.xattrs_fd(fd, h, path)?;
+        self.dir_times.push((path.to_vec(), self.times(h)));
+        Ok(())
+    }
+
+    /// A directory entry naming the root itself (`./`): update the root's metadata.
+    fn root_entry(&mut self, h: &Header) -> Result<(), ArchiveError> {
+        if h.entry_type != EntryType::Dir {
+            return Err(ArchiveError::Invalid(format!(
+                "entry {} would replace the root directory",
+                String::from_utf8_lossy(&h.name)
+            )));
+        }
+        let fd = openat_in_root(
+            self.root,
+            b"",
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .map_err(|e| ArchiveError::fs("open", b"/", e))?;
+        self.dir_meta(fd.as_fd(), h, b"")?;
+        self.stats.entries += 1;
+        Ok(())
+    }
+
+    fn symlink(
+        &mut self,
+        h: &Header,
+        parent: BorrowedFd<'_>,
+        base: &[u8],
+        path: &[u8],
+    ) -> Result<(), ArchiveError> {
+        self.create_replacing(parent, base, path, "symlink", || {
+            rfs::symlinkat(h.link_name.as_slice(), parent, base)
+        })?;
+        self.owner_at(parent, base, h, path)?;
+        rfs::utimensat(parent, base, &self.times(h), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| ArchiveError::fs("set times", path, e))?;
+        Ok(())
+    }
+
+    fn hardlink(
+        &mut self,
+        h: &Header,
+        parent: BorrowedFd<'_>,
+        base: &[u8],
+        path: &[u8],
+    ) -> Result<(), ArchiveError> {
+        let tcomps = components(&h.link_name);
+        let Some((tbase, tparent)) = tcomps.split_last() else {
+            return Err(ArchiveError::Invalid(format!(
+                "hard link {} to the root directory",
+                String::from_utf8_lossy(path)
+            )));
+        };
+        let tpath = join(&tcomps);
+        if tpath == path {
+            return Ok(());
+        }
+        // The target's parent is resolved inside the root; its last component is not
+        // followed (linkat without AT_SYMLINK_FOLLOW), so only inodes in the root are linked.
+        let tparent_fd = openat_in_root(
+            self.root,
+            &join(tparent),
+            OFlags::PATH | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .map_err(|e| ArchiveError::fs("hard link target", &tpath, e))?;
+        let tbase: &[u8] = tbase;
+        match rfs::statat(&tparent_fd, tbase, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                return Err(ArchiveError::Invalid(format!(
+                    "hard link {} to directory {}",
+                    String::from_utf8_lossy(path),
+                    String::from_utf8_lossy(&tpath)
+                )))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(ArchiveError::fs("hard link target", &tpath, e)),
+        }
+        self.create_replacing(parent, base, path, "link", || {
+            rfs::linkat(&tparent_fd, tbase, parent, base, AtFlags::empty())
+        })
+    }
+
+    fn node(
+        &mut self,
+        h: &Header,
+        parent: BorrowedFd<'_>,
+        base: &[u8],
+        path: &[u8],
+    ) -> Result<(), ArchiveError> {
+        let (ft, dev) = match h.entry_type {
+            EntryType::Char => (
+                FileType::CharacterDevice,
+                rfs::makedev(h.dev_major, h.dev_minor),
+            ),
+            EntryType::Block => (
+                FileType::BlockDevice,
+                rfs::makedev(h.dev_major, h.dev_minor),
+            ),
+            _ => (FileType::Fifo, 0),
+        };
+        self.create_replacing(parent, base, path, "mknod", || {
+            rfs::mknodat(parent, base, ft, Mode::from_raw_mode(0o600), dev)
+        })?;
+        self.owner_at(parent, base, h, path)?;
+        chmod_nofollow(parent, base, self.mode(h, false))
+            .map_err(|e| ArchiveError::fs("chmod", path, e))?;
+        rfs::utimensat(parent, base, &self.times(h), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| ArchiveError::fs("set times", path, e))?;
+        Ok(())
+    }
+
+    fn whiteout(
+        &mut self,
+        h: &Header,
+        parent_comps: &[&[u8]],
+        base: &[u8],
+    ) -> Result<(), ArchiveError> {
+        let parent_path = join(parent_comps);
+        if base == WHITEOUT_OPAQUE {
+            return self.opaque(&parent_path);
+        }
+        if base.starts_with(WHITEOUT_META_PREFIX) {
+            // Other aufs metadata (.wh..wh.plnk, ...): never materialised.
+            return Ok(());
+        }
+        let name = &base[WHITEOUT_PREFIX.len()..];
+        if name.is_empty() || name == b"." || name == b".." {
+            return Err(ArchiveError::Invalid(format!(
+                "invalid whiteout name {}",
+                String::from_utf8_lossy(&h.name)
+            )));
+        }
+        let mut path = parent_path.clone();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name);
+        match self.opts.whiteouts {
+            WhiteoutMode::Remove => {
+                // A parent that does not resolve to a directory in root has nothing to hide.
+                let parent = match openat_in_root(
+                    self.root,
+                    &parent_path,
+                    OFlags::PATH | OFlags::DIRECTORY,
+                    Mode::empty(),
+                ) {
+                    Ok(fd) => fd,
+                    Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(()),
+                    Err(e) => return Err(ArchiveError::fs("open directory", &parent_path, e)),
+                };
+                self.remove(parent.as_fd(), name, &path)?;
+                self.created.remove(&path);
+            }
+            WhiteoutMode::Overlay => {
+                let parent = self.parent(&parent_path)?;
+                let parent = parent.as_fd();
+                self.create_replacing(parent, name, &path, "mknod whiteout", || {
+                    rfs::mknodat(parent, name, FileType::CharacterDevice, Mode::empty(), 0)
+                })?;
+                self.owner_at(parent, name, h, &path)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn opaque(&mut self, dir_path: &[u8]) -> Result<(), ArchiveError> {
+        match self.opts.whiteouts {
+            WhiteoutMode::Overlay => {
+                let dir = self.parent(dir_path)?;
+                let fd = openat_in_root(
+                    self.root,
+                    dir_path,
+                    OFlags::RDONLY | OFlags::DIRECTORY,
+                    Mode::empty(),
+                )
+                .map_err(|e| ArchiveError::fs("open directory", dir_path, e))?;
+                drop(dir);
+                let name: &[u8] = if self.opts.overlay_userxattr {
+                    b"user.overlay.opaque"
+                } else {
+                    b"trusted.overlay.opaque"
+                };
+                rfs::fsetxattr(&fd, name, b"y", XattrFlags::empty())
+                    .map_err(|e| ArchiveError::fs("set opaque xattr", dir_path, e))?;
+            }
+            WhiteoutMode::Remove => {
+                let dir = match openat_in_root(
+                    self.root,
+                    dir_path,
+                    OFlags::RDONLY | OFlags::DIRECTORY,
+                    Mode::empty(),
+                ) {
+                    Ok(fd) => fd,
+                    Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(()),
+                    Err(e) => return Err(ArchiveError::fs("open directory", dir_path, e)),
+                };
+                let children =
+                    list_dir(dir.as_fd()).map_err(|e| ArchiveError::fs("list", dir_path, e))?;
+                for child in children {
+                    let mut p = dir_path.to_vec();
+                    if !p.is_empty() {
+                        p.push(b'/');
+                    }
+                    p.extend_from_slice(&child);
+                    if !self.created.contains(&p) {
+                        self.remove(dir.as_fd(), &child, &p)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn mode(&self, h: &Header, is_dir: bool) -> u32 {
+        let mut mode = h.mode & 0o7777;
+        if !self.opts.same_owner && !is_dir {
+            mode &= !0o6000;
+        }
+        mode
+    }
+
+    fn times(&self, h: &Header) -> Timestamps {
+        let atime = h.atime.map_or(h.mtime, |a| a.max(h.mtime));
+        Timestamps {
+            last_access: ts(atime),
+            last_modification: ts(h.mtime),
+        }
+    }
+
+    fn ids(&self, h: &Header, path: &[u8]) -> Result<Option<(rfs::Uid, rfs::Gid)>, ArchiveError> {
+        if !self.opts.same_owner {
+            return Ok(None);
+        }
+        let uid = u32::try_from(h.uid).ok().filter(|&u| u != u32::MAX);
+        let gid = u32::try_from(h.gid).ok().filter(|&g| g != u32::MAX);
+        match (uid, gid) {
+            (Some(u), Some(g)) => Ok(Some((rfs::Uid::from_raw(u), rfs::Gid::from_raw(g)))),
+            _ => Err(ArchiveError::Invalid(format!(
+                "owner {}:{} of {} out of range",
+                h.uid,
+                h.gid,
+                String::from_utf8_lossy(path)
+            ))),
+        }
+    }
+
+    fn owner_fd(&self, fd: BorrowedFd<'_>, h: &Header, path: &[u8]) -> Result<(), ArchiveError> {
+        if let Some((u, g)) = self.ids(h, path)? {
+            rfs::fchown(fd, Some(u), Some(g)).map_err(|e| ArchiveError::fs("chown", path, e))?;
+        }
+        Ok(())
+    }
+
+    fn owner_at(
+        &self,
+        parent: BorrowedFd<'_>,
+        base: &[u8],
+        h: &Header,
+        path: &[u8],
+    ) -> Result<(), ArchiveError> {
+        if let Some((u, g)) = self.ids(h, path)? {
+            rfs::chownat(parent, base, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| ArchiveError::fs("chown", path, e))?;
+        }
+        Ok(())
+    }
+
+    fn xattrs_fd(&self, fd: BorrowedFd<'_>, h: &Header, path: &[u8]) -> Result<(), ArchiveError> {
+        for (name, value) in &h.xattrs {
+            if !xattr_allowed(name, self.opts.same_owner) {
+                tracing::debug!(
+                    path = %String::from_utf8_lossy(path),
+                    xattr = %String::from_utf8_lossy(name),
+                    "dropping xattr from archive"
+                );
+                continue;
+            }
+            match rfs::fsetxattr(fd, name.as_slice(), value, XattrFlags::empty()) {
+                Ok(()) => {}
+                Err(e @ (Errno::NOTSUP | Errno::PERM)) => tracing::warn!(
+                    path = %String::from_utf8_lossy(path),
+                    xattr = %String::from_utf8_lossy(name),
+                    error = %e,
+                    "cannot set xattr; ignored"
+                ),
+                Err(e) => return Err(ArchiveError::fs("set xattr", path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_dir_times(&mut self) -> Result<(), ArchiveError> {
+        self.dirs.clear();
+        let times = std::mem::take(&mut self.dir_times);
+        for (path, t) in &times {
+            let comps = components(path);
+            let fd = match comps.split_last() {
+                None => openat_in_root(
+                    self.root,
+                    b"",
+                    OFlags::RDONLY | OFlags::DIRECTORY,
+                    Mode::empty(),
+                ),
+                Some((base, parent)) => {
+                    let base: &[u8] = base;
+                    match openat_in_root(
+                        self.root,
+                        &join(parent),
+                        OFlags::PATH | OFlags::DIRECTORY,
+                        Mode::empty(),
+                    ) {
+                        Ok(p) => rfs::openat(
+                            &p,
+                            base,
+                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                            Mode::empty(),
+                        ),
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            match fd {
+                Ok(fd) => {
+                    rfs::futimens(&fd, t).map_err(|e| ArchiveError::fs("set times", path, e))?
+                }
+                // Replaced or removed by a later entry: nothing to do.
+                Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::LOOP) => {}
+                Err(e) => return Err(ArchiveError::fs("open directory", path, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which xattrs from an archive may be applied.
+fn xattr_allowed(name: &[u8], same_owner: bool) -> bool {
+    if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
+        return false;
+    }
+    if name == b"security.capability" {
+        return same_owner;
+    }
+    if name.starts_with(b"security.") {
+        // SELinux/IMA/EVM labels from an image are never applied raw.
+        return false;
+    }
+    if name.starts_with(b"trusted.") || name.starts_with(b"system.") {
+        return same_owner;
+    }
+    name.starts_with(b"user.")
+}
+
+/// `fchmodat2(dir, name, mode, AT_SYMLINK_NOFOLLOW)`; on kernels without it, a plain
+/// `fchmodat` (the node was just created by us, and a symlink has no mode to change).
+fn chmod_nofollow(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> Result<(), Errno> {
+    let cname = std::ffi::CString::new(name).map_err(|_| Errno::INVAL)?;
+    // SAFETY: fchmodat2 takes a valid dir fd (borrowed for the call), a NUL-terminated path
+    // that outlives the call, and plain integers; it does not retain any pointer.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fchmodat2,
+            dir.as_raw_fd(),
+            cname.as_ptr(),
+            mode as libc::c_uint,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+    if err == Errno::NOSYS {
+        let st = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+            return Ok(());
+        }
+        return rfs::chmodat(dir, name, Mode::from_raw_mode(mode), AtFlags::empty());
+    }
+    Err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xattr_policy() {
+        assert!(!xattr_allowed(b"trusted.overlay.opaque", true));
+        assert!(!xattr_allowed(b"user.overlay.redirect", true));
+        assert!(!xattr_allowed(b"security.selinux", true));
+        assert!(xattr_allowed(b"security.capability", true));
+        assert!(!xattr_allowed(b"security.capability", false));
+        assert!(xattr_allowed(b"user.foo", false));
+        assert!(!xattr_allowed(b"trusted.foo", false));
+    }
+}
