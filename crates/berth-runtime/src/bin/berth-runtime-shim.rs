@@ -1,0 +1,13 @@
+//! Test helper: a stand-in for `berth shim <state_dir>` so the crate's integration tests can
+//! launch real shims without the `berth` binary.
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match (args.get(1).map(String::as_str), args.get(2)) {
+        (Some("shim"), Some(dir)) => berth_runtime::shim_main(std::path::Path::new(dir)),
+        _ => {
+            eprintln!("usage: berth-runtime-shim shim <state_dir>");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,1710 @@
+//! The per-container shim: one small, single-threaded process per container.
+//!
+//! Lifecycle (`berth shim <state_dir>` → [`shim_main`]):
+//! 1. fork once (the daemon reaps the first process at once), `setsid`, become a child
+//!    subreaper, stdio to /dev/null and `shim.log`, cwd = the state dir (which is the bundle);
+//! 2. listen on `<state_dir>/shim.sock`; mount the rootfs at `<state_dir>/rootfs`; resolve the
+//!    user, create the cwd and check the executable inside the root; write `config.json`;
+//! 3. create the container through the built-in runtime (youki's libcontainer) or an
+//!    external OCI runtime, with pipes or a pty (received on a console socket) as its stdio;
+//! 4. report `{pid, shim_pid}` or the error on the start-up pipe, then serve the socket from
+//!    a `poll(2)` loop: output goes to the json log and to attached clients, stdin comes from
+//!    them, SIGCHLD (signalfd) reaps init and exec processes;
+//! 5. when init is gone and its output drained: read the OOM counter, delete the runtime
+//!    state, unmount the rootfs, remove the cgroup, write `exit.json` atomically, answer the
+//!    waiters, flush attached clients and exit.
+//!
+//! Signals: libcontainer clones the container from this process, so the signal mask and
+//! the SIGPIPE disposition are reset around every create/exec (a container must not inherit
+//! an ignored SIGPIPE or a blocked SIGCHLD), and the children are swept after each.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::cgroup::Cgroup;
+use crate::client::{
+    cgroups_path, read_config, write_atomic, ExitStatus, Request, Response, StartFailure,
+    Started, State, Status, ENV_AUTOSTART, ENV_READY_FD, EXIT_FILE, ROOTFS_DIR,
+    RUNC_DIR, SOCKET_FILE, SPEC_FILE, YOUKI_DIR,
+};
+use crate::config::{ContainerConfig, NetMode, ProcessConfig};
+use crate::logs::{LogWriter, Stream};
+use crate::spec;
+
+/// Errors inside the shim; `reason` tells the daemon how to report a failed start.
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("{message}")]
+    Start {
+        message: String,
+        reason: StartFailure,
+    },
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+/// Coarse class of a [`ShimError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShimErrorKind {
+    Start(StartFailure),
+    Io,
+}
+
+impl ShimError {
+    pub fn kind(&self) -> ShimErrorKind {
+        match self {
+            ShimError::Start { reason, .. } => ShimErrorKind::Start(*reason),
+            ShimError::Io(..) => ShimErrorKind::Io,
+        }
+    }
+
+    fn other(message: impl Into<String>) -> ShimError {
+        ShimError::Start {
+            message: message.into(),
+            reason: StartFailure::Other,
+        }
+    }
+
+    fn response(&self) -> Response {
+        let mut r = Response::err(self.to_string());
+        r.reason = Some(match self {
+            ShimError::Start { reason, .. } => *reason,
+            ShimError::Io(..) => StartFailure::Other,
+        });
+        r
+    }
+}
+
+fn ioe(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> ShimError {
+    let what = what.to_string();
+    move |e| ShimError::Io(what, e)
+}
+
+fn nixe(what: impl std::fmt::Display) -> impl FnOnce(nix::Error) -> ShimError {
+    let what = what.to_string();
+    move |e| ShimError::Io(what, e.into())
+}
+
+/// Entry point of `berth shim <state_dir>`. Never returns.
+pub fn shim_main(state_dir: &Path) -> ! {
+    let code = match run(state_dir) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(state_dir = %state_dir.display(), "shim: {e}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+fn set_cloexec(fd: RawFd) {
+    // SAFETY: fcntl on an fd we own; no memory is passed.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+}
+
+fn set_nonblock(fd: RawFd) {
+    // SAFETY: fcntl on an fd we own; no memory is passed.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+}
+
+fn run(state_dir: &Path) -> Result<(), ShimError> {
+    let ready: Option<std::fs::File> = std::env::var(ENV_READY_FD)
+        .ok()
+        .and_then(|v| v.parse::<RawFd>().ok())
+        .filter(|fd| {
+            // SAFETY: F_GETFD only checks that the descriptor is open.
+            unsafe { libc::fcntl(*fd, libc::F_GETFD) >= 0 }
+        })
+        .map(|fd| {
+            set_cloexec(fd);
+            // SAFETY: the daemon handed us this descriptor (fd 3) and nothing else owns it.
+            unsafe { std::fs::File::from_raw_fd(fd) }
+        });
+    let autostart = std::env::var(ENV_AUTOSTART).map(|v| v == "1").unwrap_or(true);
+
+    // Daemonize: the first process exits so the daemon can reap it; we survive the daemon.
+    // SAFETY: the shim is single-threaded at this point; the child only continues normally.
+    match unsafe { nix::unistd::fork() }.map_err(nixe("fork"))? {
+        nix::unistd::ForkResult::Parent { .. } => {
+            // SAFETY: _exit skips atexit handlers, which belong to the parent's image.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Child => {}
+    }
+    let _ = nix::unistd::setsid();
+    redirect_stdio(state_dir);
+    nix::unistd::chdir(state_dir).map_err(nixe(state_dir.display()))?;
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    ignore_sigpipe(true);
+
+    let mut ready = ready;
+    let state_dir = std::fs::canonicalize(state_dir).map_err(ioe(state_dir.display()))?;
+    match Shim::setup(&state_dir, autostart) {
+        Ok(mut shim) => {
+            let resp = Response {
+                started: Some(Started {
+                    pid: shim.init_pid as u32,
+                    shim_pid: std::process::id(),
+                }),
+                ..Default::default()
+            };
+            report(&mut ready, &resp);
+            drop(ready);
+            shim.run_loop();
+            Ok(())
+        }
+        Err((e, partial)) => {
+            report(&mut ready, &e.response());
+            if let Some(cfg) = partial {
+                teardown(&state_dir, &cfg, None);
+            }
+            let _ = std::fs::remove_file(state_dir.join(SOCKET_FILE));
+            Err(e)
+        }
+    }
+}
+
+fn report(ready: &mut Option<std::fs::File>, resp: &Response) {
+    if let Some(f) = ready.as_mut() {
+        let mut line = serde_json::to_vec(resp).unwrap_or_default();
+        line.push(b'\n');
+        let _ = f.write_all(&line);
+    }
+}
+
+fn redirect_stdio(state_dir: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        // SAFETY: dup2 onto the standard descriptors, which this process owns.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 0);
+            libc::dup2(null.as_raw_fd(), 1);
+        }
+    }
+    if let Ok(log) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(state_dir.join("shim.log"))
+    {
+        // SAFETY: as above.
+        unsafe { libc::dup2(log.as_raw_fd(), 2) };
+    }
+}
+
+fn ignore_sigpipe(ignore: bool) {
+    let h = if ignore {
+        libc::SIG_IGN
+    } else {
+        libc::SIG_DFL
+    };
+    // SAFETY: installing SIG_IGN/SIG_DFL has no handler code to be unsafe.
+    unsafe { libc::signal(libc::SIGPIPE, h) };
+}
+
+fn block_sigchld(block: bool) {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    let how = if block {
+        nix::sys::signal::SigmaskHow::SIG_BLOCK
+    } else {
+        nix::sys::signal::SigmaskHow::SIG_UNBLOCK
+    };
+    let _ = nix::sys::signal::sigprocmask(how, Some(&set), None);
+}
+
+/// Run `f` with the signal state a new container process must inherit.
+fn with_clean_signals<T>(f: impl FnOnce() -> T) -> T {
+    ignore_sigpipe(false);
+    block_sigchld(false);
+    let r = f();
+    block_sigchld(true);
+    ignore_sigpipe(true);
+    r
+}
+
+/// Unmount `path` and anything stacked on it (lazy detach), ignoring "not mounted".
+pub(crate) fn unmount_all(path: &Path) {
+    for _ in 0..16 {
+        if nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH).is_err() {
+            break;
+        }
+    }
+}
+
+fn mount_rootfs(cfg: &ContainerConfig, rootfs: &Path) -> Result<(), ShimError> {
+    use nix::mount::{mount, MsFlags};
+    std::fs::create_dir_all(rootfs).map_err(ioe(rootfs.display()))?;
+    unmount_all(rootfs);
+    let r = &cfg.rootfs;
+    let res = if r.fstype.is_empty() || r.fstype == "bind" {
+        mount(
+            Some(Path::new(&r.source)),
+            rootfs,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    } else {
+        let data = r.options.join(",");
+        if data.len() >= 4096 {
+            return Err(ShimError::other(format!(
+                "mount rootfs: {} options are longer than a page",
+                r.fstype
+            )));
+        }
+        mount(
+            Some(r.source.as_str()),
+            rootfs,
+            Some(r.fstype.as_str()),
+            MsFlags::empty(),
+            Some(data.as_str()),
+        )
+    };
+    res.map_err(|e| ShimError::other(format!("mount rootfs ({}): {e}", r.fstype)))?;
+    let _ = mount(
+        None::<&str>,
+        rootfs,
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    );
+    Ok(())
+}
+
+fn env_path(env: &[String]) -> String {
+    env.iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(spec::DEFAULT_PATH)
+        .to_string()
+}
+
+/// Docker/runc-worded check that `arg0` can be executed inside `rootfs`.
+fn check_executable(rootfs: &Path, arg0: &str, path: &str, cwd: &str) -> Result<(), ShimError> {
+    use std::os::unix::fs::MetadataExt;
+    let root = pathrs::Root::open(rootfs)
+        .map_err(|e| ShimError::other(format!("open rootfs: {e}")))?;
+    let probe = |p: &str| -> Option<std::fs::Metadata> {
+        let h = root.resolve(p).ok()?;
+        let f = h.reopen(pathrs::flags::OpenFlags::O_PATH).ok()?;
+        f.metadata().ok()
+    };
+    let is_exec = |m: &std::fs::Metadata| m.is_file() && m.mode() & 0o111 != 0;
+    if arg0.is_empty() {
+        return Err(ShimError::Start {
+            message: "no command specified".into(),
+            reason: StartFailure::InvalidConfig,
+        });
+    }
+    if arg0.contains('/') {
+        let full = if arg0.starts_with('/') {
+            arg0.to_string()
+        } else {
+            format!("{}/{arg0}", cwd.trim_end_matches('/'))
+        };
+        return match probe(&full) {
+            None => Err(ShimError::Start {
+                message: format!("exec: \"{arg0}\": stat {arg0}: no such file or directory"),
+                reason: StartFailure::CommandNotFound,
+            }),
+            Some(m) if !is_exec(&m) => Err(ShimError::Start {
+                message: format!("exec: \"{arg0}\": permission denied"),
+                reason: StartFailure::CommandNotExecutable,
+            }),
+            Some(_) => Ok(()),
+        };
+    }
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        if let Some(m) = probe(&format!("{}/{arg0}", dir.trim_end_matches('/'))) {
+            if is_exec(&m) {
+                return Ok(());
+            }
+        }
+    }
+    Err(ShimError::Start {
+        message: format!("exec: \"{arg0}\": executable file not found in $PATH"),
+        reason: StartFailure::CommandNotFound,
+    })
+}
+
+fn ensure_cwd(rootfs: &Path, cwd: &str, uid: u32, gid: u32) -> Result<(), ShimError> {
+    if cwd.is_empty() || cwd == "/" {
+        return Ok(());
+    }
+    let root = pathrs::Root::open(rootfs)
+        .map_err(|e| ShimError::other(format!("open rootfs: {e}")))?;
+    if root.resolve(cwd).is_ok() {
+        return Ok(());
+    }
+    let h = root
+        .mkdir_all(cwd, &std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| ShimError::Start {
+            message: format!("mkdir {cwd}: {e}"),
+            reason: StartFailure::InvalidConfig,
+        })?;
+    // Docker creates a missing working directory owned by the container user.
+    if let Ok(f) = h.reopen(pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_DIRECTORY) {
+        let _ = nix::unistd::fchown(&f, Some(uid.into()), Some(gid.into()));
+    }
+    Ok(())
+}
+
+/// Bring `lo` up in the network namespace of `pid` (Docker's `none` network has it up).
+fn loopback_up(pid: i32) -> Result<(), ShimError> {
+    use nix::sched::{setns, CloneFlags};
+    let own = std::fs::File::open("/proc/self/ns/net").map_err(ioe("open own netns"))?;
+    let theirs =
+        std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(ioe("open container netns"))?;
+    setns(theirs.as_fd(), CloneFlags::CLONE_NEWNET).map_err(nixe("setns"))?;
+    let res = (|| -> std::io::Result<()> {
+        // SAFETY: plain socket creation.
+        let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if s < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: s is a fresh descriptor we own.
+        let s = unsafe { OwnedFd::from_raw_fd(s) };
+        // SAFETY: ifreq is plain old data; zeroed is a valid value.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (i, b) in b"lo\0".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we pass.
+        unsafe {
+            if libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            if libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    })();
+    setns(own.as_fd(), CloneFlags::CLONE_NEWNET).map_err(nixe("setns back"))?;
+    res.map_err(ioe("bring lo up"))
+}
+
+fn set_winsize(fd: RawFd, h: u16, w: u16) {
+    let ws = libc::winsize {
+        ws_row: h,
+        ws_col: w,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads the winsize we pass.
+    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+}
+
+/// Receive the pty master sent by the runtime on the console socket.
+fn recv_console(listener: &UnixListener) -> Result<OwnedFd, ShimError> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    listener
+        .set_nonblocking(true)
+        .map_err(ioe("console socket"))?;
+    let (conn, _) = listener.accept().map_err(|e| {
+        ShimError::other(format!("runtime did not send the console: {e}"))
+    })?;
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(nixe("receive console"))?;
+    for c in msg.cmsgs().map_err(nixe("receive console"))? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: SCM_RIGHTS gave us a new descriptor that nothing else owns.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err(ShimError::other("console socket: no pty received"))
+}
+
+fn devnull() -> Result<OwnedFd, ShimError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map(OwnedFd::from)
+        .map_err(ioe("/dev/null"))
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), ShimError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(nixe("pipe"))
+}
+
+/// The stdio given to a new process, and the shim's ends of it.
+struct Stdio3 {
+    child: Option<[OwnedFd; 3]>,
+    console: Option<(UnixListener, PathBuf)>,
+    /// Shim side: stdin writer, outputs.
+    stdin: Option<OwnedFd>,
+    outs: Vec<(OwnedFd, Stream)>,
+}
+
+fn make_stdio(state_dir: &Path, tty: bool, stdin: bool, name: &str) -> Result<Stdio3, ShimError> {
+    if tty {
+        let path = state_dir.join(name);
+        let _ = std::fs::remove_file(&path);
+        let l = UnixListener::bind(name).map_err(ioe(format!("bind {name}")))?;
+        return Ok(Stdio3 {
+            child: None,
+            console: Some((l, path)),
+            stdin: None,
+            outs: Vec::new(),
+        });
+    }
+    let (in_child, in_shim) = if stdin {
+        let (r, w) = pipe()?;
+        (r, Some(w))
+    } else {
+        (devnull()?, None)
+    };
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    Ok(Stdio3 {
+        child: Some([in_child, out_w, err_w]),
+        console: None,
+        stdin: in_shim,
+        outs: vec![(out_r, Stream::Stdout), (err_r, Stream::Stderr)],
+    })
+}
+
+/// Which OCI runtime drives the container.
+enum Backend {
+    Youki { root: PathBuf },
+    External { bin: PathBuf, root: PathBuf },
+}
+
+impl Backend {
+    fn new(cfg: &ContainerConfig, state_dir: &Path) -> Backend {
+        match &cfg.runtime {
+            None => Backend::Youki {
+                root: state_dir.join(YOUKI_DIR),
+            },
+            Some(bin) => Backend::External {
+                bin: bin.clone(),
+                root: state_dir.join(RUNC_DIR),
+            },
+        }
+    }
+
+    fn runc(bin: &Path, root: &Path, state_dir: &Path) -> Command {
+        let mut c = Command::new(bin);
+        c.arg("--root")
+            .arg(root)
+            .arg("--log")
+            .arg(state_dir.join("runc.log"))
+            .arg("--log-format")
+            .arg("json");
+        c
+    }
+
+    fn runc_error(state_dir: &Path, what: &str) -> ShimError {
+        let log = std::fs::read_to_string(state_dir.join("runc.log")).unwrap_or_default();
+        let msg = log
+            .lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["level"] == "error")
+            .and_then(|v| v["msg"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("{what} failed"));
+        classify(msg)
+    }
+
+    /// Create the container (init waits for start); returns the init pid.
+    fn create(
+        &self,
+        cfg: &ContainerConfig,
+        state_dir: &Path,
+        stdio: &mut Stdio3,
+    ) -> Result<i32, ShimError> {
+        match self {
+            Backend::Youki { root } => {
+                use libcontainer::container::builder::ContainerBuilder;
+                use libcontainer::syscall::syscall::SyscallType;
+                std::fs::create_dir_all(root).map_err(ioe(root.display()))?;
+                let mut b = ContainerBuilder::new(cfg.id.clone(), SyscallType::Linux)
+                    .with_root_path(root.clone())
+                    .map_err(|e| ShimError::other(e.to_string()))?;
+                if let Some((_, path)) = &stdio.console {
+                    b = b.with_console_socket(Some(path.clone()));
+                }
+                if let Some([i, o, e]) = stdio.child.take() {
+                    b = b.with_stdin(i).with_stdout(o).with_stderr(e);
+                }
+                let c = with_clean_signals(|| {
+                    b.as_init(state_dir)
+                        .with_systemd(false)
+                        .with_detach(true)
+                        .build()
+                })
+                .map_err(|e| classify(e.to_string()))?;
+                c.pid()
+                    .map(|p| p.as_raw())
+                    .ok_or_else(|| ShimError::other("runtime reported no pid"))
+            }
+            Backend::External { bin, root } => {
+                let mut c = Self::runc(bin, root, state_dir);
+                c.arg("create")
+                    .arg("--bundle")
+                    .arg(state_dir)
+                    .arg("--pid-file")
+                    .arg(state_dir.join("init.pid"));
+                if let Some((_, path)) = &stdio.console {
+                    c.arg("--console-socket").arg(path);
+                    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+                }
+                if let Some([i, o, e]) = stdio.child.take() {
+                    c.stdin(Stdio::from(i)).stdout(Stdio::from(o)).stderr(Stdio::from(e));
+                }
+                c.arg(&cfg.id);
+                let st = with_clean_signals(|| c.status()).map_err(ioe("run runtime"))?;
+                if !st.success() {
+                    return Err(Self::runc_error(state_dir, "runtime create"));
+                }
+                let pid = std::fs::read_to_string(state_dir.join("init.pid"))
+                    .map_err(ioe("read init.pid"))?;
+                pid.trim()
+                    .parse()
+                    .map_err(|_| ShimError::other("runtime wrote a bad pid file"))
+            }
+        }
+    }
+
+    fn start(&self, cfg: &ContainerConfig, state_dir: &Path) -> Result<(), ShimError> {
+        match self {
+            Backend::Youki { root } => {
+                let mut c = libcontainer::container::Container::load(root.join(&cfg.id))
+                    .map_err(|e| ShimError::other(e.to_string()))?;
+                c.start().map_err(|e| ShimError::other(e.to_string()))
+            }
+            Backend::External { bin, root } => {
+                let st = Self::runc(bin, root, state_dir)
+                    .arg("start")
+                    .arg(&cfg.id)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .map_err(ioe("run runtime"))?;
+                if st.success() {
+                    Ok(())
+                } else {
+                    Err(Self::runc_error(state_dir, "runtime start"))
+                }
+            }
+        }
+    }
+
+    fn exec(
+        &self,
+        cfg: &ContainerConfig,
+        state_dir: &Path,
+        process_json: &Path,
+        stdio: &mut Stdio3,
+    ) -> Result<i32, ShimError> {
+        match self {
+            Backend::Youki { root } => {
+                use libcontainer::container::builder::ContainerBuilder;
+                use libcontainer::syscall::syscall::SyscallType;
+                let mut b = ContainerBuilder::new(cfg.id.clone(), SyscallType::Linux)
+                    .with_root_path(root.clone())
+                    .map_err(|e| ShimError::other(e.to_string()))?;
+                if let Some((_, path)) = &stdio.console {
+                    b = b.with_console_socket(Some(path.clone()));
+                }
+                if let Some([i, o, e]) = stdio.child.take() {
+                    b = b.with_stdin(i).with_stdout(o).with_stderr(e);
+                }
+                let pid = with_clean_signals(|| {
+                    b.as_tenant()
+                        .with_process(Some(process_json))
+                        .with_detach(true)
+                        .build()
+                })
+                .map_err(|e| classify(e.to_string()))?;
+                Ok(pid.as_raw())
+            }
+            Backend::External { bin, root } => {
+                let pidfile = process_json.with_extension("pid");
+                let mut c = Self::runc(bin, root, state_dir);
+                c.arg("exec")
+                    .arg("--detach")
+                    .arg("--pid-file")
+                    .arg(&pidfile)
+                    .arg("--process")
+                    .arg(process_json);
+                if let Some((_, path)) = &stdio.console {
+                    c.arg("--console-socket").arg(path);
+                    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+                }
+                if let Some([i, o, e]) = stdio.child.take() {
+                    c.stdin(Stdio::from(i)).stdout(Stdio::from(o)).stderr(Stdio::from(e));
+                }
+                c.arg(&cfg.id);
+                let st = with_clean_signals(|| c.status()).map_err(ioe("run runtime"))?;
+                if !st.success() {
+                    return Err(Self::runc_error(state_dir, "runtime exec"));
+                }
+                let pid = std::fs::read_to_string(&pidfile).map_err(ioe("read exec pid"))?;
+                let _ = std::fs::remove_file(&pidfile);
+                pid.trim()
+                    .parse()
+                    .map_err(|_| ShimError::other("runtime wrote a bad pid file"))
+            }
+        }
+    }
+
+    fn delete(&self, cfg: &ContainerConfig, state_dir: &Path) {
+        match self {
+            Backend::Youki { root } => {
+                if let Ok(mut c) = libcontainer::container::Container::load(root.join(&cfg.id)) {
+                    if let Err(e) = c.delete(true) {
+                        tracing::warn!("delete container state: {e}");
+                    }
+                }
+                let _ = std::fs::remove_dir_all(root);
+            }
+            Backend::External { bin, root } => {
+                let _ = Self::runc(bin, root, state_dir)
+                    .args(["delete", "--force", &cfg.id])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                let _ = std::fs::remove_dir_all(root);
+            }
+        }
+    }
+}
+
+/// Map a runtime error text to Docker's classes (127 not found, 126 not executable).
+fn classify(msg: String) -> ShimError {
+    let reason = if msg.contains("executable file not found")
+        || msg.contains("no such file or directory")
+    {
+        StartFailure::CommandNotFound
+    } else if msg.contains("permission denied") {
+        StartFailure::CommandNotExecutable
+    } else {
+        StartFailure::Other
+    };
+    ShimError::Start {
+        message: msg,
+        reason,
+    }
+}
+
+/// Tear down what a container leaves on the host; used on exit and on failed starts.
+fn teardown(state_dir: &Path, cfg: &ContainerConfig, backend: Option<&Backend>) {
+    let backend_owned;
+    let backend = match backend {
+        Some(b) => b,
+        None => {
+            backend_owned = Backend::new(cfg, state_dir);
+            &backend_owned
+        }
+    };
+    backend.delete(cfg, state_dir);
+    unmount_all(&state_dir.join(ROOTFS_DIR));
+    if let Err(e) = Cgroup::for_path(&cgroups_path(cfg)).remove() {
+        tracing::warn!("remove cgroup: {e}");
+    }
+    let _ = std::fs::remove_file(state_dir.join("console.sock"));
+}
+
+/// Most bytes buffered for one attached client before its output is dropped.
+const MAX_CLIENT_BUF: usize = 4 << 20;
+/// Most bytes buffered towards a process' stdin before its client is not read any more.
+const MAX_STDIN_BUF: usize = 256 << 10;
+/// Exec output is not read while its client has this much unsent (backpressure).
+const EXEC_BACKPRESSURE: usize = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    /// Reading the request line.
+    Request,
+    /// Answered; close once the reply is flushed.
+    Done,
+    Waiter,
+    ExecWaiter(String),
+    Attach {
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
+    ExecStream(String),
+}
+
+struct Conn {
+    stream: UnixStream,
+    inbuf: Vec<u8>,
+    out: VecDeque<u8>,
+    role: Role,
+    read_eof: bool,
+    dead: bool,
+}
+
+struct Out {
+    fd: OwnedFd,
+    stream: Stream,
+    eof: bool,
+}
+
+struct Exec {
+    pid: i32,
+    tty: bool,
+    master: Option<OwnedFd>,
+    stdin: Option<OwnedFd>,
+    stdin_buf: Vec<u8>,
+    outs: Vec<Out>,
+    exit_code: Option<i32>,
+    done: bool,
+}
+
+/// The running shim.
+struct Shim {
+    cfg: ContainerConfig,
+    state_dir: PathBuf,
+    backend: Backend,
+    init_pid: i32,
+    status: Status,
+    started_at: Option<String>,
+    init_exit: Option<(i32, Option<i32>)>,
+    master: Option<OwnedFd>,
+    stdin: Option<OwnedFd>,
+    stdin_buf: Vec<u8>,
+    outs: Vec<Out>,
+    logs: LogWriter,
+    listener: UnixListener,
+    sigfd: SignalFd,
+    conns: BTreeMap<u64, Conn>,
+    next_conn: u64,
+    execs: BTreeMap<String, Exec>,
+    exit: Option<ExitStatus>,
+    /// Poll timeouts counted since init exited with output still open.
+    linger: u32,
+}
+
+#[derive(Clone)]
+enum Tok {
+    Sig,
+    Listen,
+    Out(usize),
+    Stdin,
+    ExecOut(String, usize),
+    ExecStdin(String),
+    Conn(u64),
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+fn exec_id() -> String {
+    let mut b = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut b);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn frame(stream: Stream, data: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(data.len() + 8);
+    v.push(match stream {
+        Stream::Stdout => 1,
+        Stream::Stderr => 2,
+    });
+    v.extend_from_slice(&[0, 0, 0]);
+    v.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+fn read_nb(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: reading into a buffer we own, with its exact length.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n >= 0 {
+        return Some(n as usize);
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EINTR) => None,
+        // EIO: the pty slave is closed everywhere.
+        _ => Some(0),
+    }
+}
+
+fn write_nb(fd: RawFd, buf: &mut Vec<u8>) -> bool {
+    while !buf.is_empty() {
+        // SAFETY: writing from a buffer we own, with its exact length.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n > 0 {
+            buf.drain(..n as usize);
+            continue;
+        }
+        return matches!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EAGAIN) | Some(libc::EINTR)
+        );
+    }
+    true
+}
+
+impl Shim {
+    #[allow(clippy::result_large_err)]
+    fn setup(
+        state_dir: &Path,
+        autostart: bool,
+    ) -> Result<Shim, (ShimError, Option<ContainerConfig>)> {
+        let cfg = read_config(state_dir).map_err(|e| (ShimError::other(e.to_string()), None))?;
+        let fail = |e: ShimError| (e, Some(cfg.clone()));
+        let _ = std::fs::remove_file(state_dir.join(SOCKET_FILE));
+        let listener = UnixListener::bind(SOCKET_FILE).map_err(|e| fail(ioe("bind shim.sock")(e)))?;
+        let _ = std::fs::set_permissions(SOCKET_FILE, std::fs::Permissions::from_mode(0o600));
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| fail(ioe("shim.sock")(e)))?;
+
+        let rootfs = state_dir.join(ROOTFS_DIR);
+        mount_rootfs(&cfg, &rootfs).map_err(fail)?;
+        let user = spec::resolve_user(&rootfs, &cfg.process.user).map_err(|e| {
+            fail(ShimError::Start {
+                message: e.to_string(),
+                reason: StartFailure::InvalidConfig,
+            })
+        })?;
+        let mut spec_json = spec::spec_json(&cfg, &user).map_err(|e| {
+            fail(ShimError::Start {
+                message: e.to_string(),
+                reason: StartFailure::InvalidConfig,
+            })
+        })?;
+        let cwd = spec_json["process"]["cwd"].as_str().unwrap_or("/").to_string();
+        ensure_cwd(&rootfs, &cwd, user.uid, user.gid).map_err(fail)?;
+        let env: Vec<String> = serde_json::from_value(spec_json["process"]["env"].clone())
+            .unwrap_or_default();
+        if let Some(arg0) = cfg.process.args.first() {
+            check_executable(&rootfs, arg0, &env_path(&env), &cwd).map_err(fail)?;
+        } else {
+            return Err(fail(ShimError::Start {
+                message: "no command specified".into(),
+                reason: StartFailure::InvalidConfig,
+            }));
+        }
+        spec_json["root"]["path"] = serde_json::json!(rootfs);
+        let spec_bytes = serde_json::to_vec_pretty(&spec_json).unwrap_or_default();
+        write_atomic(&state_dir.join(SPEC_FILE), &spec_bytes)
+            .map_err(|e| fail(ioe("write config.json")(e)))?;
+
+        let log_default = state_dir.join(format!("{}-json.log", cfg.id));
+        let logs = LogWriter::open(&cfg.log, &log_default)
+            .map_err(|e| fail(ShimError::other(e.to_string())))?;
+
+        let mut stdio = make_stdio(state_dir, cfg.process.tty, cfg.process.open_stdin, "console.sock")
+            .map_err(fail)?;
+        let backend = Backend::new(&cfg, state_dir);
+        block_sigchld(true);
+        let sigfd = {
+            let mut set = SigSet::empty();
+            set.add(Signal::SIGCHLD);
+            SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+                .map_err(|e| fail(nixe("signalfd")(e)))?
+        };
+        let init_pid = backend.create(&cfg, state_dir, &mut stdio).map_err(fail)?;
+        let mut master = None;
+        let mut outs: Vec<Out> = stdio
+            .outs
+            .drain(..)
+            .map(|(fd, stream)| Out {
+                fd,
+                stream,
+                eof: false,
+            })
+            .collect();
+        let mut stdin = stdio.stdin.take();
+        if let Some((l, path)) = stdio.console.take() {
+            let m = recv_console(&l).map_err(fail)?;
+            let _ = std::fs::remove_file(&path);
+            if let Some((h, w)) = cfg.process.console_size {
+                set_winsize(m.as_raw_fd(), h, w);
+            }
+            set_nonblock(m.as_raw_fd());
+            let out = m.try_clone().map_err(|e| fail(ioe("dup pty")(e)))?;
+            if cfg.process.open_stdin {
+                stdin = Some(m.try_clone().map_err(|e| fail(ioe("dup pty")(e)))?);
+            }
+            outs.push(Out {
+                fd: out,
+                stream: Stream::Stdout,
+                eof: false,
+            });
+            master = Some(m);
+        }
+        for o in &outs {
+            set_nonblock(o.fd.as_raw_fd());
+        }
+        if let Some(s) = &stdin {
+            set_nonblock(s.as_raw_fd());
+        }
+        if cfg.network == NetMode::None {
+            if let Err(e) = loopback_up(init_pid) {
+                tracing::warn!("network none: {e}");
+            }
+        }
+        let mut shim = Shim {
+            cfg,
+            state_dir: state_dir.to_path_buf(),
+            backend,
+            init_pid,
+            status: Status::Created,
+            started_at: None,
+            init_exit: None,
+            master,
+            stdin,
+            stdin_buf: Vec::new(),
+            outs,
+            logs,
+            listener,
+            sigfd,
+            conns: BTreeMap::new(),
+            next_conn: 0,
+            execs: BTreeMap::new(),
+            exit: None,
+            linger: 0,
+        };
+        if autostart {
+            if let Err(e) = shim.start_container() {
+                let cfg = shim.cfg.clone();
+                // SAFETY: kill has no memory-safety preconditions; init is our unreaped child.
+                unsafe { libc::kill(init_pid, libc::SIGKILL) };
+                return Err((e, Some(cfg)));
+            }
+        }
+        Ok(shim)
+    }
+
+    fn start_container(&mut self) -> Result<(), ShimError> {
+        if self.status != Status::Created {
+            return Err(ShimError::other("container already started"));
+        }
+        self.backend.start(&self.cfg, &self.state_dir)?;
+        self.status = Status::Running;
+        self.started_at = Some(now());
+        Ok(())
+    }
+
+    /// Health checks will run from here (a timer in this loop spawning execs through
+    /// [`Backend::exec`] and recording results under the state dir), so they keep going while
+    /// the daemon is down.
+    fn tick(&mut self) {}
+
+    fn run_loop(&mut self) {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if self.exit.is_some() && self.conns.values().all(|c| c.out.is_empty() || c.dead) {
+                break;
+            }
+            let (mut pfds, toks) = self.poll_set();
+            let timeout = if self.init_exit.is_some() || self.exit.is_some() {
+                100
+            } else {
+                -1
+            };
+            // SAFETY: pfds is a valid array of pollfd of the given length.
+            let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                continue;
+            }
+            if n == 0 {
+                self.on_timeout();
+                if self.exit.is_some() {
+                    // Clients that do not read their last bytes do not keep the shim alive.
+                    self.linger += 1;
+                    if self.linger > 80 {
+                        break;
+                    }
+                }
+            }
+            for (p, tok) in pfds.iter().zip(toks.iter()) {
+                if p.revents == 0 {
+                    continue;
+                }
+                self.handle(tok.clone(), p.revents, &mut buf);
+            }
+            self.conns.retain(|_, c| !(c.dead || (c.role == Role::Done && c.out.is_empty())));
+            self.check_execs();
+            self.check_exit();
+            self.tick();
+        }
+        let _ = std::fs::remove_file(self.state_dir.join(SOCKET_FILE));
+    }
+
+    fn poll_set(&self) -> (Vec<libc::pollfd>, Vec<Tok>) {
+        let mut p = Vec::new();
+        let mut t = Vec::new();
+        let mut add = |fd: RawFd, ev: i16, tok: Tok| {
+            p.push(libc::pollfd {
+                fd,
+                events: ev,
+                revents: 0,
+            });
+            t.push(tok);
+        };
+        add(self.sigfd.as_fd().as_raw_fd(), libc::POLLIN, Tok::Sig);
+        add(self.listener.as_raw_fd(), libc::POLLIN, Tok::Listen);
+        for (i, o) in self.outs.iter().enumerate() {
+            if !o.eof {
+                add(o.fd.as_raw_fd(), libc::POLLIN, Tok::Out(i));
+            }
+        }
+        if let Some(s) = &self.stdin {
+            if !self.stdin_buf.is_empty() {
+                add(s.as_raw_fd(), libc::POLLOUT, Tok::Stdin);
+            }
+        }
+        for (id, e) in &self.execs {
+            let conn_buf = self
+                .conns
+                .values()
+                .find(|c| c.role == Role::ExecStream(id.clone()))
+                .map(|c| c.out.len())
+                .unwrap_or(0);
+            for (i, o) in e.outs.iter().enumerate() {
+                if !o.eof && conn_buf < EXEC_BACKPRESSURE {
+                    add(o.fd.as_raw_fd(), libc::POLLIN, Tok::ExecOut(id.clone(), i));
+                }
+            }
+            if let Some(s) = &e.stdin {
+                if !e.stdin_buf.is_empty() {
+                    add(s.as_raw_fd(), libc::POLLOUT, Tok::ExecStdin(id.clone()));
+                }
+            }
+        }
+        for (id, c) in &self.conns {
+            let mut ev = 0;
+            if !c.read_eof {
+                let want = match &c.role {
+                    Role::Attach { stdin: true, .. } => self.stdin_buf.len() < MAX_STDIN_BUF,
+                    Role::ExecStream(x) => self
+                        .execs
+                        .get(x)
+                        .is_none_or(|e| e.stdin_buf.len() < MAX_STDIN_BUF),
+                    _ => true,
+                };
+                if want {
+                    ev |= libc::POLLIN;
+                }
+            }
+            if !c.out.is_empty() {
+                ev |= libc::POLLOUT;
+            }
+            add(c.stream.as_raw_fd(), ev, Tok::Conn(*id));
+        }
+        (p, t)
+    }
+
+    fn handle(&mut self, tok: Tok, revents: i16, buf: &mut [u8]) {
+        match tok {
+            Tok::Sig => {
+                while self.sigfd.read_signal().ok().flatten().is_some() {}
+                self.reap();
+            }
+            Tok::Listen => {
+                while let Ok((s, _)) = self.listener.accept() {
+                    let _ = s.set_nonblocking(true);
+                    self.next_conn += 1;
+                    self.conns.insert(
+                        self.next_conn,
+                        Conn {
+                            stream: s,
+                            inbuf: Vec::new(),
+                            out: VecDeque::new(),
+                            role: Role::Request,
+                            read_eof: false,
+                            dead: false,
+                        },
+                    );
+                }
+            }
+            Tok::Out(i) => {
+                let fd = self.outs[i].fd.as_raw_fd();
+                let stream = self.outs[i].stream;
+                match read_nb(fd, buf) {
+                    Some(0) => {
+                        self.outs[i].eof = true;
+                        self.logs.flush_partial(stream);
+                    }
+                    Some(n) => self.on_output(stream, &buf[..n]),
+                    None => {}
+                }
+            }
+            Tok::Stdin => {
+                if let Some(s) = &self.stdin {
+                    if !write_nb(s.as_raw_fd(), &mut self.stdin_buf) {
+                        self.stdin = None;
+                        self.stdin_buf.clear();
+                    }
+                }
+            }
+            Tok::ExecOut(id, i) => {
+                let Some(e) = self.execs.get_mut(&id) else { return };
+                let fd = e.outs[i].fd.as_raw_fd();
+                let stream = e.outs[i].stream;
+                let tty = e.tty;
+                match read_nb(fd, buf) {
+                    Some(0) => e.outs[i].eof = true,
+                    Some(n) => {
+                        let data = if tty {
+                            buf[..n].to_vec()
+                        } else {
+                            frame(stream, &buf[..n])
+                        };
+                        for c in self.conns.values_mut() {
+                            if c.role == Role::ExecStream(id.clone()) {
+                                c.out.extend(data.iter());
+                            }
+                        }
+                    }
+                    None => {}
+                }
+            }
+            Tok::ExecStdin(id) => {
+                if let Some(e) = self.execs.get_mut(&id) {
+                    if let Some(s) = &e.stdin {
+                        if !write_nb(s.as_raw_fd(), &mut e.stdin_buf) {
+                            e.stdin = None;
+                            e.stdin_buf.clear();
+                        }
+                    }
+                }
+            }
+            Tok::Conn(id) => self.on_conn(id, revents, buf),
+        }
+    }
+
+    fn on_output(&mut self, stream: Stream, data: &[u8]) {
+        self.logs.write(stream, data);
+        let tty = self.cfg.process.tty;
+        let framed = if tty { None } else { Some(frame(stream, data)) };
+        for c in self.conns.values_mut() {
+            if let Role::Attach { stdout, stderr, .. } = c.role {
+                let want = match stream {
+                    Stream::Stdout => stdout,
+                    Stream::Stderr => stderr,
+                };
+                if !want {
+                    continue;
+                }
+                let bytes = framed.as_deref().unwrap_or(data);
+                if c.out.len() + bytes.len() > MAX_CLIENT_BUF {
+                    tracing::warn!("attach client too slow, output dropped");
+                    continue;
+                }
+                c.out.extend(bytes.iter());
+            }
+        }
+    }
+
+    fn on_conn(&mut self, id: u64, revents: i16, buf: &mut [u8]) {
+        let Some(c) = self.conns.get_mut(&id) else { return };
+        if revents & libc::POLLOUT != 0 && !c.out.is_empty() {
+            let (a, _) = c.out.as_slices();
+            match c.stream.write(a) {
+                Ok(n) => {
+                    c.out.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => c.dead = true,
+            }
+        }
+        if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 || c.read_eof {
+            if revents & (libc::POLLHUP | libc::POLLERR) != 0 && c.read_eof {
+                c.dead = true;
+            }
+            return;
+        }
+        let n = match c.stream.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(_) => {
+                c.dead = true;
+                return;
+            }
+        };
+        if n == 0 {
+            c.read_eof = true;
+            let role = c.role.clone();
+            match role {
+                Role::Attach { stdin: true, .. } => {
+                    if self.cfg.process.stdin_once {
+                        self.stdin = None;
+                    }
+                }
+                Role::ExecStream(x) => {
+                    if let Some(e) = self.execs.get_mut(&x) {
+                        if !e.tty {
+                            e.stdin = None;
+                        }
+                    }
+                }
+                Role::Attach { .. } => {}
+                // A waiter or a half-sent request that hung up.
+                _ => {
+                    if let Some(c) = self.conns.get_mut(&id) {
+                        c.dead = true;
+                    }
+                }
+            }
+            return;
+        }
+        let data = &buf[..n];
+        match c.role.clone() {
+            Role::Request => {
+                c.inbuf.extend_from_slice(data);
+                if let Some(pos) = c.inbuf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = c.inbuf.drain(..=pos).collect();
+                    let rest = std::mem::take(&mut c.inbuf);
+                    self.on_request(id, &line, rest);
+                } else if c.inbuf.len() > 1 << 20 {
+                    c.dead = true;
+                }
+            }
+            Role::Attach { stdin: true, .. } if self.stdin.is_some() => {
+                self.stdin_buf.extend_from_slice(data);
+            }
+            Role::ExecStream(x) => {
+                if let Some(e) = self.execs.get_mut(&x) {
+                    if e.stdin.is_some() {
+                        e.stdin_buf.extend_from_slice(data);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn reply(&mut self, id: u64, resp: &Response, role: Role) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            let mut line = serde_json::to_vec(resp).unwrap_or_default();
+            line.push(b'\n');
+            c.out.extend(line);
+            c.role = role;
+        }
+    }
+
+    fn state(&self) -> State {
+        State {
+            pid: self.init_pid as u32,
+            status: if self.init_exit.is_some() {
+                Status::Stopped
+            } else {
+                self.status
+            },
+            started_at: self.started_at.clone(),
+        }
+    }
+
+    fn on_request(&mut self, id: u64, line: &[u8], rest: Vec<u8>) {
+        let req: Request = match serde_json::from_slice(line) {
+            Ok(r) => r,
+            Err(e) => {
+                self.reply(id, &Response::err(format!("bad request: {e}")), Role::Done);
+                return;
+            }
+        };
+        let ok = Response::default();
+        match req {
+            Request::State => {
+                let r = Response {
+                    state: Some(self.state()),
+                    ..Default::default()
+                };
+                self.reply(id, &r, Role::Done);
+            }
+            Request::Start => {
+                let r = match self.start_container() {
+                    Ok(()) => ok,
+                    Err(e) => e.response(),
+                };
+                self.reply(id, &r, Role::Done);
+            }
+            Request::Kill { signal, all } => {
+                let r = if self.init_exit.is_some() {
+                    Response::err("container is not running")
+                } else {
+                    let pids: Vec<i32> = if all {
+                        Cgroup::for_path(&cgroups_path(&self.cfg))
+                            .pids()
+                            .into_iter()
+                            .map(|p| p as i32)
+                            .collect()
+                    } else {
+                        vec![self.init_pid]
+                    };
+                    for p in pids.iter().chain(std::iter::once(&self.init_pid)) {
+                        // SAFETY: kill has no memory-safety preconditions; init is our
+                        // unreaped child so its pid cannot have been reused.
+                        unsafe { libc::kill(*p, signal) };
+                    }
+                    ok
+                };
+                self.reply(id, &r, Role::Done);
+            }
+            Request::Wait => match &self.exit {
+                Some(e) => {
+                    let r = Response {
+                        exit: Some(e.clone()),
+                        ..Default::default()
+                    };
+                    self.reply(id, &r, Role::Done);
+                }
+                None => {
+                    if let Some(c) = self.conns.get_mut(&id) {
+                        c.role = Role::Waiter;
+                    }
+                }
+            },
+            Request::Attach {
+                stdin,
+                stdout,
+                stderr,
+            } => {
+                let stdin = stdin && self.stdin.is_some();
+                self.reply(
+                    id,
+                    &ok,
+                    Role::Attach {
+                        stdin,
+                        stdout,
+                        stderr,
+                    },
+                );
+                if stdin && !rest.is_empty() {
+                    self.stdin_buf.extend_from_slice(&rest);
+                }
+            }
+            Request::Resize { height, width } => {
+                if let Some(m) = &self.master {
+                    set_winsize(m.as_raw_fd(), height, width);
+                }
+                self.reply(id, &ok, Role::Done);
+            }
+            Request::Exec { process, stdin } => {
+                let r = match self.spawn_exec(&process, stdin) {
+                    Ok((eid, pid)) => {
+                        let r = Response {
+                            exec_id: Some(eid.clone()),
+                            pid: Some(pid as u32),
+                            ..Default::default()
+                        };
+                        self.reply(id, &r, Role::ExecStream(eid.clone()));
+                        if let Some(e) = self.execs.get_mut(&eid) {
+                            if e.stdin.is_some() {
+                                e.stdin_buf.extend_from_slice(&rest);
+                            }
+                        }
+                        return;
+                    }
+                    Err(e) => e.response(),
+                };
+                self.reply(id, &r, Role::Done);
+            }
+            Request::ExecResize { id: eid, height, width } => {
+                let r = match self.execs.get(&eid) {
+                    Some(e) => {
+                        if let Some(m) = &e.master {
+                            set_winsize(m.as_raw_fd(), height, width);
+                        }
+                        ok
+                    }
+                    None => Response::err(format!("no such exec instance: {eid}")),
+                };
+                self.reply(id, &r, Role::Done);
+            }
+            Request::ExecWait { id: eid } => match self.execs.get(&eid) {
+                None => self.reply(
+                    id,
+                    &Response::err(format!("no such exec instance: {eid}")),
+                    Role::Done,
+                ),
+                Some(e) if e.done => {
+                    let r = Response {
+                        exit_code: e.exit_code,
+                        ..Default::default()
+                    };
+                    self.reply(id, &r, Role::Done);
+                }
+                Some(_) => {
+                    if let Some(c) = self.conns.get_mut(&id) {
+                        c.role = Role::ExecWaiter(eid);
+                    }
+                }
+            },
+        }
+    }
+
+    fn spawn_exec(&mut self, p: &ProcessConfig, attach_stdin: bool) -> Result<(String, i32), ShimError> {
+        if self.init_exit.is_some() || self.status != Status::Running {
+            return Err(ShimError::other("container is not running"));
+        }
+        if Cgroup::for_path(&cgroups_path(&self.cfg)).frozen() {
+            return Err(ShimError::other("container is paused, unpause the container before exec"));
+        }
+        let rootfs = self.state_dir.join(ROOTFS_DIR);
+        let user_spec = if p.user.is_empty() {
+            &self.cfg.process.user
+        } else {
+            &p.user
+        };
+        let user = spec::resolve_user(&rootfs, user_spec).map_err(|e| ShimError::Start {
+            message: e.to_string(),
+            reason: StartFailure::InvalidConfig,
+        })?;
+        // Docker: the container's environment, overridden by the exec's.
+        let mut merged = ProcessConfig {
+            env: self.cfg.process.env.clone(),
+            tty: p.tty,
+            ..Default::default()
+        };
+        for e in &p.env {
+            let k = e.split('=').next().unwrap_or("");
+            merged.env.retain(|x| x.split('=').next() != Some(k));
+            merged.env.push(e.clone());
+        }
+        let env = spec::process_env(&merged, &self.cfg.hostname, &user.home);
+        let cwd = if p.cwd.is_empty() {
+            if self.cfg.process.cwd.is_empty() {
+                "/".to_string()
+            } else {
+                self.cfg.process.cwd.clone()
+            }
+        } else {
+            p.cwd.clone()
+        };
+        let arg0 = p.args.first().cloned().unwrap_or_default();
+        check_executable(&rootfs, &arg0, &env_path(&env), &cwd)?;
+        let caps = spec::container_caps(&self.cfg).map_err(|e| ShimError::other(e.to_string()))?;
+        let mut process = serde_json::json!({
+            "terminal": p.tty,
+            "user": {"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids},
+            "args": p.args,
+            "env": env,
+            "cwd": cwd,
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps,
+                             "inheritable": [], "ambient": []},
+            "noNewPrivileges": self.cfg.security_opt.no_new_privileges,
+        });
+        if let Some((h, w)) = p.console_size {
+            process["consoleSize"] = serde_json::json!({"height": h, "width": w});
+        }
+        let eid = exec_id();
+        let pj = self.state_dir.join(format!("exec-{eid}.json"));
+        write_atomic(&pj, process.to_string().as_bytes()).map_err(ioe("write exec process"))?;
+        let console_name = format!("exec-{}.sock", &eid[..8]);
+        let mut stdio = make_stdio(&self.state_dir, p.tty, attach_stdin, &console_name)?;
+        let res = self.backend.exec(&self.cfg, &self.state_dir, &pj, &mut stdio);
+        let _ = std::fs::remove_file(&pj);
+        self.reap();
+        let pid = match res {
+            Ok(pid) => pid,
+            Err(e) => {
+                if let Some((_, path)) = &stdio.console {
+                    let _ = std::fs::remove_file(path);
+                }
+                return Err(e);
+            }
+        };
+        let mut outs: Vec<Out> = stdio
+            .outs
+            .drain(..)
+            .map(|(fd, stream)| Out {
+                fd,
+                stream,
+                eof: false,
+            })
+            .collect();
+        let mut stdin = stdio.stdin.take();
+        let mut master = None;
+        if let Some((l, path)) = stdio.console.take() {
+            let m = recv_console(&l);
+            let _ = std::fs::remove_file(&path);
+            let m = m?;
+            if let Some((h, w)) = p.console_size {
+                set_winsize(m.as_raw_fd(), h, w);
+            }
+            set_nonblock(m.as_raw_fd());
+            outs.push(Out {
+                fd: m.try_clone().map_err(ioe("dup pty"))?,
+                stream: Stream::Stdout,
+                eof: false,
+            });
+            if attach_stdin {
+                stdin = Some(m.try_clone().map_err(ioe("dup pty"))?);
+            }
+            master = Some(m);
+        }
+        for o in &outs {
+            set_nonblock(o.fd.as_raw_fd());
+        }
+        if let Some(s) = &stdin {
+            set_nonblock(s.as_raw_fd());
+        }
+        self.execs.insert(
+            eid.clone(),
+            Exec {
+                pid,
+                tty: p.tty,
+                master,
+                stdin,
+                stdin_buf: Vec::new(),
+                outs,
+                exit_code: None,
+                done: false,
+            },
+        );
+        Ok((eid, pid))
+    }
+
+    fn reap(&mut self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => self.on_reaped(pid.as_raw(), code, None),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    self.on_reaped(pid.as_raw(), 128 + sig as i32, Some(sig as i32))
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn on_reaped(&mut self, pid: i32, code: i32, signal: Option<i32>) {
+        if pid == self.init_pid {
+            self.init_exit = Some((code, signal));
+            return;
+        }
+        for e in self.execs.values_mut() {
+            if e.pid == pid && e.exit_code.is_none() {
+                e.exit_code = Some(code);
+            }
+        }
+    }
+
+    fn on_timeout(&mut self) {
+        self.reap();
+        if self.init_exit.is_some() && self.exit.is_none() {
+            // Something outside the container (e.g. with a host pid namespace) still holds
+            // the output open: give it a few seconds, then stop waiting for EOF.
+            self.linger += 1;
+            if self.linger > 30 {
+                for o in &mut self.outs {
+                    o.eof = true;
+                }
+            }
+        }
+    }
+
+    fn check_execs(&mut self) {
+        let container_gone = self.init_exit.is_some();
+        let mut finished = Vec::new();
+        for (id, e) in &mut self.execs {
+            if e.done {
+                continue;
+            }
+            if container_gone && e.exit_code.is_none() {
+                e.exit_code = Some(137);
+            }
+            if e.exit_code.is_some() && (e.outs.iter().all(|o| o.eof) || container_gone) {
+                e.done = true;
+                e.stdin = None;
+                e.master = None;
+                e.outs.clear();
+                finished.push((id.clone(), e.exit_code.unwrap_or(0)));
+            }
+        }
+        for (id, code) in finished {
+            let r = Response {
+                exit_code: Some(code),
+                ..Default::default()
+            };
+            let mut line = serde_json::to_vec(&r).unwrap_or_default();
+            line.push(b'\n');
+            for c in self.conns.values_mut() {
+                if c.role == Role::ExecWaiter(id.clone()) {
+                    c.out.extend(line.iter());
+                    c.role = Role::Done;
+                } else if c.role == Role::ExecStream(id.clone()) {
+                    c.role = Role::Done;
+                }
+            }
+        }
+    }
+
+    fn check_exit(&mut self) {
+        if self.exit.is_some() {
+            return;
+        }
+        let Some((code, signal)) = self.init_exit else {
+            return;
+        };
+        if !self.outs.iter().all(|o| o.eof) {
+            return;
+        }
+        self.logs.flush_partial(Stream::Stdout);
+        self.logs.flush_partial(Stream::Stderr);
+        self.outs.clear();
+        self.stdin = None;
+        self.master = None;
+        let cg = Cgroup::for_path(&cgroups_path(&self.cfg));
+        let oom_killed = cg.oom_kill_count() > 0;
+        teardown(&self.state_dir, &self.cfg, Some(&self.backend));
+        let exit = ExitStatus {
+            exit_code: code,
+            signal,
+            oom_killed,
+            finished_at: now(),
+        };
+        let bytes = serde_json::to_vec(&exit).unwrap_or_default();
+        if let Err(e) = write_atomic(&self.state_dir.join(EXIT_FILE), &bytes) {
+            tracing::error!("write exit.json: {e}");
+        }
+        let r = Response {
+            exit: Some(exit.clone()),
+            ..Default::default()
+        };
+        let mut line = serde_json::to_vec(&r).unwrap_or_default();
+        line.push(b'\n');
+        for c in self.conns.values_mut() {
+            match c.role {
+                Role::Waiter => {
+                    c.out.extend(line.iter());
+                    c.role = Role::Done;
+                }
+                Role::Attach { .. } | Role::ExecStream(_) => c.role = Role::Done,
+                _ => {}
+            }
+        }
+        self.exit = Some(exit);
+    }
+}
