@@ -496,6 +496,9 @@ impl NetManager {
         let res = (|| {
             nl.set_alias(idx, &self.veth_alias(&spec.network_id, &spec.container_id))?;
             nl.set_master(idx, br_idx)?;
+            // With br_netfilter, a DNATed packet going back to the container it came from
+            // is bridged out of its ingress port: allow that (hairpin NAT).
+            write_sysctl(&format!("/sys/class/net/{veth_host}/brport/hairpin_mode"), "1")?;
             nl.set_up(idx)?;
             let internal = info.spec.internal;
             let ifn = ifname.clone();

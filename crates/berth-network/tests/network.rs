@@ -1,0 +1,335 @@
+//! Root integration tests on the real kernel: bridges, veths, nftables, embedded DNS.
+//! Each test uses its own bridge names, nft table, subnet pool and namespace directory
+//! (all derived from the pid and a per-test number) and cleans up in a guard.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+
+use berth_network::{NetErrorKind, NetworkSpec, PortBinding, Proto};
+use common::*;
+
+#[test]
+fn dns_resolves_names_and_aliases_on_user_network_only() {
+    require_root!();
+    let ctx = Ctx::new(1);
+    let m = ctx.mgr();
+    let user = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
+    let def = m.create_network(&NetworkSpec::bridge(ctx.id("d"), "bridge")).unwrap();
+    assert_eq!(def.bridge.as_deref(), Some(ctx.cfg.bridge_name.as_str()));
+
+    let web_ns = m.create_netns(&ctx.id("web")).unwrap();
+    let cli_ns = m.create_netns(&ctx.id("cli")).unwrap();
+    let mut web = ep(&ctx, "web", &web_ns, &user.spec.id, vec![]);
+    web.aliases = vec!["www".into(), "Front.End".into()];
+    let web_ep = m.connect(&web).unwrap();
+    let cli_ep = m.connect(&ep(&ctx, "cli", &cli_ns, &user.spec.id, vec![])).unwrap();
+    assert_eq!(web_ep.ifname, "eth0");
+    assert!(user.subnet.unwrap().contains(&web_ep.ip));
+
+    // by name, alias (case-insensitive), short id; from another container and itself
+    assert_eq!(lookup(&cli_ns, "web"), vec![web_ep.ip]);
+    assert_eq!(lookup(&cli_ns, "www"), vec![web_ep.ip]);
+    assert_eq!(lookup(&cli_ns, "front.end"), vec![web_ep.ip]);
+    assert_eq!(lookup(&cli_ns, &ctx.id("web")[..10]), vec![web_ep.ip]);
+    assert_eq!(lookup(&web_ns, "cli"), vec![cli_ep.ip]);
+    assert!(lookup(&cli_ns, "nosuchcontainer").is_empty());
+
+    // the default bridge: no embedded DNS at all
+    let b1 = m.create_netns(&ctx.id("b1")).unwrap();
+    let b2 = m.create_netns(&ctx.id("b2")).unwrap();
+    let b1_ep = m.connect(&ep(&ctx, "b1", &b1, &def.spec.id, vec![])).unwrap();
+    m.connect(&ep(&ctx, "b2", &b2, &def.spec.id, vec![])).unwrap();
+    assert!(lookup(&b2, "b1").is_empty());
+    // ...but addressing by IP works
+    let mut ctx = ctx;
+    ctx.httpd(&b1, 80, "b1-token");
+    assert!(fetch_from(&b2, &b1_ep.ip.to_string(), 80).contains("b1-token"));
+
+    // disconnect removes the records
+    ctx.mgr().disconnect(&ctx.id("web"), &user.spec.id).unwrap();
+    assert!(lookup(&cli_ns, "web").is_empty());
+}
+
+#[test]
+fn published_tcp_port_from_host_and_other_containers() {
+    require_root!();
+    let mut ctx = Ctx::new(2);
+    let m = ctx.mgr();
+    let net = m.create_network(&NetworkSpec::bridge(ctx.id("d"), "bridge")).unwrap();
+    let other = m.create_network(&NetworkSpec::bridge(ctx.id("o"), "other")).unwrap();
+    let web_ns = m.create_netns(&ctx.id("web")).unwrap();
+    let cli_ns = m.create_netns(&ctx.id("cli")).unwrap();
+    let far_ns = m.create_netns(&ctx.id("far")).unwrap();
+    let hp = free_port();
+    let ports = vec![
+        PortBinding::new(hp, 80, Proto::Tcp),
+        PortBinding::new(0, 80, Proto::Tcp),
+        PortBinding { host_ip: Some(Ipv4Addr::LOCALHOST), ..PortBinding::new(0, 80, Proto::Tcp) },
+    ];
+    let web_ep = m.connect(&ep(&ctx, "web", &web_ns, &net.spec.id, ports)).unwrap();
+    let cli_ep = m.connect(&ep(&ctx, "cli", &cli_ns, &net.spec.id, vec![])).unwrap();
+    let far_ep = m.connect(&ep(&ctx, "far", &far_ns, &other.spec.id, vec![])).unwrap();
+    assert_eq!(web_ep.ports[0].host_port, hp);
+    let picked = web_ep.ports[1].host_port;
+    assert_ne!(picked, 0);
+    let local_only = web_ep.ports[2].host_port;
+    ctx.httpd(&web_ns, 80, "web-token");
+
+    for port in [hp, picked, local_only] {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        assert!(fetch_host(addr).contains("web-token"), "host 127.0.0.1:{port}");
+    }
+    // the host's bridge address is a host address too
+    assert!(fetch_host(SocketAddr::from((net.gateway.unwrap(), hp))).contains("web-token"));
+    // another container on the same bridge, through the host (hairpin)
+    assert!(fetch_from(&cli_ns, &cli_ep.gateway.to_string(), hp).contains("web-token"));
+    // the container itself through its own published port
+    assert!(fetch_from(&web_ns, &web_ep.gateway.to_string(), hp).contains("web-token"));
+    // a container on another network, through the published port
+    assert!(fetch_from(&far_ns, &far_ep.gateway.to_string(), hp).contains("web-token"));
+    // a binding on 127.0.0.1 is not reachable on other host addresses
+    assert!(!fetch_from(&cli_ns, &cli_ep.gateway.to_string(), local_only).contains("web-token"));
+
+    // the port is reserved: nothing else on the host can bind it
+    assert!(std::net::TcpListener::bind(("0.0.0.0", hp)).is_err());
+    ctx.mgr().disconnect(&ctx.id("web"), &net.spec.id).unwrap();
+    assert!(std::net::TcpListener::bind(("0.0.0.0", hp)).is_ok());
+    assert!(!nft_table(&ctx.cfg).contains(&format!("dport {hp}")));
+}
+
+#[test]
+fn published_port_range_and_udp() {
+    require_root!();
+    let mut ctx = Ctx::new(3);
+    let m = ctx.mgr();
+    let net = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
+    let ns = m.create_netns(&ctx.id("srv")).unwrap();
+    let base = free_port().clamp(20000, 60000);
+    let mut ports = PortBinding::expand_range(None, Some((base, base + 1)), (8080, 8081), Proto::Tcp).unwrap();
+    let u = free_port().clamp(20000, 60000) + 2;
+    ports.push(PortBinding::new(u, 5000, Proto::Udp));
+    let e = m.connect(&ep(&ctx, "srv", &ns, &net.spec.id, ports)).unwrap();
+    assert_eq!(e.ports.len(), 3);
+    ctx.httpd(&ns, 8080, "tok-8080");
+    ctx.httpd(&ns, 8081, "tok-8081");
+    assert!(fetch_host(SocketAddr::from((Ipv4Addr::LOCALHOST, base))).contains("tok-8080"));
+    assert!(fetch_host(SocketAddr::from((Ipv4Addr::LOCALHOST, base + 1))).contains("tok-8081"));
+
+    // UDP (busybox nc has no UDP mode): an echo socket bound inside the namespace
+    let srv = udp_socket_in(&ns, 5000);
+    srv.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+    let got = wait_until(|| {
+        let _ = sock.send_to(b"hello-udp", ("127.0.0.1", u));
+        let mut buf = [0u8; 64];
+        match srv.recv_from(&mut buf) {
+            Ok((n, peer)) if &buf[..n] == b"hello-udp" => {
+                let _ = srv.send_to(b"pong-udp", peer);
+                matches!(sock.recv_from(&mut buf), Ok((n, _)) if &buf[..n] == b"pong-udp")
+            }
+            _ => false,
+        }
+    });
+    assert!(got, "udp datagram did not make the round trip");
+}
+
+#[test]
+fn networks_are_isolated_and_internal_has_no_egress() {
+    require_root!();
+    let mut ctx = Ctx::new(4);
+    let (out_ns, out_ip) = ctx.outside(4);
+    ctx.httpd(&out_ns, 80, "outside-token");
+    let m = ctx.mgr();
+    let a = m.create_network(&NetworkSpec::bridge(ctx.id("a"), "neta")).unwrap();
+    let b = m.create_network(&NetworkSpec::bridge(ctx.id("b"), "netb")).unwrap();
+    let mut ispec = NetworkSpec::bridge(ctx.id("i"), "neti");
+    ispec.internal = true;
+    let i = m.create_network(&ispec).unwrap();
+    let a1 = m.create_netns(&ctx.id("a1")).unwrap();
+    let a2 = m.create_netns(&ctx.id("a2")).unwrap();
+    let b1 = m.create_netns(&ctx.id("b1")).unwrap();
+    let i1 = m.create_netns(&ctx.id("i1")).unwrap();
+    let i2 = m.create_netns(&ctx.id("i2")).unwrap();
+    let a1_ep = m.connect(&ep(&ctx, "a1", &a1, &a.spec.id, vec![])).unwrap();
+    m.connect(&ep(&ctx, "a2", &a2, &a.spec.id, vec![])).unwrap();
+    m.connect(&ep(&ctx, "b1", &b1, &b.spec.id, vec![])).unwrap();
+    let i1_ep = m.connect(&ep(&ctx, "i1", &i1, &i.spec.id, vec![])).unwrap();
+    m.connect(&ep(&ctx, "i2", &i2, &i.spec.id, vec![])).unwrap();
+    ctx.httpd(&a1, 80, "a1-token");
+    ctx.httpd(&i1, 80, "i1-token");
+
+    // same network: reachable; other network: not
+    assert!(fetch_from(&a2, &a1_ep.ip.to_string(), 80).contains("a1-token"));
+    assert!(!fetch_from(&b1, &a1_ep.ip.to_string(), 80).contains("a1-token"));
+    // egress (masqueraded) works from a normal network...
+    assert!(fetch_from(&a1, &out_ip.to_string(), 80).contains("outside-token"));
+    // ...not from an internal one, which still talks inside itself
+    assert!(!fetch_from(&i2, &out_ip.to_string(), 80).contains("outside-token"));
+    assert!(fetch_from(&i2, &i1_ep.ip.to_string(), 80).contains("i1-token"));
+    // and the internal network is not reachable from other networks
+    assert!(!fetch_from(&a2, &i1_ep.ip.to_string(), 80).contains("i1-token"));
+}
+
+#[test]
+fn icc_disabled_blocks_containers_on_same_bridge() {
+    require_root!();
+    let mut ctx = Ctx::new(5);
+    let m = ctx.mgr();
+    let mut spec = NetworkSpec::bridge(ctx.id("n"), "noicc");
+    spec.enable_icc = false;
+    let n = m.create_network(&spec).unwrap();
+    let s = m.create_netns(&ctx.id("s")).unwrap();
+    let c = m.create_netns(&ctx.id("c")).unwrap();
+    let s_ep = m.connect(&ep(&ctx, "s", &s, &n.spec.id, vec![])).unwrap();
+    m.connect(&ep(&ctx, "c", &c, &n.spec.id, vec![])).unwrap();
+    ctx.httpd(&s, 80, "s-token");
+    assert!(!fetch_from(&c, &s_ep.ip.to_string(), 80).contains("s-token"));
+    // the gateway (host) is still reachable: DNS etc. keep working
+    assert_eq!(lookup(&c, "s"), vec![s_ep.ip]);
+}
+
+#[test]
+fn port_conflict_fails_cleanly() {
+    require_root!();
+    let ctx = Ctx::new(6);
+    let m = ctx.mgr();
+    let net = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
+    let n1 = m.create_netns(&ctx.id("one")).unwrap();
+    let n2 = m.create_netns(&ctx.id("two")).unwrap();
+    let n3 = m.create_netns(&ctx.id("three")).unwrap();
+
+    // taken by a listening socket of someone else
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = held.local_addr().unwrap().port();
+    let ok_port = free_port();
+    let err = m
+        .connect(&ep(&ctx, "one", &n1, &net.spec.id, vec![
+            PortBinding::new(ok_port, 81, Proto::Tcp),
+            PortBinding::new(busy, 80, Proto::Tcp),
+        ]))
+        .unwrap_err();
+    assert_eq!(err.kind(), NetErrorKind::Conflict, "{err}");
+    assert!(err.to_string().contains("port is already allocated"), "{err}");
+    assert!(our_links(&ctx.cfg).iter().all(|l| !l.starts_with("veth")), "veth left behind");
+    assert!(!nft_table(&ctx.cfg).contains("dnat to"), "rule left behind");
+    assert!(m.endpoints().is_empty());
+    // the first, successfully reserved port was released again
+    assert!(std::net::TcpListener::bind(("0.0.0.0", ok_port)).is_ok());
+    // the namespace has no interface but lo
+    let links = bb(&n1, &["ip", "-o", "link"]);
+    assert_eq!(String::from_utf8_lossy(&links.stdout).lines().count(), 1);
+
+    // taken by another of our bindings
+    let p = free_port();
+    let e2 = m.connect(&ep(&ctx, "two", &n2, &net.spec.id, vec![PortBinding::new(p, 80, Proto::Tcp)])).unwrap();
+    let err = m
+        .connect(&ep(&ctx, "three", &n3, &net.spec.id, vec![PortBinding::new(p, 80, Proto::Tcp)]))
+        .unwrap_err();
+    assert_eq!(err.kind(), NetErrorKind::Conflict);
+    // UDP on the same number is a different port
+    m.connect(&ep(&ctx, "three", &n3, &net.spec.id, vec![PortBinding::new(p, 80, Proto::Udp)])).unwrap();
+    // the failed attempt did not consume an address reused later, and "one" can still connect
+    let e1 = m.connect(&ep(&ctx, "one", &n1, &net.spec.id, vec![])).unwrap();
+    assert_ne!(e1.ip, e2.ip);
+    drop(held);
+}
+
+#[test]
+fn reconcile_after_crash_keeps_known_and_removes_leaks() {
+    require_root!();
+    let mut ctx = Ctx::new(7);
+    let m = ctx.mgr();
+    let net = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
+    let gone_net = m.create_network(&NetworkSpec::bridge(ctx.id("g"), "gone")).unwrap();
+    let keep_ns = m.create_netns(&ctx.id("keep")).unwrap();
+    let leak_ns = m.create_netns(&ctx.id("leak")).unwrap();
+    let none_ns = m.create_netns(&ctx.id("none")).unwrap();
+    let hp = free_port();
+    let leak_port = free_port();
+    let keep_spec = ep(&ctx, "keep", &keep_ns, &net.spec.id, vec![PortBinding::new(hp, 80, Proto::Tcp)]);
+    let keep_ep = m.connect(&keep_spec).unwrap();
+    let leak_ep = m
+        .connect(&ep(&ctx, "leak", &leak_ns, &net.spec.id, vec![PortBinding::new(leak_port, 80, Proto::Tcp)]))
+        .unwrap();
+    ctx.httpd(&keep_ns, 80, "keep-token");
+    assert_eq!(lookup(&leak_ns, "keep"), vec![keep_ep.ip]);
+
+    // "crash": the manager goes away without cleaning anything
+    drop(ctx.mgr.take());
+    // kernel forwarding keeps working without the daemon; DNS does not
+    assert!(fetch_host(SocketAddr::from((Ipv4Addr::LOCALHOST, hp))).contains("keep-token"));
+    assert!(lookup(&leak_ns, "keep").is_empty());
+
+    // restart: the DB knows `net`, `keep` and the --network none container
+    let m2 = berth_network::NetManager::new(ctx.cfg.clone()).unwrap();
+    m2.reconcile(std::slice::from_ref(&net.spec), &[(keep_spec.clone(), keep_ep.clone())], &[ctx.id("none")]).unwrap();
+    ctx.mgr = Some(m2);
+    let m = ctx.mgr();
+
+    let links = our_links(&ctx.cfg);
+    assert!(links.contains(&net.bridge.clone().unwrap()), "{links:?}");
+    assert!(links.contains(&keep_ep.veth_host), "{links:?}");
+    assert!(!links.contains(&leak_ep.veth_host), "{links:?}");
+    assert!(!links.contains(&gone_net.bridge.clone().unwrap()), "{links:?}");
+    assert!(!leak_ns.exists());
+    assert!(none_ns.exists() && keep_ns.exists());
+    let rules = nft_table(&ctx.cfg);
+    assert!(rules.contains(&format!("dport {hp}")));
+    assert!(!rules.contains(&format!("dport {leak_port}")));
+    assert!(std::net::TcpListener::bind(("0.0.0.0", leak_port)).is_ok());
+    assert!(std::net::TcpListener::bind(("0.0.0.0", hp)).is_err(), "kept port is reserved again");
+
+    // published port and DNS work again; IPAM knows the kept address
+    assert!(fetch_host(SocketAddr::from((Ipv4Addr::LOCALHOST, hp))).contains("keep-token"));
+    assert_eq!(lookup(&keep_ns, "keep"), vec![keep_ep.ip]);
+    let again = m.create_netns(&ctx.id("new")).unwrap();
+    let mut want_same = ep(&ctx, "new", &again, &net.spec.id, vec![]);
+    want_same.ip = Some(keep_ep.ip);
+    assert_eq!(m.connect(&want_same).unwrap_err().kind(), NetErrorKind::Conflict);
+
+    // a veth lost while the daemon was down is re-plumbed
+    run("ip", &["link", "del", &keep_ep.veth_host]);
+    m.reconcile(std::slice::from_ref(&net.spec), &[(keep_spec, keep_ep.clone())], &[ctx.id("none")]).unwrap();
+    assert!(fetch_host(SocketAddr::from((Ipv4Addr::LOCALHOST, hp))).contains("keep-token"));
+}
+
+#[test]
+fn subnets_avoid_host_routes_and_each_other() {
+    require_root!();
+    let ctx = Ctx::new(8);
+    let m = ctx.mgr();
+    // occupy the first /24 of the pool with an address on a veth of our own
+    let dummy = format!("vd{}", ctx.tag);
+    run("ip", &["link", "add", &dummy, "type", "veth", "peer", "name", &format!("ve{}", ctx.tag)]);
+    struct DelLink(String);
+    impl Drop for DelLink {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip").args(["link", "del", &self.0]).status();
+        }
+    }
+    let _g = DelLink(dummy.clone());
+    run("ip", &["addr", "add", "10.208.0.1/24", "dev", &dummy]);
+    run("ip", &["link", "set", &dummy, "up"]);
+    let a = m.create_network(&NetworkSpec::bridge(ctx.id("a"), "a")).unwrap();
+    let b = m.create_network(&NetworkSpec::bridge(ctx.id("b"), "b")).unwrap();
+    assert_eq!(a.subnet.unwrap().to_string(), "10.208.1.0/24");
+    assert_eq!(b.subnet.unwrap().to_string(), "10.208.2.0/24");
+    let mut c = NetworkSpec::bridge(ctx.id("c"), "c");
+    c.subnet = Some("10.208.1.128/25".parse().unwrap());
+    assert_eq!(m.create_network(&c).unwrap_err().kind(), NetErrorKind::Conflict);
+    c.subnet = Some("10.208.0.0/16".parse().unwrap());
+    assert_eq!(m.create_network(&c).unwrap_err().kind(), NetErrorKind::Conflict);
+    let mut d = NetworkSpec::bridge(ctx.id("d"), "a");
+    d.subnet = Some("10.209.0.0/24".parse().unwrap());
+    assert_eq!(m.create_network(&d).unwrap_err().kind(), NetErrorKind::Conflict, "duplicate name");
+    // remove refuses while endpoints exist
+    let ns = m.create_netns(&ctx.id("x")).unwrap();
+    m.connect(&ep(&ctx, "x", &ns, &a.spec.id, vec![])).unwrap();
+    assert_eq!(m.remove_network(&a.spec.id).unwrap_err().kind(), NetErrorKind::Conflict);
+    m.remove_netns(&ctx.id("x")).unwrap();
+    assert!(!ns.exists());
+    m.remove_network(&a.spec.id).unwrap();
+    assert!(!our_links(&ctx.cfg).contains(&a.bridge.unwrap()));
+}
