@@ -5,6 +5,7 @@ mod apply;
 mod compress;
 mod digest;
 mod error;
+mod pack;
 mod root;
 mod tar;
 
@@ -12,10 +13,11 @@ pub use apply::{apply_layer, apply_layer_at, ApplyOptions, ApplyStats, WhiteoutM
 pub use compress::{decompress, sniff, Compression, ZSTD_WINDOW_LOG_MAX};
 pub use digest::{DigestReader, DigestWriter};
 pub use error::{ArchiveError, ArchiveErrorKind};
+pub use pack::{pack, pack_at, PackOptions};
 pub use root::{
     clean_path, mkdir_all_in_root, mkdir_all_in_root_at, open_in_root, open_in_root_at, open_root,
 };
 pub use tar::{
-    Entry, EntryType, Header, TarLimits, TarReader, TarWriter, Timestamp, BLOCK, MAX_META_SIZE,
-    MAX_PATH_LEN,
+    Entry, EntryType, Header, Record, TarLimits, TarReader, TarWriter, Timestamp, BLOCK,
+    MAX_META_SIZE, MAX_PATH_LEN,
 };

@@ -9,7 +9,7 @@ mod header;
 mod reader;
 mod writer;
 
-pub use header::{EntryType, Header, Timestamp, BLOCK, MAX_META_SIZE, MAX_PATH_LEN};
+pub use header::{EntryType, Header, Record, Timestamp, BLOCK, MAX_META_SIZE, MAX_PATH_LEN};
 pub use reader::{Entry, TarLimits, TarReader};
 pub use writer::TarWriter;
 

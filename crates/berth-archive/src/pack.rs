@@ -1,0 +1,339 @@
+//! Packing a directory tree into a deterministic tar.
+//!
+//! The walk goes through directory descriptors opened with `O_NOFOLLOW` (no path is joined
+//! and re-resolved), so a container that swaps a directory for a symlink while we read it can
+//! at worst make an `open` fail; it cannot make us read host files. Names are sorted
+//! bytewise, owner names are left empty and times are truncated to seconds (like Docker), so
+//! the same tree always gives the same bytes and the same diff id.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Stat};
+use rustix::io::Errno;
+
+use crate::error::ArchiveError;
+use crate::root::{components, join, list_dir, open_root, openat_in_root};
+use crate::tar::{EntryType, Header, Record, TarWriter, Timestamp};
+
+/// Options of [`pack`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackOptions {
+    /// The tree is an overlayfs upper directory: character devices 0:0 become `.wh.<name>`
+    /// entries and opaque directories get a `.wh..wh..opq` entry, making the tar an OCI
+    /// layer diff.
+    pub overlay_upper: bool,
+    /// Look for `user.overlay.opaque` instead of `trusted.overlay.opaque`.
+    pub overlay_userxattr: bool,
+    /// Archive only this path inside the root (resolved in the root; its last component is
+    /// not followed, so a symlink is archived as a symlink). `None` archives the root.
+    pub src: Option<PathBuf>,
+    /// Archive name of `src`. Defaults to the last component of `src`; with no `src` (or an
+    /// empty/`.` name) the contents are archived at the top level without an entry for the
+    /// directory itself.
+    pub name: Option<String>,
+    /// Do not archive extended attributes.
+    pub no_xattrs: bool,
+}
+
+/// Writes a tar of the tree under `root` (or of `opts.src`) to `out` and returns the number
+/// of bytes written.
+///
+/// ```no_run
+/// use berth_archive::{pack, DigestWriter, PackOptions};
+/// let mut out = DigestWriter::new(std::fs::File::create("layer.tar")?);
+/// let opts = PackOptions { overlay_upper: true, ..PackOptions::default() };
+/// pack(std::path::Path::new("/var/lib/berth/snapshots/7/fs"), &mut out, &opts)?;
+/// println!("diff_id {}", out.digest());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn pack<W: Write>(root: &Path, out: W, opts: &PackOptions) -> Result<u64, ArchiveError> {
+    let rootfd = open_root(root)?;
+    pack_at(rootfd.as_fd(), out, opts)
+}
+
+/// Like [`pack`] with an already open root directory descriptor.
+pub fn pack_at<W: Write>(
+    root: BorrowedFd<'_>,
+    out: W,
+    opts: &PackOptions,
+) -> Result<u64, ArchiveError> {
+    let mut p = Packer {
+        w: TarWriter::new(out),
+        opts,
+        seen: HashMap::new(),
+    };
+    let src = opts
+        .src
+        .as_ref()
+        .map(|s| s.as_os_str().as_bytes().to_vec())
+        .unwrap_or_default();
+    let comps = components(&src);
+    let default_name = comps.last().map(|c| c.to_vec()).unwrap_or_default();
+    let name = match &opts.name {
+        Some(n) => clean_name(n.as_bytes()),
+        None => default_name,
+    };
+    match comps.split_last() {
+        None => {
+            let dir = openat_in_root(root, b"", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+                .map_err(|e| ArchiveError::fs("open", b"/", e))?;
+            if name.is_empty() {
+                p.walk(dir.as_fd(), b"")?;
+            } else {
+                let st = rfs::fstat(&dir).map_err(|e| ArchiveError::fs("stat", b"/", e))?;
+                p.dir(dir, &st, &name)?;
+            }
+        }
+        Some((base, parent)) => {
+            let base: &[u8] = base;
+            let parent_path = join(parent);
+            let pfd = openat_in_root(
+                root,
+                &parent_path,
+                OFlags::PATH | OFlags::DIRECTORY,
+                Mode::empty(),
+            )
+            .map_err(|e| ArchiveError::fs("open", &parent_path, e))?;
+            let st = rfs::statat(&pfd, base, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| ArchiveError::fs("stat", &src, e))?;
+            if name.is_empty() {
+                if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                    return Err(ArchiveError::fs("archive contents of", &src, Errno::NOTDIR));
+                }
+                let dir =
+                    open_dir(pfd.as_fd(), base).map_err(|e| ArchiveError::fs("open", &src, e))?;
+                p.walk(dir.as_fd(), b"")?;
+            } else {
+                p.one(pfd.as_fd(), base, &st, &name)?;
+            }
+        }
+    }
+    let written = p.w.bytes_written();
+    p.w.finish()?;
+    Ok(written + 1024)
+}
+
+fn clean_name(n: &[u8]) -> Vec<u8> {
+    join(&components(n))
+}
+
+fn open_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, Errno> {
+    rfs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+struct Packer<'o, W: Write> {
+    w: TarWriter<W>,
+    opts: &'o PackOptions,
+    /// (dev, inode) of multiply linked non-directories -> first archive name.
+    seen: HashMap<(u64, u64), Vec<u8>>,
+}
+
+impl<W: Write> Packer<'_, W> {
+    /// Archives the children of `dir` under the archive prefix `prefix` (empty or ending in /).
+    fn walk(&mut self, dir: BorrowedFd<'_>, prefix: &[u8]) -> Result<(), ArchiveError> {
+        let mut names = list_dir(dir).map_err(|e| ArchiveError::fs("list", prefix, e))?;
+        names.sort();
+        for name in names {
+            let mut arch = prefix.to_vec();
+            arch.extend_from_slice(&name);
+            let st = match rfs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                // Removed while we walk (live container): skip it.
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(ArchiveError::fs("stat", &arch, e)),
+            };
+            self.one(dir, &name, &st, &arch)?;
+        }
+        Ok(())
+    }
+
+    fn base_header(&self, st: &Stat, name: Vec<u8>) -> Header {
+        Header {
+            name,
+            mode: st.st_mode & 0o7777,
+            uid: u64::from(st.st_uid),
+            gid: u64::from(st.st_gid),
+            mtime: Timestamp::from_secs(st.st_mtime),
+            ..Header::default()
+        }
+    }
+
+    /// Archives `parent/name` (whose lstat is `st`) as `arch`.
+    fn one(
+        &mut self,
+        parent: BorrowedFd<'_>,
+        name: &[u8],
+        st: &Stat,
+        arch: &[u8],
+    ) -> Result<(), ArchiveError> {
+        let ft = FileType::from_raw_mode(st.st_mode);
+        if ft == FileType::Directory {
+            let dir = match open_dir(parent, name) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => return Ok(()),
+                Err(e) => return Err(ArchiveError::fs("open", arch, e)),
+            };
+            return self.dir(dir, st, arch);
+        }
+        let mut h = self.base_header(st, arch.to_vec());
+        if st.st_nlink > 1 {
+            let key = (st.st_dev, st.st_ino);
+            if let Some(first) = self.seen.get(&key) {
+                h.entry_type = EntryType::Link;
+                h.link_name = first.clone();
+                return self.w.append(&h, &mut std::io::empty());
+            }
+            self.seen.insert(key, arch.to_vec());
+        }
+        match ft {
+            FileType::RegularFile => {
+                let fd = match rfs::openat(
+                    parent,
+                    name,
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    Ok(fd) => fd,
+                    Err(Errno::NOENT) => return Ok(()),
+                    Err(e) => return Err(ArchiveError::fs("open", arch, e)),
+                };
+                h.size = st.st_size as u64;
+                h.xattrs = self.xattrs(fd.as_fd(), arch)?;
+                let mut f = std::fs::File::from(fd);
+                self.w.append(&h, &mut f)
+            }
+            FileType::Symlink => {
+                let target = match rfs::readlinkat(parent, name, Vec::new()) {
+                    Ok(t) => t,
+                    Err(Errno::NOENT) => return Ok(()),
+                    Err(e) => return Err(ArchiveError::fs("readlink", arch, e)),
+                };
+                h.entry_type = EntryType::Symlink;
+                h.link_name = target.into_bytes();
+                self.w.append(&h, &mut std::io::empty())
+            }
+            FileType::CharacterDevice | FileType::BlockDevice => {
+                let (major, minor) = (rfs::major(st.st_rdev), rfs::minor(st.st_rdev));
+                if self.opts.overlay_upper
+                    && ft == FileType::CharacterDevice
+                    && major == 0
+                    && minor == 0
+                {
+                    let (dir, base) = split_name(arch);
+                    let mut wh = dir.to_vec();
+                    wh.extend_from_slice(b".wh.");
+                    wh.extend_from_slice(base);
+                    h.name = wh;
+                    h.mode = 0o600;
+                    return self.w.append(&h, &mut std::io::empty());
+                }
+                h.entry_type = if ft == FileType::CharacterDevice {
+                    EntryType::Char
+                } else {
+                    EntryType::Block
+                };
+                h.dev_major = major;
+                h.dev_minor = minor;
+                self.w.append(&h, &mut std::io::empty())
+            }
+            FileType::Fifo => {
+                h.entry_type = EntryType::Fifo;
+                self.w.append(&h, &mut std::io::empty())
+            }
+            _ => {
+                tracing::debug!(path = %String::from_utf8_lossy(arch), "skipping socket");
+                Ok(())
+            }
+        }
+    }
+
+    fn dir(&mut self, dir: OwnedFd, st: &Stat, arch: &[u8]) -> Result<(), ArchiveError> {
+        let mut name = arch.to_vec();
+        name.push(b'/');
+        let mut h = self.base_header(st, name.clone());
+        h.entry_type = EntryType::Dir;
+        h.xattrs = self.xattrs(dir.as_fd(), arch)?;
+        let opaque = self.opts.overlay_upper && self.is_opaque(dir.as_fd());
+        self.w.append(&h, &mut std::io::empty())?;
+        if opaque {
+            let mut wh = self.base_header(st, [&name[..], b".wh..wh..opq"].concat());
+            wh.mode &= 0o777;
+            self.w.append(&wh, &mut std::io::empty())?;
+        }
+        self.walk(dir.as_fd(), &name)
+    }
+
+    fn is_opaque(&self, fd: BorrowedFd<'_>) -> bool {
+        let key: &[u8] = if self.opts.overlay_userxattr {
+            b"user.overlay.opaque"
+        } else {
+            b"trusted.overlay.opaque"
+        };
+        let mut buf = [0u8; 8];
+        matches!(rfs::fgetxattr(fd, key, &mut buf[..]), Ok(n) if &buf[..n] == b"y")
+    }
+
+    /// Extended attributes worth archiving, sorted by name.
+    fn xattrs(&self, fd: BorrowedFd<'_>, arch: &[u8]) -> Result<Vec<Record>, ArchiveError> {
+        if self.opts.no_xattrs {
+            return Ok(Vec::new());
+        }
+        let size = match rfs::flistxattr_query(fd) {
+            Ok(n) => n,
+            Err(Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(ArchiveError::fs("list xattrs", arch, e)),
+        };
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let mut list = vec![0u8; size];
+        let n = match rfs::flistxattr(fd, &mut list[..]) {
+            Ok(n) => n,
+            // Changed under us (live container): skip xattrs rather than fail.
+            Err(Errno::RANGE) => return Ok(Vec::new()),
+            Err(e) => return Err(ArchiveError::fs("list xattrs", arch, e)),
+        };
+        let mut out = Vec::new();
+        for name in list[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+            if name.starts_with(b"trusted.overlay.")
+                || name.starts_with(b"user.overlay.")
+                || name == b"security.selinux"
+            {
+                continue;
+            }
+            let mut value = vec![0u8; 256];
+            let len = loop {
+                match rfs::fgetxattr(fd, name, &mut value[..]) {
+                    Ok(n) => break Some(n),
+                    Err(Errno::RANGE) if value.len() < (1 << 16) => {
+                        value.resize(value.len() * 4, 0);
+                    }
+                    Err(Errno::NODATA) => break None,
+                    Err(e) => return Err(ArchiveError::fs("get xattr", arch, e)),
+                }
+            };
+            if let Some(len) = len {
+                value.truncate(len);
+                out.push((name.to_vec(), value));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+fn split_name(arch: &[u8]) -> (&[u8], &[u8]) {
+    match arch.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&arch[..=i], &arch[i + 1..]),
+        None => (&b""[..], arch),
+    }
+}
