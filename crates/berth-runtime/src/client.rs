@@ -418,7 +418,21 @@ impl Shim {
         let mut s = self.stream()?;
         let mut line = serde_json::to_vec(req).map_err(|e| RuntimeError::Shim(e.to_string()))?;
         line.push(b'\n');
-        s.write_all(&line).map_err(io("write to shim"))?;
+        // A shim that exits right now resets the connection: that is "not running" (the
+        // caller then reads exit.json), not an I/O failure.
+        let gone = |e: &std::io::Error| {
+            matches!(
+                e.raw_os_error(),
+                Some(libc::EPIPE) | Some(libc::ECONNRESET)
+            )
+        };
+        if let Err(e) = s.write_all(&line) {
+            return Err(if gone(&e) {
+                RuntimeError::NotRunning
+            } else {
+                RuntimeError::Io("write to shim".into(), e)
+            });
+        }
         // Byte by byte: after the reply line the stream carries raw stdio.
         let mut buf = Vec::new();
         let mut b = [0u8; 1];
@@ -433,6 +447,7 @@ impl Shim {
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if gone(&e) => return Err(RuntimeError::NotRunning),
                 Err(e) => return Err(RuntimeError::Io("read from shim".into(), e)),
             }
         }

@@ -1513,8 +1513,10 @@ impl Shim {
             "cwd": cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps,
                              "inheritable": [], "ambient": []},
-            "noNewPrivileges": self.cfg.security_opt.no_new_privileges,
         });
+        if self.cfg.security_opt.no_new_privileges {
+            process["noNewPrivileges"] = serde_json::json!(true);
+        }
         if let Some((h, w)) = p.console_size {
             process["consoleSize"] = serde_json::json!({"height": h, "width": w});
         }

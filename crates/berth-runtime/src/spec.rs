@@ -818,8 +818,12 @@ pub fn spec_json(cfg: &ContainerConfig, user: &ResolvedUser) -> Result<Value, Sp
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps,
                          "inheritable": [], "ambient": []},
         "rlimits": rlimits(cfg)?,
-        "noNewPrivileges": cfg.security_opt.no_new_privileges,
     });
+    // Only when set: libcontainer loads seccomp late (after dropping CAP_SYS_ADMIN) whenever
+    // the field is present, even as `false`, and the load then fails with EACCES.
+    if cfg.security_opt.no_new_privileges {
+        process["noNewPrivileges"] = json!(true);
+    }
     if let Some((h, w)) = cfg.process.console_size {
         process["consoleSize"] = json!({"height": h, "width": w});
     }
@@ -950,7 +954,6 @@ pub fn spec_json(cfg: &ContainerConfig, user: &ResolvedUser) -> Result<Value, Sp
         "cgroupsPath": format!("/{parent}/{}", cfg.id),
         "devices": devices,
         "sysctl": cfg.sysctls,
-        "rootfsPropagation": "rprivate",
     });
     if !cfg.privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);
