@@ -557,7 +557,7 @@ fn a1_13_devices_setuid_and_capabilities_by_policy() {
     let ping = std::fs::metadata(root.join("bin/ping")).expect("ping");
     assert_eq!(ping.mode() & 0o7777, 0o4755);
     let mut buf = [0u8; 64];
-    let n = rustix::fs::getxattr(&root.join("bin/ping"), "security.capability", &mut buf[..])
+    let n = rustix::fs::getxattr(root.join("bin/ping"), "security.capability", &mut buf[..])
         .expect("capability kept");
     assert_eq!(&buf[..n], &cap[..]);
     assert!(inside(&root, &sent.dir.join("fifo")).exists());
@@ -575,7 +575,7 @@ fn a1_13_devices_setuid_and_capabilities_by_policy() {
     let ping = std::fs::metadata(root.join("bin/ping")).expect("ping");
     assert_eq!(ping.mode() & 0o7777, 0o755);
     assert!(
-        rustix::fs::getxattr(&root.join("bin/ping"), "security.capability", &mut buf[..]).is_err()
+        rustix::fs::getxattr(root.join("bin/ping"), "security.capability", &mut buf[..]).is_err()
     );
     sent.check();
 }
