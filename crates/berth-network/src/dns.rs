@@ -22,6 +22,7 @@ use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, PTR};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::error::{NetError, Result};
@@ -29,6 +30,9 @@ use crate::error::{NetError, Result};
 const TTL: u32 = 600;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Queries (UDP) and connections (TCP) in flight per container; more are dropped, so a
+/// flooding container cannot exhaust the daemon's file descriptors or memory.
+const MAX_IN_FLIGHT: usize = 128;
 
 /// One container's names on one network.
 #[derive(Debug, Clone)]
@@ -179,8 +183,9 @@ impl DnsServer {
         let udp = Arc::new(tokio::net::UdpSocket::from_std(udp).map_err(|e| NetError::io("register dns socket", e))?);
         let tcp = tokio::net::TcpListener::from_std(tcp).map_err(|e| NetError::io("register dns socket", e))?;
         let cid = container.to_string();
-        let t1 = self.handle.spawn(serve_udp(udp, self.shared.clone(), cid.clone()));
-        let t2 = self.handle.spawn(serve_tcp(tcp, self.shared.clone(), cid.clone()));
+        let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let t1 = self.handle.spawn(serve_udp(udp, self.shared.clone(), cid.clone(), limit.clone()));
+        let t2 = self.handle.spawn(serve_tcp(tcp, self.shared.clone(), cid.clone(), limit));
         self.listeners.lock().unwrap_or_else(|p| p.into_inner()).insert(cid, vec![t1, t2]);
         tracing::debug!(container, "embedded dns listening");
         Ok(())
@@ -209,7 +214,7 @@ impl Drop for DnsServer {
     }
 }
 
-async fn serve_udp(sock: Arc<tokio::net::UdpSocket>, shared: Arc<Shared>, cid: String) {
+async fn serve_udp(sock: Arc<tokio::net::UdpSocket>, shared: Arc<Shared>, cid: String, limit: Arc<Semaphore>) {
     let mut buf = vec![0u8; 4096];
     loop {
         let (n, peer) = match sock.recv_from(&mut buf).await {
@@ -219,9 +224,14 @@ async fn serve_udp(sock: Arc<tokio::net::UdpSocket>, shared: Arc<Shared>, cid: S
                 continue;
             }
         };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::debug!(container = %cid, "dns query dropped: too many in flight");
+            continue;
+        };
         let query = buf[..n].to_vec();
         let (sock, shared, cid) = (sock.clone(), shared.clone(), cid.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             if let Some(resp) = handle_query(&shared, &cid, &query, false).await {
                 let _ = sock.send_to(&resp, peer).await;
             }
@@ -229,11 +239,13 @@ async fn serve_udp(sock: Arc<tokio::net::UdpSocket>, shared: Arc<Shared>, cid: S
     }
 }
 
-async fn serve_tcp(listener: tokio::net::TcpListener, shared: Arc<Shared>, cid: String) {
+async fn serve_tcp(listener: tokio::net::TcpListener, shared: Arc<Shared>, cid: String, limit: Arc<Semaphore>) {
     loop {
         let Ok((mut conn, _)) = listener.accept().await else { continue };
+        let Ok(permit) = limit.clone().try_acquire_owned() else { continue };
         let (shared, cid) = (shared.clone(), cid.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             loop {
                 let Ok(Ok(len)) = tokio::time::timeout(TCP_IDLE, conn.read_u16()).await else { return };
                 let mut q = vec![0u8; len as usize];

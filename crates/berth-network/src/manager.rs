@@ -110,6 +110,14 @@ fn reserve_port(proto: Proto, ip: Ipv4Addr, port: u16) -> std::io::Result<OwnedF
     Ok(fd)
 }
 
+fn upstreams(cfg: &NetConfig) -> Vec<SocketAddr> {
+    if cfg.dns_upstreams.is_empty() {
+        read_upstreams(&cfg.dns_upstreams_from)
+    } else {
+        cfg.dns_upstreams.clone()
+    }
+}
+
 fn local_port_range() -> (u16, u16) {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -158,7 +166,7 @@ impl NetManager {
             }
         };
         let dns_addr = SocketAddr::from((cfg.dns_address, cfg.dns_port));
-        let dns = DnsServer::new(handle, dns_addr, read_upstreams(&cfg.dns_upstreams_from));
+        let dns = DnsServer::new(handle, dns_addr, upstreams(&cfg));
         Ok(NetManager { cfg, state: Mutex::new(State::default()), dns, _runtime: OwnRuntime(rt) })
     }
 
@@ -285,7 +293,10 @@ impl NetManager {
         };
         ensure_ip_forward()?;
         let idx = match existing {
-            Some(i) => i,
+            Some(i) => {
+                nl.set_alias(i, &self.bridge_alias(&spec.id))?;
+                i
+            }
             None => nl.add_bridge(bridge, spec.mtu.unwrap_or(DEFAULT_MTU), &self.bridge_alias(&spec.id))?,
         };
         let res = (|| {
@@ -486,9 +497,10 @@ impl NetManager {
             .ok_or_else(|| NetError::NetworkNotFound(format!("{} (bridge {bridge} missing)", info.spec.id)))?;
         let nsfile = std::fs::File::open(&spec.netns_path)
             .map_err(|e| NetError::io(format!("open netns {}", spec.netns_path.display()), e))?;
-        // a leftover from a crash with the same name would make the add fail: it is ours
+        // A leftover with this name is ours: the name hashes table, network and container,
+        // and a crash between creating the veth and marking it leaves it without an alias.
         if let Some(old) = nl.links()?.into_iter().find(|l| l.name == veth_host) {
-            if self.is_ours(&old) {
+            if self.is_ours(&old) || old.alias.is_none() {
                 nl.del_link(old.index)?;
             }
         }
@@ -616,8 +628,33 @@ impl NetManager {
         let r1 = self.apply_rules(&st);
         self.delete_veth(&eps.ep.veth_host);
         let r2 = self.refresh_dns(&st, None);
+        let r3 = self.restore_default_route(&st, container_id);
         tracing::info!(container = container_id, network = network_id, "endpoint disconnected");
-        r1.and(r2)
+        r1.and(r2).and(r3)
+    }
+
+    /// After a disconnect, route through another non-internal network if the default
+    /// route went away with the removed interface (Docker picks a new gateway too).
+    fn restore_default_route(&self, st: &State, container_id: &str) -> Result<()> {
+        let mut candidates: Vec<&EpState> = st
+            .endpoints
+            .values()
+            .filter(|e| e.ep.container_id == container_id)
+            .filter(|e| st.networks.get(&e.ep.network_id).is_some_and(|n| !n.info.spec.internal))
+            .collect();
+        candidates.sort_by(|a, b| a.ep.ifname.cmp(&b.ep.ifname));
+        let Some(e) = candidates.first() else { return Ok(()) };
+        let (gw, ifname) = (e.ep.gateway, e.ep.ifname.clone());
+        netns::in_netns(&e.spec.netns_path, move || {
+            let mut nl = Netlink::open()?;
+            if nl.has_default_route()? {
+                return Ok(());
+            }
+            match nl.link_index(&ifname)? {
+                Some(i) => nl.add_default_route(gw, i),
+                None => Ok(()),
+            }
+        })
     }
 
     /// Render and load the nftables table from the model.
@@ -712,7 +749,7 @@ impl NetManager {
         let mut st = self.lock();
         self.dns.stop_all();
         *st = State::default();
-        self.dns.set_upstreams(read_upstreams(&self.cfg.dns_upstreams_from));
+        self.dns.set_upstreams(upstreams(&self.cfg));
         let mut nl = Netlink::open()?;
         let links = nl.links()?;
         // networks
@@ -740,7 +777,8 @@ impl NetManager {
             spec.gateway = Some(pool.gateway);
             let existing = links.iter().find(|l| l.name == bridge);
             let existing_idx = match existing {
-                Some(l) if self.is_ours(l) => Some(l.index),
+                // no alias: a crash hit between creating and marking it; the DB says it is ours
+                Some(l) if self.is_ours(l) || l.alias.is_none() => Some(l.index),
                 Some(_) => {
                     tracing::warn!(%bridge, network = %spec.id, "device exists and is not ours; network skipped");
                     continue;

@@ -3,7 +3,7 @@
 //! These types derive serde so the engine can keep them in its database as-is and hand
 //! them back to [`crate::NetManager::reconcile`] after a restart.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use ipnet::Ipv4Net;
@@ -27,6 +27,8 @@ pub struct NetConfig {
     pub netns_dir: PathBuf,
     /// resolv.conf the embedded DNS server takes its upstream resolvers from.
     pub dns_upstreams_from: PathBuf,
+    /// Upstream resolvers overriding `dns_upstreams_from` when non-empty (daemon `--dns`).
+    pub dns_upstreams: Vec<SocketAddr>,
     /// Prefix of the `ifalias` set on every bridge and veth we create; objects carrying it
     /// (followed by `nft_table`) are ours and may be deleted by reconcile/cleanup.
     pub alias_prefix: String,
@@ -45,6 +47,7 @@ impl Default for NetConfig {
             pool_prefix_len: 24,
             netns_dir: PathBuf::from("/run/berth/netns"),
             dns_upstreams_from: PathBuf::from("/etc/resolv.conf"),
+            dns_upstreams: Vec::new(),
             alias_prefix: "berth".into(),
             dns_address: Ipv4Addr::new(127, 0, 0, 11),
             dns_port: 53,

@@ -333,3 +333,78 @@ fn subnets_avoid_host_routes_and_each_other() {
     m.remove_network(&a.spec.id).unwrap();
     assert!(!our_links(&ctx.cfg).contains(&a.bridge.unwrap()));
 }
+
+/// A fake upstream resolver on the host's loopback answering every A query with `ip`.
+fn fake_upstream(ip: Ipv4Addr) -> SocketAddr {
+    use hickory_proto::op::{Message, OpCode, ResponseCode};
+    use hickory_proto::rr::{rdata::A, RData, Record};
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+            let Ok(q) = Message::from_vec(&buf[..n]) else { continue };
+            let mut r = Message::error_msg(q.metadata.id, OpCode::Query, ResponseCode::NoError);
+            r.queries = q.queries.clone();
+            if let Some(first) = q.queries.first() {
+                if first.query_type() == hickory_proto::rr::RecordType::A {
+                    r.answers.push(Record::from_rdata(first.name().clone(), 60, RData::A(A(ip))));
+                }
+            }
+            let _ = sock.send_to(&r.to_vec().unwrap(), peer);
+        }
+    });
+    addr
+}
+
+#[test]
+fn dns_forwards_other_names_to_loopback_upstream_from_host_side() {
+    require_root!();
+    let mut ctx = Ctx::new(9);
+    let answer = Ipv4Addr::new(192, 0, 2, 77);
+    ctx.cfg.dns_upstreams = vec![fake_upstream(answer)];
+    ctx.mgr = Some(berth_network::NetManager::new(ctx.cfg.clone()).unwrap());
+    let m = ctx.mgr();
+    let net = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
+    let mut ispec = NetworkSpec::bridge(ctx.id("i"), "internal");
+    ispec.internal = true;
+    let inet = m.create_network(&ispec).unwrap();
+    let ns = m.create_netns(&ctx.id("c")).unwrap();
+    let ins = m.create_netns(&ctx.id("ic")).unwrap();
+    m.connect(&ep(&ctx, "c", &ns, &net.spec.id, vec![])).unwrap();
+    m.connect(&ep(&ctx, "ic", &ins, &inet.spec.id, vec![])).unwrap();
+    assert_eq!(lookup(&ns, "example.test"), vec![answer]);
+    // names of the container's own network still win
+    assert_eq!(lookup(&ns, "c").len(), 1);
+    assert_ne!(lookup(&ns, "c"), vec![answer]);
+    // containers only on internal networks get no forwarding (like Docker)
+    assert!(lookup(&ins, "example.test").is_empty());
+    assert_eq!(lookup(&ins, "ic").len(), 1);
+}
+
+#[test]
+fn connect_disconnect_second_network_moves_default_route() {
+    require_root!();
+    let ctx = Ctx::new(10);
+    let m = ctx.mgr();
+    let a = m.create_network(&NetworkSpec::bridge(ctx.id("a"), "a")).unwrap();
+    let b = m.create_network(&NetworkSpec::bridge(ctx.id("b"), "b")).unwrap();
+    let ns = m.create_netns(&ctx.id("c")).unwrap();
+    let peer = m.create_netns(&ctx.id("p")).unwrap();
+    let ea = m.connect(&ep(&ctx, "c", &ns, &a.spec.id, vec![])).unwrap();
+    let eb = m.connect(&ep(&ctx, "c", &ns, &b.spec.id, vec![])).unwrap();
+    m.connect(&ep(&ctx, "p", &peer, &b.spec.id, vec![])).unwrap();
+    assert_eq!((ea.ifname.as_str(), eb.ifname.as_str()), ("eth0", "eth1"));
+    let route = |ns: &std::path::Path| String::from_utf8_lossy(&bb(ns, &["ip", "route"]).stdout).into_owned();
+    assert!(route(&ns).contains(&format!("default via {}", ea.gateway)), "{}", route(&ns));
+    // names from both networks resolve
+    assert_eq!(lookup(&ns, "p").len(), 1);
+    m.disconnect(&ctx.id("c"), &a.spec.id).unwrap();
+    assert!(route(&ns).contains(&format!("default via {}", eb.gateway)), "{}", route(&ns));
+    assert!(!String::from_utf8_lossy(&bb(&ns, &["ip", "-o", "link"]).stdout).contains("eth0"));
+    assert_eq!(lookup(&ns, "p").len(), 1);
+    m.disconnect(&ctx.id("c"), &b.spec.id).unwrap();
+    // no user network left: the DNS listener is gone
+    assert!(lookup(&ns, "p").is_empty());
+    assert_eq!(m.disconnect(&ctx.id("c"), &b.spec.id).unwrap_err().kind(), NetErrorKind::NotFound);
+}
