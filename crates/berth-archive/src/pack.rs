@@ -185,6 +185,17 @@ impl<W: Write> Packer<'_, W> {
             return self.dir(dir, st, arch);
         }
         let mut h = self.base_header(st, arch.to_vec());
+        let (major, minor) = (rfs::major(st.st_rdev), rfs::minor(st.st_rdev));
+        if self.opts.overlay_upper && ft == FileType::CharacterDevice && major == 0 && minor == 0 {
+            // An overlay whiteout (overlayfs may hard link them all to one inode).
+            let (dir, base) = split_name(arch);
+            let mut wh = dir.to_vec();
+            wh.extend_from_slice(b".wh.");
+            wh.extend_from_slice(base);
+            h.name = wh;
+            h.mode = 0o600;
+            return self.w.append(&h, &mut std::io::empty());
+        }
         if st.st_nlink > 1 {
             let key = (st.st_dev, st.st_ino);
             if let Some(first) = self.seen.get(&key) {
@@ -222,20 +233,6 @@ impl<W: Write> Packer<'_, W> {
                 self.w.append(&h, &mut std::io::empty())
             }
             FileType::CharacterDevice | FileType::BlockDevice => {
-                let (major, minor) = (rfs::major(st.st_rdev), rfs::minor(st.st_rdev));
-                if self.opts.overlay_upper
-                    && ft == FileType::CharacterDevice
-                    && major == 0
-                    && minor == 0
-                {
-                    let (dir, base) = split_name(arch);
-                    let mut wh = dir.to_vec();
-                    wh.extend_from_slice(b".wh.");
-                    wh.extend_from_slice(base);
-                    h.name = wh;
-                    h.mode = 0o600;
-                    return self.w.append(&h, &mut std::io::empty());
-                }
                 h.entry_type = if ft == FileType::CharacterDevice {
                     EntryType::Char
                 } else {

@@ -1,0 +1,337 @@
+//! pack -> apply round trips: files, dirs, symlinks, hardlinks, modes, owners, mtimes,
+//! xattrs, devices; determinism; and cross-checks with GNU tar and python's tarfile.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use berth_archive::{pack, ApplyOptions, PackOptions, WhiteoutMode};
+use common::{have, skip_unless_root, Scratch};
+
+#[derive(Debug, PartialEq, Eq)]
+struct Desc {
+    kind: &'static str,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+    content: Vec<u8>,
+    rdev: u64,
+    xattrs: Vec<(String, Vec<u8>)>,
+    /// First path (in walk order) sharing this inode.
+    link_group: PathBuf,
+}
+
+fn xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut list = vec![0u8; 4096];
+    let n = match rustix::fs::llistxattr(p, &mut list[..]) {
+        Ok(n) => n,
+        Err(_) => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    for name in list[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let name = String::from_utf8_lossy(name).into_owned();
+        let mut v = vec![0u8; 4096];
+        if let Ok(len) = rustix::fs::lgetxattr(p, name.as_str(), &mut v[..]) {
+            v.truncate(len);
+            out.push((name, v));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn describe(root: &Path) -> BTreeMap<PathBuf, Desc> {
+    fn walk(
+        root: &Path,
+        rel: &Path,
+        out: &mut BTreeMap<PathBuf, Desc>,
+        inodes: &mut BTreeMap<u64, PathBuf>,
+    ) {
+        let mut names: Vec<_> = std::fs::read_dir(root.join(rel))
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        names.sort();
+        for name in names {
+            let r = rel.join(&name);
+            let p = root.join(&r);
+            let md = std::fs::symlink_metadata(&p).expect("lstat");
+            let ft = md.file_type();
+            let (kind, content) = if ft.is_dir() {
+                ("dir", Vec::new())
+            } else if ft.is_symlink() {
+                (
+                    "symlink",
+                    std::fs::read_link(&p)
+                        .expect("readlink")
+                        .as_os_str()
+                        .as_bytes()
+                        .to_vec(),
+                )
+            } else if ft.is_file() {
+                ("file", std::fs::read(&p).expect("read"))
+            } else {
+                ("special", Vec::new())
+            };
+            let group = inodes.entry(md.ino()).or_insert_with(|| r.clone()).clone();
+            out.insert(
+                r.clone(),
+                Desc {
+                    kind,
+                    mode: md.mode(),
+                    uid: md.uid(),
+                    gid: md.gid(),
+                    mtime: md.mtime(),
+                    content,
+                    rdev: md.rdev(),
+                    xattrs: if ft.is_symlink() {
+                        Vec::new()
+                    } else {
+                        xattrs(&p)
+                    },
+                    link_group: if ft.is_dir() { r.clone() } else { group },
+                },
+            );
+            if ft.is_dir() {
+                walk(root, &r, out, inodes);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, Path::new(""), &mut out, &mut BTreeMap::new());
+    out
+}
+
+fn set_mtime_nofollow(p: &Path, secs: i64) {
+    let t = rustix::fs::Timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        p,
+        &rustix::fs::Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .expect("utimensat");
+}
+
+/// A tree exercising every preserved property.
+fn build_tree(src: &Path) {
+    let w = |p: &str, data: &[u8], mode: u32, uid: u32| {
+        let path = src.join(p);
+        std::fs::write(&path, data).expect("write");
+        std::os::unix::fs::lchown(&path, Some(uid), Some(uid + 1)).expect("chown");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    for (d, mode) in [
+        ("etc", 0o755),
+        ("tmp", 0o1777),
+        ("secret", 0o700),
+        ("usr", 0o755),
+        ("usr/bin", 0o755),
+        ("g", 0o2775),
+    ] {
+        std::fs::create_dir(src.join(d)).expect("mkdir");
+        std::fs::set_permissions(src.join(d), std::fs::Permissions::from_mode(mode))
+            .expect("chmod");
+    }
+    std::os::unix::fs::lchown(src.join("secret"), Some(1000), Some(1000)).expect("chown");
+    w("etc/passwd", b"root:x:0:0::/root:/bin/sh\n", 0o644, 0);
+    w("secret/key", b"k", 0o600, 1000);
+    w("usr/bin/su", b"\x7fELF", 0o4755, 0);
+    w("usr/bin/wall", b"\x7fELF", 0o2755, 0);
+    w("empty", b"", 0o444, 65534);
+    let big: Vec<u8> = (0..1_500_000u32).map(|i| (i * 31 % 253) as u8).collect();
+    w("big", &big, 0o640, 7);
+    let long = format!("usr/{}", "n".repeat(150));
+    w(&long, b"long name", 0o644, 0);
+    std::fs::hard_link(src.join("etc/passwd"), src.join("etc/passwd-")).expect("link");
+    std::fs::hard_link(src.join("etc/passwd"), src.join("usr/passwd.3")).expect("link");
+    std::os::unix::fs::symlink("../etc/passwd", src.join("usr/rel")).expect("symlink");
+    std::os::unix::fs::symlink("/etc/passwd", src.join("usr/abs")).expect("symlink");
+    std::os::unix::fs::symlink("/nowhere", src.join("usr/dangling")).expect("symlink");
+    std::os::unix::fs::symlink("t".repeat(200), src.join("usr/longtarget")).expect("symlink");
+    std::os::unix::fs::lchown(src.join("usr/rel"), Some(5), Some(6)).expect("lchown");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        src.join("null"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(1, 3),
+    )
+    .expect("mknod");
+    std::fs::set_permissions(src.join("null"), std::fs::Permissions::from_mode(0o666))
+        .expect("chmod");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        src.join("fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o620),
+        0,
+    )
+    .expect("mkfifo");
+    std::fs::set_permissions(src.join("fifo"), std::fs::Permissions::from_mode(0o620))
+        .expect("chmod");
+    rustix::fs::setxattr(
+        src.join("etc/passwd"),
+        "user.comment",
+        b"\x00binary\xff",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("user xattr");
+    rustix::fs::setxattr(
+        src.join("etc"),
+        "trusted.berth",
+        b"dir xattr",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("trusted xattr");
+    let mut cap = Vec::new();
+    for word in [0x0200_0001u32, 1 << 13, 0, 0, 0] {
+        cap.extend_from_slice(&word.to_le_bytes());
+    }
+    rustix::fs::setxattr(
+        src.join("usr/bin/su"),
+        "security.capability",
+        &cap,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("cap xattr");
+    // Times last, children before parents.
+    let mut all: Vec<PathBuf> = describe(src).into_keys().collect();
+    all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for (i, p) in all.iter().enumerate() {
+        set_mtime_nofollow(&src.join(p), 1_500_000_000 + i as i64 * 1000);
+    }
+}
+
+#[test]
+fn pack_apply_round_trip_preserves_everything() {
+    if skip_unless_root("round_trip") {
+        return;
+    }
+    let s = Scratch::new("roundtrip");
+    let src = s.sub("src");
+    build_tree(&src);
+    let mut tar = Vec::new();
+    pack(&src, &mut tar, &PackOptions::default()).expect("pack");
+
+    let dst = s.sub("dst");
+    let stats =
+        berth_archive::apply_layer(&dst, &tar[..], &ApplyOptions::default()).expect("apply");
+    assert!(stats.entries > 20);
+    let want = describe(&src);
+    let got = describe(&dst);
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>()
+    );
+    for (k, w) in &want {
+        assert_eq!(&got[k], w, "{}", k.display());
+    }
+
+    // Deterministic: packing again, or packing the copy, gives the same bytes.
+    let mut again = Vec::new();
+    pack(&src, &mut again, &PackOptions::default()).expect("pack again");
+    assert_eq!(tar, again);
+    let mut copy = Vec::new();
+    pack(&dst, &mut copy, &PackOptions::default()).expect("pack copy");
+    assert_eq!(tar, copy);
+
+    // Other readers agree on the entry names.
+    let tar_path = s.dir.join("out.tar");
+    std::fs::write(&tar_path, &tar).expect("write tar");
+    let mut ours: Vec<String> = Vec::new();
+    let mut r = berth_archive::TarReader::new(&tar[..]);
+    while let Some(e) = r.next_entry().expect("entry") {
+        ours.push(String::from_utf8_lossy(&e.header.name).into_owned());
+    }
+    if have("tar") {
+        let out = std::process::Command::new("tar")
+            .arg("-tf")
+            .arg(&tar_path)
+            .output()
+            .expect("run tar");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(names, ours, "GNU tar listing");
+    } else {
+        eprintln!("GNU tar missing: skipping its cross-check");
+    }
+    if have("python3") {
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg("import sys,tarfile\nfor m in tarfile.open(sys.argv[1]): print(m.name + ('/' if m.isdir() else ''))")
+            .arg(&tar_path)
+            .output()
+            .expect("run python3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(names, ours, "python tarfile listing");
+    } else {
+        eprintln!("python3 missing: skipping its cross-check");
+    }
+}
+
+#[test]
+fn pack_src_and_name_for_cp() {
+    if skip_unless_root("pack_src") {
+        return;
+    }
+    let s = Scratch::new("packsrc");
+    let root = s.sub("root");
+    std::fs::create_dir_all(root.join("data/sub")).expect("mkdir");
+    std::fs::write(root.join("data/sub/f"), b"f").expect("write");
+    std::os::unix::fs::symlink("/data", root.join("link")).expect("symlink");
+    let names = |opts: &PackOptions| {
+        let mut tar = Vec::new();
+        pack(&root, &mut tar, opts).expect("pack");
+        let mut r = berth_archive::TarReader::new(&tar[..]);
+        let mut out = Vec::new();
+        while let Some(e) = r.next_entry().expect("entry") {
+            out.push(String::from_utf8_lossy(&e.header.name).into_owned());
+        }
+        out
+    };
+    let src = |p: &str, name: Option<&str>| PackOptions {
+        src: Some(PathBuf::from(p)),
+        name: name.map(str::to_string),
+        ..PackOptions::default()
+    };
+    assert_eq!(
+        names(&src("/data", None)),
+        ["data/", "data/sub/", "data/sub/f"]
+    );
+    assert_eq!(names(&src("data/sub/f", Some("renamed"))), ["renamed"]);
+    assert_eq!(names(&src("/data", Some("."))), ["sub/", "sub/f"]);
+    // The last component is not followed: a symlink is archived as a symlink...
+    assert_eq!(names(&src("link", None)), ["link"]);
+    // ...but symlinks in the middle resolve inside the root, never to the host.
+    assert_eq!(names(&src("/link/sub", None)), ["sub/", "sub/f"]);
+    let mut tar = Vec::new();
+    let err = pack(&root, &mut tar, &src("../../../../etc/passwd", None)).expect_err("absent");
+    assert_eq!(err.kind(), berth_archive::ArchiveErrorKind::NotFound);
+    let _ = WhiteoutMode::Remove;
+}
