@@ -408,3 +408,40 @@ fn connect_disconnect_second_network_moves_default_route() {
     assert!(lookup(&ns, "p").is_empty());
     assert_eq!(m.disconnect(&ctx.id("c"), &b.spec.id).unwrap_err().kind(), NetErrorKind::NotFound);
 }
+
+/// Cost of a container's network setup (`cargo test -p berth-network --test network
+/// bench_ -- --ignored --nocapture`). Prints, asserts nothing about time.
+#[test]
+#[ignore]
+fn bench_connect_disconnect() {
+    require_root!();
+    let ctx = Ctx::new(11);
+    let m = ctx.mgr();
+    let net = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
+    let n = 20;
+    let mut t_ns = std::time::Duration::ZERO;
+    let mut t_conn = std::time::Duration::ZERO;
+    let mut t_rm = std::time::Duration::ZERO;
+    for i in 0..n {
+        let name = format!("c{i}");
+        let t0 = std::time::Instant::now();
+        let ns = m.create_netns(&ctx.id(&name)).unwrap();
+        let t1 = std::time::Instant::now();
+        m.connect(&ep(&ctx, &name, &ns, &net.spec.id, vec![PortBinding::new(0, 80, Proto::Tcp)])).unwrap();
+        let t2 = std::time::Instant::now();
+        t_ns += t1 - t0;
+        t_conn += t2 - t1;
+    }
+    for i in 0..n {
+        let t0 = std::time::Instant::now();
+        m.remove_netns(&ctx.id(&format!("c{i}"))).unwrap();
+        t_rm += t0.elapsed();
+    }
+    let per = |d: std::time::Duration| d.as_secs_f64() * 1000.0 / n as f64;
+    eprintln!(
+        "per container: create_netns {:.1} ms, connect (1 port) {:.1} ms, disconnect+remove {:.1} ms",
+        per(t_ns),
+        per(t_conn),
+        per(t_rm)
+    );
+}
