@@ -349,12 +349,19 @@ impl<'a> Applier<'a> {
         base: &[u8],
         path: &[u8],
     ) -> Result<(), ArchiveError> {
+        let mut make_opaque = false;
         match rfs::mkdirat(parent, base, Mode::from_raw_mode(0o700)) {
             Ok(()) => {}
             Err(Errno::EXIST) => {
                 let st = rfs::statat(parent, base, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| ArchiveError::fs("stat", path, e))?;
-                if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                let ft = FileType::from_raw_mode(st.st_mode);
+                if ft != FileType::Directory {
+                    // A directory re-created over a whiteout must hide the lower one, like
+                    // overlayfs does for rmdir + mkdir.
+                    make_opaque = self.opts.whiteouts == WhiteoutMode::Overlay
+                        && ft == FileType::CharacterDevice
+                        && st.st_rdev == 0;
                     self.remove(parent, base, path)?;
                     rfs::mkdirat(parent, base, Mode::from_raw_mode(0o700))
                         .map_err(|e| ArchiveError::fs("mkdir", path, e))?;
@@ -369,6 +376,10 @@ impl<'a> Applier<'a> {
             Mode::empty(),
         )
         .map_err(|e| ArchiveError::fs("open directory", path, e))?;
+        if make_opaque {
+            rfs::fsetxattr(&fd, self.opaque_xattr(), b"y", XattrFlags::empty())
+                .map_err(|e| ArchiveError::fs("set opaque xattr", path, e))?;
+        }
         self.dir_meta(fd.as_fd(), h, path)?;
         self.cache(path.to_vec(), Rc::new(fd));
         Ok(())
@@ -563,12 +574,7 @@ impl<'a> Applier<'a> {
                 )
                 .map_err(|e| ArchiveError::fs("open directory", dir_path, e))?;
                 drop(dir);
-                let name: &[u8] = if self.opts.overlay_userxattr {
-                    b"user.overlay.opaque"
-                } else {
-                    b"trusted.overlay.opaque"
-                };
-                rfs::fsetxattr(&fd, name, b"y", XattrFlags::empty())
+                rfs::fsetxattr(&fd, self.opaque_xattr(), b"y", XattrFlags::empty())
                     .map_err(|e| ArchiveError::fs("set opaque xattr", dir_path, e))?;
             }
             WhiteoutMode::Remove => {
@@ -597,6 +603,14 @@ impl<'a> Applier<'a> {
             }
         }
         Ok(())
+    }
+
+    fn opaque_xattr(&self) -> &'static str {
+        if self.opts.overlay_userxattr {
+            "user.overlay.opaque"
+        } else {
+            "trusted.overlay.opaque"
+        }
     }
 
     fn mode(&self, h: &Header, is_dir: bool) -> u32 {
