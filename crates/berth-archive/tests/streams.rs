@@ -226,7 +226,7 @@ fn a1_11_differential_against_python_tarfile() {
     }
     let s = Scratch::new("diff");
     let smuggled = RawTar::new().file(b"smuggled", b"pwned").bytes;
-    let cases = vec![
+    let cases = [
         // ustar size 0, PAX size 1024 (CVE-2025-62518 / CVE-2026-33055 shape).
         RawTar::new()
             .pax(&[(b"size", b"1024")])
