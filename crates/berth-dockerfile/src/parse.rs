@@ -303,7 +303,7 @@ fn logical_lines(text: &str) -> Result<Logical, ParseError> {
                     .at(start, lines.line));
             }
         }
-        let mut node = node_from_line(&buf, d.escape).map_err(|e| e.at(start, lines.line))?;
+        let mut node = node_from_line(&buf, d.escape, false).map_err(|e| e.at(start, lines.line))?;
         if node.can_contain_heredoc() && buf.contains("<<") {
             let docs = heredocs_from_line(&buf).map_err(|e| e.at(start, lines.line))?;
             for mut doc in docs {
@@ -358,7 +358,9 @@ fn split_ws(s: &str) -> Vec<String> {
         .collect()
 }
 
-fn node_from_line(line: &str, escape: char) -> Result<Node, ParseError> {
+/// `nested` is true for the trigger of an ONBUILD: a nested ONBUILD is not parsed
+/// further (it is an error anyway), which bounds recursion on `ONBUILD ONBUILD ...`.
+fn node_from_line(line: &str, escape: char, nested: bool) -> Result<Node, ParseError> {
     let trimmed = line.trim();
     let (cmd, rest) = match trimmed.find(is_split_space) {
         Some(i) => (
@@ -403,8 +405,8 @@ fn node_from_line(line: &str, escape: char) -> Result<Node, ParseError> {
                 node.json = json;
             }
         }
-        "onbuild" if !rest.is_empty() => {
-            let sub = node_from_line(rest, escape)?;
+        "onbuild" if !rest.is_empty() && !nested => {
+            let sub = node_from_line(rest, escape, true)?;
             node.args = std::iter::once(sub.cmd.clone())
                 .chain(sub.args.iter().cloned())
                 .collect();

@@ -1,0 +1,174 @@
+//! Hostile-input tests: the parser never panics, and large inputs are handled in
+//! linear time and memory (a quadratic step would make these tests hang).
+
+use berth_dockerfile::{
+    expand, expand_words, parse, IgnoreMatcher, Mount, ParseErrorKind, MAX_DOCKERFILE_SIZE,
+    MAX_LINE_SIZE,
+};
+
+/// Small deterministic PRNG (xorshift64*), so failures are reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+const TOKENS: &[&str] = &[
+    "FROM ", "RUN ", "CMD ", "LABEL ", "MAINTAINER ", "EXPOSE ", "ENV ", "ADD ", "COPY ",
+    "ENTRYPOINT ", "VOLUME ", "USER ", "WORKDIR ", "ARG ", "ONBUILD ", "STOPSIGNAL ",
+    "HEALTHCHECK ", "SHELL ", "AS ", "NONE ", "CMD", "busybox", "--mount=", "type=cache",
+    "type=secret", "type=bind", ",", "target=/x", "--from=", "--chown=", "--link", "--",
+    "--platform=", "--interval=", "1s", "--retries=", "=", "\"", "'", "`", "\\", "\\\n", "\n",
+    "\r\n", " ", "\t", "#", "# escape=`\n", "# syntax=x\n", "$", "${", "}", ":-", ":+", ":?",
+    "#", "%", "/", "//", "*", "?", "[", "]", "{", "[\"a\", \"b\"]", "[1]", "<<", "<<-", "EOF",
+    "\nEOF\n", "<<\"EOF\"", "3<<", "a", "b=c", "é", "🐳", "\u{0}", "\u{feff}", "!", "**",
+];
+
+fn random_text(rng: &mut Rng, max_tokens: usize) -> String {
+    let n = rng.below(max_tokens) + 1;
+    let mut s = String::new();
+    for _ in 0..n {
+        if rng.below(10) == 0 {
+            // A random Unicode scalar value.
+            let c = char::from_u32((rng.next() % 0x11_0000) as u32).unwrap_or('x');
+            s.push(c);
+        } else {
+            s.push_str(TOKENS[rng.below(TOKENS.len())]);
+        }
+    }
+    s
+}
+
+#[test]
+fn random_input_never_panics() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let lookup = |k: &str| k.starts_with(|c: char| c.is_ascii_uppercase()).then(|| format!("v-{k}"));
+    let mut parsed = 0;
+    for i in 0..5_000 {
+        let text = random_text(&mut rng, if i % 10 == 0 { 400 } else { 40 });
+        if let Ok(df) = parse(&text) {
+            parsed += 1;
+            for stage in &df.stages {
+                for inst in &stage.instructions {
+                    let _ = inst.expanded(&lookup, df.escape);
+                    let _ = inst.created_by(&[], &[]);
+                }
+            }
+        }
+        if let Ok(df) = parse(&format!("FROM a\n{text}")) {
+            parsed += 1;
+            for inst in &df.stages[0].instructions {
+                let _ = inst.expanded(&lookup, df.escape);
+                let _ = inst.created_by(&[], &[]);
+            }
+        }
+        let _ = expand(&text, &lookup, '\\');
+        let _ = expand_words(&text, &lookup, '`');
+        let _ = Mount::parse(&text, None);
+        if let Ok(m) = IgnoreMatcher::new(&text) {
+            let _ = m.matches(&text);
+            let _ = m.dir_may_contain_exceptions(&text);
+        }
+    }
+    // The generator must actually reach the instruction parser.
+    assert!(parsed > 50, "only {parsed} random inputs parsed");
+}
+
+#[test]
+fn ten_megabyte_dockerfile() {
+    let mut text = String::from("FROM busybox\n");
+    let line = "RUN echo some reasonably long command line with --flags and words \\\n    && true\n";
+    while text.len() < 10 << 20 {
+        text.push_str(line);
+    }
+    let df = parse(&text).expect("large but valid Dockerfile parses");
+    assert!(df.stages[0].instructions.len() > 100_000);
+}
+
+#[test]
+fn million_line_continuation() {
+    let mut text = String::from("FROM busybox\nRUN echo \\\n");
+    for _ in 0..1_000_000 {
+        text.push_str(" a \\\n");
+    }
+    text.push_str(" end\n");
+    let df = parse(&text).expect("long continuation parses");
+    let inst = &df.stages[0].instructions[0];
+    assert_eq!(inst.start_line, 2);
+    assert_eq!(inst.end_line, 1_000_003);
+    assert!(inst.original.ends_with(" a  end"));
+}
+
+#[test]
+fn million_comment_lines_in_continuation() {
+    let mut text = String::from("FROM busybox\nRUN echo \\\n");
+    for _ in 0..1_000_000 {
+        text.push_str("# c\n\n");
+    }
+    text.push_str(" end\n");
+    let df = parse(&text).expect("parses");
+    assert_eq!(df.stages[0].instructions[0].original, "RUN echo  end");
+}
+
+#[test]
+fn size_limits() {
+    let big = "#".repeat(MAX_DOCKERFILE_SIZE + 1);
+    assert_eq!(parse(&big).unwrap_err().kind(), ParseErrorKind::Limit);
+    let long_line = format!("FROM a\nRUN {}\n", "x".repeat(MAX_LINE_SIZE + 1));
+    let e = parse(&long_line).unwrap_err();
+    assert_eq!(e.kind(), ParseErrorKind::Limit);
+    assert_eq!(e.line, 2);
+    let ok_line = format!("FROM a\nRUN {}\n", "x".repeat(MAX_LINE_SIZE - 4));
+    assert!(parse(&ok_line).is_ok());
+}
+
+#[test]
+fn deep_nesting_is_bounded() {
+    // JSON nesting: serde_json's recursion limit makes this "not JSON" → shell form.
+    let json = format!("FROM a\nCMD {}{}\n", "[".repeat(30_000), "]".repeat(30_000));
+    let df = parse(&json).expect("deep JSON falls back to shell form");
+    match &df.stages[0].instructions[0].kind {
+        berth_dockerfile::InstructionKind::Cmd(c) => assert!(c.prepend_shell),
+        k => panic!("unexpected {k:?}"),
+    }
+    // ONBUILD chains are rejected without recursing through them.
+    let chain = format!("FROM a\n{}RUN x\n", "ONBUILD ".repeat(8_000));
+    let e = parse(&chain).unwrap_err();
+    assert!(e.message.contains("Chaining ONBUILD"), "{e}");
+    // Variable expansion nesting.
+    let word = format!("{}x{}", "${A:-".repeat(100_000), "}".repeat(100_000));
+    assert!(expand(&word, &|_| None, '\\').is_err());
+    let quoted = format!("{}x", "${A:-\"".repeat(100_000));
+    assert!(expand(&quoted, &|_| None, '\\').is_err());
+}
+
+#[test]
+fn many_heredocs_and_flags() {
+    let mut text = String::from("FROM a\nRUN");
+    for i in 0..2_000 {
+        text.push_str(&format!(" <<E{i}"));
+    }
+    text.push('\n');
+    for i in 0..2_000 {
+        text.push_str(&format!("body {i}\nE{i}\n"));
+    }
+    let df = parse(&text).expect("many heredocs parse");
+    match &df.stages[0].instructions[0].kind {
+        berth_dockerfile::InstructionKind::Run(r) => assert_eq!(r.command.heredocs.len(), 2_000),
+        k => panic!("unexpected {k:?}"),
+    }
+    let flags = format!("FROM a\nCOPY {} a b\n", "--exclude=x ".repeat(5_000));
+    assert!(parse(&flags).is_ok());
+    let unknown = format!("FROM a\nCOPY --{} a b\n", "y".repeat(60_000));
+    assert_eq!(parse(&unknown).unwrap_err().kind(), ParseErrorKind::InvalidFlag);
+}
