@@ -29,7 +29,9 @@
 //!   After a daemon crash, [`NetManager::reconcile`] rebuilds the model from what the
 //!   engine persisted and makes the kernel match: kept objects are adopted, missing veths
 //!   re-plumbed, leaked bridges/veths/namespaces deleted, rules re-rendered.
-//! - **Ownership is marked, never guessed.** Bridges and host veths carry the interface
+//! - **Ownership is marked, never guessed.** Bridges and host veths are created in a
+//!   device group derived from the table name (set atomically with the creation, so a
+//!   crash right after still leaves them marked) and then get the readable interface
 //!   alias `<alias_prefix>:<nft_table>:<network>[:<container>]`; namespaces live in
 //!   [`NetConfig::netns_dir`]; rules live in tables named [`NetConfig::nft_table`].
 //!   docker0, podman's networks and other berth instances are never touched, and several
@@ -46,6 +48,15 @@
 //!   JSON. Per container (test `bench_connect_disconnect`, 2 shared cores under load):
 //!   `create_netns` 2 ms, `connect` with one port 31 ms (most of it the `nft` run),
 //!   disconnect + `remove_netns` 45 ms.
+//!
+//! # Crash safety
+//! With the `fault-injection` feature, setting `BERTH_NETWORK_CRASH_AT=<point>` makes the
+//! process exit abruptly (no destructors, like SIGKILL) at that step; `tests/crash.rs`
+//! kills a helper process at every step of create/connect/disconnect and checks that
+//! `reconcile` leaves no interface, rule, reservation or address behind
+//! (HARDENING B17). Points: `network:bridge`, `network:created`, `connect:ports`,
+//! `connect:veth`, `connect:master`, `connect:container`, `connect:rules`,
+//! `disconnect:rules`.
 //!
 //! # Threading
 //! All methods are synchronous (netlink round trips and one `nft` run); call them from

@@ -85,6 +85,18 @@ fn sha_hex(parts: &[&str]) -> String {
     hex::encode(h.finalize())
 }
 
+/// Test hook: with the `fault-injection` feature, exit the process abruptly at the named
+/// step when `BERTH_NETWORK_CRASH_AT` names it, simulating a SIGKILL mid-operation.
+fn crash_point(name: &str) {
+    #[cfg(feature = "fault-injection")]
+    if std::env::var("BERTH_NETWORK_CRASH_AT").is_ok_and(|v| v == name) {
+        tracing::error!(point = name, "injected crash");
+        std::process::exit(137);
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = name;
+}
+
 fn write_sysctl(path: &str, value: &str) -> Result<()> {
     std::fs::write(path, value).map_err(|e| NetError::io(format!("write {path}"), e))
 }
@@ -191,8 +203,16 @@ impl NetManager {
         format!("{}{net}:{container}", self.mark())
     }
 
+    /// Device group of every link we create, derived from the mark. Set in the creating
+    /// request itself (the alias needs a second request), so a crash between the two
+    /// still leaves the device recognisably ours.
+    fn group(&self) -> u32 {
+        let h = sha_hex(&["berth-device-group", &self.mark()]);
+        u32::from_str_radix(&h[..8], 16).unwrap_or(0) | 0x8000_0000
+    }
+
     fn is_ours(&self, l: &Link) -> bool {
-        l.alias.as_deref().is_some_and(|a| a.starts_with(&self.mark()))
+        l.group == self.group() || l.alias.as_deref().is_some_and(|a| a.starts_with(&self.mark()))
     }
 
     /// Path of a container's namespace file.
@@ -277,6 +297,7 @@ impl NetManager {
             ifindex: Some(ifindex),
         };
         st.networks.insert(spec.id.clone(), NetState { info: info.clone(), pool: Some(pool) });
+        crash_point("network:created");
         if let Err(e) = self.apply_rules(&st) {
             st.networks.remove(&spec.id);
             let _ = nl.del_link(ifindex);
@@ -293,13 +314,15 @@ impl NetManager {
         };
         ensure_ip_forward()?;
         let idx = match existing {
-            Some(i) => {
-                nl.set_alias(i, &self.bridge_alias(&spec.id))?;
+            Some(i) => i,
+            None => {
+                let i = nl.add_bridge(bridge, spec.mtu.unwrap_or(DEFAULT_MTU), self.group())?;
+                crash_point("network:bridge");
                 i
             }
-            None => nl.add_bridge(bridge, spec.mtu.unwrap_or(DEFAULT_MTU), &self.bridge_alias(&spec.id))?,
         };
         let res = (|| {
+            nl.set_alias(idx, &self.bridge_alias(&spec.id))?;
             nl.add_addr(idx, gw, subnet.prefix_len())?;
             nl.set_up(idx)?;
             write_sysctl(&format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"), "1")
@@ -419,6 +442,7 @@ impl NetManager {
     ) -> Result<Endpoint> {
         // 1. host ports
         let (ports, reserved) = self.reserve_ports(st, &spec.container_id, &spec.ports)?;
+        crash_point("connect:ports");
         let release = |st: &mut State| {
             for k in &reserved {
                 st.reservations.remove(k);
@@ -453,7 +477,10 @@ impl NetManager {
         let key = (spec.network_id.clone(), spec.container_id.clone());
         st.endpoints.insert(key.clone(), EpState { spec: spec.clone(), ep: ep.clone() });
         // 3. rules and DNS
-        let rest = self.apply_rules(st).and_then(|_| self.refresh_dns(st, Some(&spec.container_id)));
+        let rest = self.apply_rules(st).and_then(|_| {
+            crash_point("connect:rules");
+            self.refresh_dns(st, Some(&spec.container_id))
+        });
         if let Err(e) = rest {
             st.endpoints.remove(&key);
             release(st);
@@ -497,17 +524,18 @@ impl NetManager {
             .ok_or_else(|| NetError::NetworkNotFound(format!("{} (bridge {bridge} missing)", info.spec.id)))?;
         let nsfile = std::fs::File::open(&spec.netns_path)
             .map_err(|e| NetError::io(format!("open netns {}", spec.netns_path.display()), e))?;
-        // A leftover with this name is ours: the name hashes table, network and container,
-        // and a crash between creating the veth and marking it leaves it without an alias.
+        // a leftover of ours with this name (crash mid-connect) would make the add fail
         if let Some(old) = nl.links()?.into_iter().find(|l| l.name == veth_host) {
-            if self.is_ours(&old) || old.alias.is_none() {
+            if self.is_ours(&old) {
                 nl.del_link(old.index)?;
             }
         }
-        let idx = nl.add_veth(veth_host, &ifname, nsfile.as_raw_fd(), mtu)?;
+        let idx = nl.add_veth(veth_host, &ifname, nsfile.as_raw_fd(), mtu, self.group())?;
+        crash_point("connect:veth");
         let res = (|| {
             nl.set_alias(idx, &self.veth_alias(&spec.network_id, &spec.container_id))?;
             nl.set_master(idx, br_idx)?;
+            crash_point("connect:master");
             // With br_netfilter, a DNATed packet going back to the container it came from
             // is bridged out of its ingress port: allow that (hairpin NAT).
             write_sysctl(&format!("/sys/class/net/{veth_host}/brport/hairpin_mode"), "1")?;
@@ -532,6 +560,7 @@ impl NetManager {
             let _ = nl.del_link(idx);
             return Err(e);
         }
+        crash_point("connect:container");
         Ok(ifname)
     }
 
@@ -626,6 +655,7 @@ impl NetManager {
             p.release(eps.ep.ip);
         }
         let r1 = self.apply_rules(&st);
+        crash_point("disconnect:rules");
         self.delete_veth(&eps.ep.veth_host);
         let r2 = self.refresh_dns(&st, None);
         let r3 = self.restore_default_route(&st, container_id);
@@ -777,8 +807,7 @@ impl NetManager {
             spec.gateway = Some(pool.gateway);
             let existing = links.iter().find(|l| l.name == bridge);
             let existing_idx = match existing {
-                // no alias: a crash hit between creating and marking it; the DB says it is ours
-                Some(l) if self.is_ours(l) || l.alias.is_none() => Some(l.index),
+                Some(l) if self.is_ours(l) => Some(l.index),
                 Some(_) => {
                     tracing::warn!(%bridge, network = %spec.id, "device exists and is not ours; network skipped");
                     continue;

@@ -27,6 +27,8 @@ pub(crate) struct Link {
     pub index: u32,
     pub name: String,
     pub alias: Option<String>,
+    /// Device group (`ip link set group`); 0 = default.
+    pub group: u32,
 }
 
 /// One rtnetlink socket, bound to the namespace it was opened in.
@@ -101,11 +103,12 @@ impl Netlink {
             .into_iter()
             .filter_map(|m| match m {
                 RouteNetlinkMessage::NewLink(l) => {
-                    let mut link = Link { index: l.header.index, name: String::new(), alias: None };
+                    let mut link = Link { index: l.header.index, name: String::new(), alias: None, group: 0 };
                     for a in l.attributes {
                         match a {
                             LinkAttribute::IfName(n) => link.name = n,
                             LinkAttribute::IfAlias(s) => link.alias = Some(s),
+                            LinkAttribute::Group(g) => link.group = g,
                             _ => {}
                         }
                     }
@@ -121,23 +124,23 @@ impl Netlink {
         Ok(self.links()?.into_iter().find(|l| l.name == name).map(|l| l.index))
     }
 
-    /// Create a bridge.
-    pub(crate) fn add_bridge(&mut self, name: &str, mtu: u32, alias: &str) -> Result<u32> {
+    /// Create a bridge in device group `group` (the kernel applies the group atomically
+    /// with the creation, unlike the alias, so a crash in between leaves a marked device).
+    pub(crate) fn add_bridge(&mut self, name: &str, mtu: u32, group: u32) -> Result<u32> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
         m.attributes.push(LinkAttribute::Mtu(mtu));
+        m.attributes.push(LinkAttribute::Group(group));
         m.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
         let op = format!("add bridge {name}");
         self.request(RouteNetlinkMessage::NewLink(m), NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, &op)?;
-        let idx = self
-            .link_index(name)?
-            .ok_or_else(|| nl_err(&op, io::Error::new(io::ErrorKind::NotFound, "bridge vanished")))?;
-        self.set_alias(idx, alias)?;
-        Ok(idx)
+        self.link_index(name)?
+            .ok_or_else(|| nl_err(&op, io::Error::new(io::ErrorKind::NotFound, "bridge vanished")))
     }
 
-    /// Create a veth pair whose peer is created directly inside `peer_netns` as `peer_name`.
-    pub(crate) fn add_veth(&mut self, name: &str, peer_name: &str, peer_netns: RawFd, mtu: u32) -> Result<u32> {
+    /// Create a veth pair whose peer is created directly inside `peer_netns` as `peer_name`;
+    /// the host end joins device group `group` at creation.
+    pub(crate) fn add_veth(&mut self, name: &str, peer_name: &str, peer_netns: RawFd, mtu: u32, group: u32) -> Result<u32> {
         let mut peer = LinkMessage::default();
         peer.attributes.push(LinkAttribute::IfName(peer_name.to_string()));
         peer.attributes.push(LinkAttribute::Mtu(mtu));
@@ -145,6 +148,7 @@ impl Netlink {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
         m.attributes.push(LinkAttribute::Mtu(mtu));
+        m.attributes.push(LinkAttribute::Group(group));
         m.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
