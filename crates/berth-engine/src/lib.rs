@@ -1,1 +1,21 @@
-//! berth-engine (placeholder, being written).
+//! berth's engine: content store, snapshots, metadata, images and containers.
+//!
+//! The API server (in the `berth` binary) calls [`Engine`] methods; nothing here knows about
+//! HTTP. Layers, bottom up: [`content`] (blobs by digest) and [`snapshot`] (overlay layers)
+//! and [`meta`] (redb); [`image`] ties configs, manifests and layers together; [`container`]
+//! runs containers through `berth-runtime`'s shims.
+
+pub mod container;
+pub mod content;
+pub mod digest;
+pub mod engine;
+pub mod error;
+pub mod image;
+pub mod meta;
+pub mod names;
+pub mod reference;
+pub mod snapshot;
+pub mod transfer;
+
+pub use engine::{Engine, EngineConfig};
+pub use error::{EngineError, ErrorKind, Result};

@@ -1,1 +1,45 @@
-fn main() { println!("berth"); }
+#![recursion_limit = "256"]
+//! `berth`: one binary that is the CLI, the daemon (`berth daemon`) and the per-container shim
+//! (`berth shim`). The shim path runs before anything else (no tokio, single-threaded).
+
+mod api;
+mod cli;
+mod client;
+mod daemon;
+
+use clap::Parser;
+
+fn main() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() >= 3 && args[1] == "shim" {
+        berth_runtime::shim_main(std::path::Path::new(&args[2]));
+    }
+    let cli = cli::Cli::parse();
+    if let cli::Command::Daemon(a) = cli.cmd {
+        if let Err(e) = daemon::run(cli.host, a) {
+            eprintln!("berth daemon: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = match rt.block_on(cli::run(cli)) {
+        Ok(()) => 0,
+        Err(e) => {
+            if let Some(x) = e.downcast_ref::<cli::Exit>() {
+                x.0
+            } else {
+                eprintln!("{e:#}");
+                1
+            }
+        }
+    };
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    std::process::exit(code);
+}

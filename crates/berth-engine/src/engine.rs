@@ -1,0 +1,184 @@
+//! The engine: one value owning the stores, with the operations the API server calls.
+
+use crate::container::ContainerRecord;
+use crate::content::ContentStore;
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::meta::{Meta, CONTAINERS};
+use crate::snapshot::Snapshotter;
+use serde_json::json;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Where the engine keeps things and how it runs containers.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// `--data-root` (default `/var/lib/berth`).
+    pub data_root: PathBuf,
+    /// `--exec-root` (default `/run/berth`).
+    pub exec_root: PathBuf,
+    /// The `berth` binary, run as `berth shim <state-dir>` for each container.
+    pub exe: PathBuf,
+    /// cgroup parent for containers (`berth`).
+    pub cgroup_parent: String,
+    /// Default log rotation.
+    pub log_max_size: u64,
+    pub log_max_file: u32,
+    /// Named external OCI runtimes (`runc` → `/usr/sbin/runc`).
+    pub runtimes: HashMap<String, PathBuf>,
+    pub default_runtime: String,
+}
+
+impl EngineConfig {
+    pub fn new(data_root: PathBuf, exec_root: PathBuf, exe: PathBuf) -> Self {
+        let mut runtimes = HashMap::new();
+        for (name, path) in [("runc", "/usr/sbin/runc"), ("crun", "/usr/bin/crun")] {
+            if std::path::Path::new(path).exists() {
+                runtimes.insert(name.to_string(), PathBuf::from(path));
+            }
+        }
+        Self {
+            data_root,
+            exec_root,
+            exe,
+            cgroup_parent: "berth".into(),
+            log_max_size: 10 << 20,
+            log_max_file: 3,
+            runtimes,
+            default_runtime: "berth".into(),
+        }
+    }
+}
+
+/// Event bus: a broadcast channel for `events` streams plus a bounded history for `--since`.
+pub struct Events {
+    tx: tokio::sync::broadcast::Sender<serde_json::Value>,
+    history: Mutex<VecDeque<serde_json::Value>>,
+}
+
+const EVENT_HISTORY: usize = 1024;
+
+impl Events {
+    fn new() -> Self {
+        let (tx, _) = tokio::sync::broadcast::channel(1024);
+        Self { tx, history: Mutex::new(VecDeque::new()) }
+    }
+
+    /// Record an event in Docker's `/events` JSON shape.
+    pub fn emit(&self, typ: &str, action: &str, id: &str, attrs: &[(&str, &str)]) {
+        let now = chrono::Utc::now();
+        let nanos = now.timestamp_nanos_opt().unwrap_or(0);
+        let attributes: serde_json::Map<String, serde_json::Value> =
+            attrs.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let mut ev = json!({
+            "Type": typ,
+            "Action": action,
+            "Actor": {"ID": id, "Attributes": attributes},
+            "scope": "local",
+            "time": now.timestamp(),
+            "timeNano": nanos,
+        });
+        if typ == "container" {
+            ev["status"] = json!(action);
+            ev["id"] = json!(id);
+            if let Some((_, img)) = attrs.iter().find(|(k, _)| *k == "image") {
+                ev["from"] = json!(img);
+            }
+        }
+        if let Ok(mut h) = self.history.lock() {
+            if h.len() >= EVENT_HISTORY {
+                h.pop_front();
+            }
+            h.push_back(ev.clone());
+        }
+        let _ = self.tx.send(ev);
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<serde_json::Value> {
+        self.tx.subscribe()
+    }
+
+    pub fn history(&self) -> Vec<serde_json::Value> {
+        self.history.lock().map(|h| h.iter().cloned().collect()).unwrap_or_default()
+    }
+}
+
+pub struct Engine {
+    pub config: EngineConfig,
+    pub content: ContentStore,
+    pub meta: Arc<Meta>,
+    pub snapshots: Snapshotter,
+    pub events: Events,
+    pub(crate) gc_lock: Mutex<()>,
+    /// Live container records (the DB holds the durable copy).
+    pub(crate) containers: Mutex<HashMap<String, Arc<Mutex<ContainerRecord>>>>,
+    pub(crate) execs: Mutex<HashMap<String, crate::container::ExecRecord>>,
+    pins: Mutex<HashMap<Digest, usize>>,
+    pub(crate) state_tx: tokio::sync::watch::Sender<u64>,
+    /// Exit codes of recently removed containers (for `wait --condition removed`).
+    pub(crate) exit_codes: Mutex<HashMap<String, i64>>,
+    /// Attach requests waiting for a container to start (`docker run` attaches before start).
+    pub(crate) attach_pending: Mutex<HashMap<String, usize>>,
+    pub started: chrono::DateTime<chrono::Utc>,
+}
+
+impl Engine {
+    /// Open every store under the configured roots, cleaning what a crash left behind.
+    pub fn open(config: EngineConfig) -> Result<Arc<Self>> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&config.data_root)?;
+        std::fs::set_permissions(&config.data_root, std::fs::Permissions::from_mode(0o700))?;
+        std::fs::create_dir_all(&config.exec_root)?;
+        std::fs::set_permissions(&config.exec_root, std::fs::Permissions::from_mode(0o710))?;
+        std::fs::create_dir_all(config.data_root.join("containers"))?;
+        std::fs::create_dir_all(config.exec_root.join("containers"))?;
+        let meta = Arc::new(Meta::open(&config.data_root.join("meta.redb"))?);
+        let content = ContentStore::open(&config.data_root.join("content"))?;
+        let snapshots = Snapshotter::open(&config.data_root.join("snapshots"), meta.clone())?;
+        let mut containers = HashMap::new();
+        for (id, rec) in meta.list::<ContainerRecord>(CONTAINERS)? {
+            containers.insert(id, Arc::new(Mutex::new(rec)));
+        }
+        Ok(Arc::new(Self {
+            config,
+            content,
+            meta,
+            snapshots,
+            events: Events::new(),
+            gc_lock: Mutex::new(()),
+            containers: Mutex::new(containers),
+            execs: Mutex::new(HashMap::new()),
+            pins: Mutex::new(HashMap::new()),
+            state_tx: tokio::sync::watch::channel(0).0,
+            exit_codes: Mutex::new(HashMap::new()),
+            attach_pending: Mutex::new(HashMap::new()),
+            started: chrono::Utc::now(),
+        }))
+    }
+
+    /// Keep blobs alive across a GC while an operation uses them (a lease).
+    pub fn pin(&self, d: &Digest) {
+        if let Ok(mut p) = self.pins.lock() {
+            *p.entry(d.clone()).or_default() += 1;
+        }
+    }
+    pub fn unpin(&self, d: &Digest) {
+        if let Ok(mut p) = self.pins.lock() {
+            if let Some(n) = p.get_mut(d) {
+                *n -= 1;
+                if *n == 0 {
+                    p.remove(d);
+                }
+            }
+        }
+    }
+    /// Exit code of a container removed recently.
+    pub fn last_exit_code(&self, id: &str) -> Option<i64> {
+        self.exit_codes.lock().ok().and_then(|m| m.get(id).copied())
+    }
+
+    pub(crate) fn pinned_blobs(&self) -> Vec<Digest> {
+        self.pins.lock().map(|p| p.keys().cloned().collect()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,128 @@
+//! Metadata: one redb database (`meta.redb`) holding every named object as JSON.
+//!
+//! ```text
+//! images      image id (sha256:…)      -> ImageRecord
+//! tags        full reference string    -> image id
+//! containers  container id             -> ContainerRecord
+//! names       container name           -> container id
+//! snapshots   snapshot key             -> SnapshotRecord
+//! volumes     volume name              -> VolumeRecord
+//! networks    network id               -> NetworkRecord
+//! counters    name                     -> u64 (snapshot ids)
+//! ```
+//! Values are JSON so the schema can grow without migrations; everything derived from disk
+//! (blobs, snapshot dirs) can be rebuilt from it and vice versa.
+
+use crate::error::Result;
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{de::DeserializeOwned, Serialize};
+use std::path::Path;
+
+pub type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+
+pub const IMAGES: Table = TableDefinition::new("images");
+pub const TAGS: Table = TableDefinition::new("tags");
+pub const CONTAINERS: Table = TableDefinition::new("containers");
+pub const NAMES: Table = TableDefinition::new("names");
+pub const SNAPSHOTS: Table = TableDefinition::new("snapshots");
+pub const VOLUMES: Table = TableDefinition::new("volumes");
+pub const NETWORKS: Table = TableDefinition::new("networks");
+pub const COUNTERS: Table = TableDefinition::new("counters");
+
+const ALL: [Table; 8] = [IMAGES, TAGS, CONTAINERS, NAMES, SNAPSHOTS, VOLUMES, NETWORKS, COUNTERS];
+
+pub struct Meta {
+    db: Database,
+}
+
+/// One write transaction: several puts/deletes that commit together or not at all.
+pub struct Batch<'a> {
+    tx: redb::WriteTransaction,
+    _m: std::marker::PhantomData<&'a ()>,
+}
+
+impl Meta {
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        for t in ALL {
+            tx.open_table(t)?;
+        }
+        tx.commit()?;
+        Ok(Self { db })
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(table)?;
+        match t.get(key)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn list<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<(String, T)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(table)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            match serde_json::from_slice(v.value()) {
+                Ok(val) => out.push((k.value().to_string(), val)),
+                Err(e) => tracing::warn!(key = k.value(), "metadata: skipping unreadable record: {e}"),
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn put<T: Serialize>(&self, table: Table, key: &str, val: &T) -> Result<()> {
+        let mut b = self.batch()?;
+        b.put(table, key, val)?;
+        b.commit()
+    }
+
+    pub fn delete(&self, table: Table, key: &str) -> Result<()> {
+        let mut b = self.batch()?;
+        b.delete(table, key)?;
+        b.commit()
+    }
+
+    pub fn batch(&self) -> Result<Batch<'_>> {
+        Ok(Batch { tx: self.db.begin_write()?, _m: std::marker::PhantomData })
+    }
+
+    /// Increment and return a named counter (starts at 1).
+    pub fn next_id(&self, name: &str) -> Result<u64> {
+        let mut b = self.batch()?;
+        let n = b.get::<u64>(COUNTERS, name)?.unwrap_or(0) + 1;
+        b.put(COUNTERS, name, &n)?;
+        b.commit()?;
+        Ok(n)
+    }
+}
+
+impl Batch<'_> {
+    pub fn put<T: Serialize>(&mut self, table: Table, key: &str, val: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(val)?;
+        let mut t = self.tx.open_table(table)?;
+        t.insert(key, bytes.as_slice())?;
+        Ok(())
+    }
+    pub fn get<T: DeserializeOwned>(&mut self, table: Table, key: &str) -> Result<Option<T>> {
+        let t = self.tx.open_table(table)?;
+        let v = t.get(key)?;
+        match v {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+            None => Ok(None),
+        }
+    }
+    pub fn delete(&mut self, table: Table, key: &str) -> Result<()> {
+        let mut t = self.tx.open_table(table)?;
+        t.remove(key)?;
+        Ok(())
+    }
+    pub fn commit(self) -> Result<()> {
+        self.tx.commit()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,376 @@
+//! Streams: `logs` (from the json-file log the shim writes), and hijacked `attach` / `exec start`
+//! connections spliced to the shim's stream socket.
+
+use super::*;
+use axum::extract::{Path as UrlPath, State};
+use berth_engine::container::ContainerRecord;
+use std::io::{BufRead, Seek};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Docker's multiplexed stream frame: `[stream, 0, 0, 0, len(be32)] + payload`.
+pub fn frame(stream: u8, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + payload.len());
+    v.extend_from_slice(&[stream, 0, 0, 0]);
+    v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+#[derive(serde::Deserialize)]
+struct LogLine {
+    log: String,
+    stream: String,
+    time: String,
+}
+
+fn log_files(base: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut rotated = Vec::new();
+    for i in 1..100 {
+        let p = std::path::PathBuf::from(format!("{}.{i}", base.display()));
+        if p.exists() {
+            rotated.push(p);
+        } else {
+            break;
+        }
+    }
+    rotated.reverse();
+    rotated.push(base.to_path_buf());
+    rotated
+}
+
+#[derive(Clone, Copy)]
+struct LogOpts {
+    stdout: bool,
+    stderr: bool,
+    timestamps: bool,
+    since: Option<f64>,
+    until: Option<f64>,
+    tail: Option<usize>,
+    tty: bool,
+}
+
+fn render(l: &LogLine, o: &LogOpts) -> Option<Vec<u8>> {
+    let is_err = l.stream == "stderr";
+    if (is_err && !o.stderr) || (!is_err && !o.stdout) {
+        return None;
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(&l.time).ok();
+    if let Some(t) = t {
+        let ts = t.timestamp() as f64 + t.timestamp_subsec_nanos() as f64 / 1e9;
+        if o.since.is_some_and(|s| ts < s) || o.until.is_some_and(|u| ts > u) {
+            return None;
+        }
+    }
+    let mut payload = Vec::new();
+    if o.timestamps {
+        payload.extend_from_slice(l.time.as_bytes());
+        payload.push(b' ');
+    }
+    payload.extend_from_slice(l.log.as_bytes());
+    Some(if o.tty { payload } else { frame(if is_err { 2 } else { 1 }, &payload) })
+}
+
+pub async fn logs(State(eng): State<AppState>, UrlPath(id): UrlPath<String>, q: Query) -> ApiResult {
+    let c = eng.get_container(&id)?;
+    let rec: ContainerRecord = c.lock().map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "lock".into()))?.clone();
+    let o = LogOpts {
+        stdout: qbool(&q, "stdout"),
+        stderr: qbool(&q, "stderr"),
+        timestamps: qbool(&q, "timestamps"),
+        since: q.get("since").and_then(|s| super::system::parse_time(s)).filter(|s| *s > 0.0),
+        until: q.get("until").and_then(|s| super::system::parse_time(s)).filter(|s| *s > 0.0),
+        tail: q.get("tail").and_then(|t| if t == "all" { None } else { t.parse().ok() }),
+        tty: rec.config.tty.unwrap_or(false),
+    };
+    if !o.stdout && !o.stderr {
+        return Err(bad_request("Bad parameters: you must choose at least one stream"));
+    }
+    let follow = qbool(&q, "follow");
+    let tty = o.tty;
+    let path = eng.log_path(&rec.id);
+    let cid = rec.id.clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(64);
+    let eng2 = eng.clone();
+    tokio::task::spawn_blocking(move || {
+        let send = |b: Vec<u8>| tx.blocking_send(Ok(bytes::Bytes::from(b))).is_ok();
+        // Initial part: every file, with tail applied across them.
+        let mut lines: std::collections::VecDeque<LogLine> = Default::default();
+        let files = log_files(&path);
+        let mut pos = 0u64;
+        let mut ino = 0u64;
+        for (i, f) in files.iter().enumerate() {
+            let Ok(file) = std::fs::File::open(f) else { continue };
+            let last = i + 1 == files.len();
+            let mut rd = std::io::BufReader::new(file);
+            let mut buf = String::new();
+            loop {
+                buf.clear();
+                match rd.read_line(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) if !buf.ends_with('\n') => break, // partial line: read it when complete
+                    Ok(n) => {
+                        if last {
+                            pos += n as u64;
+                        }
+                        if let Ok(l) = serde_json::from_str::<LogLine>(&buf) {
+                            lines.push_back(l);
+                            if let Some(t) = o.tail {
+                                while lines.len() > t {
+                                    lines.pop_front();
+                                }
+                            }
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            if last {
+                use std::os::unix::fs::MetadataExt;
+                ino = rd.get_ref().metadata().map(|m| m.ino()).unwrap_or(0);
+            }
+        }
+        if o.tail == Some(0) {
+            lines.clear();
+        }
+        for l in lines {
+            if let Some(b) = render(&l, &o) {
+                if !send(b) {
+                    return;
+                }
+            }
+        }
+        if !follow {
+            return;
+        }
+        let rx_state = eng2.subscribe_state();
+        let mut buf = String::new();
+        loop {
+            let running = eng2.get_container(&cid).ok().and_then(|c| c.lock().ok().map(|r| r.state.running)).unwrap_or(false);
+            // read whatever is new
+            let mut progressed = false;
+            if let Ok(mut f) = std::fs::File::open(&path) {
+                use std::os::unix::fs::MetadataExt;
+                let md = f.metadata().ok();
+                let cur_ino = md.as_ref().map(|m| m.ino()).unwrap_or(0);
+                let len = md.map(|m| m.len()).unwrap_or(0);
+                if cur_ino != ino || len < pos {
+                    ino = cur_ino;
+                    pos = 0;
+                }
+                if len > pos && f.seek(std::io::SeekFrom::Start(pos)).is_ok() {
+                    let mut rd = std::io::BufReader::new(f);
+                    loop {
+                        buf.clear();
+                        match rd.read_line(&mut buf) {
+                            Ok(0) => break,
+                            Ok(_) if !buf.ends_with('\n') => break,
+                            Ok(n) => {
+                                pos += n as u64;
+                                progressed = true;
+                                if let Ok(l) = serde_json::from_str::<LogLine>(&buf) {
+                                    if let Some(b) = render(&l, &o) {
+                                        if !send(b) {
+                                            return;
+                                        }
+                                    }
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            if !running && !progressed {
+                return;
+            }
+            if tx.is_closed() {
+                return;
+            }
+            let _ = rx_state.has_changed();
+            std::thread::sleep(std::time::Duration::from_millis(if progressed { 5 } else { 100 }));
+        }
+    });
+    let body = Body::from_stream(ReceiverStream(rx));
+    let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, ct)], body).into_response())
+}
+
+/// An mpsc receiver as a `Stream`.
+pub struct ReceiverStream<T>(pub tokio::sync::mpsc::Receiver<T>);
+impl<T> futures::Stream for ReceiverStream<T> {
+    type Item = T;
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+fn wants_upgrade(req: &Request) -> bool {
+    req.headers().get(header::UPGRADE).is_some()
+        || req
+            .headers()
+            .get(header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"))
+}
+
+/// Answer `101 UPGRADED` and hand the raw connection to `f`; without an upgrade request, stream
+/// the output as a plain 200 body instead.
+fn hijack<F, Fut>(mut req: Request, content_type: &'static str, f: F) -> Response
+where
+    F: FnOnce(Box<dyn Duplex>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    if wants_upgrade(&req) {
+        let on = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            match on.await {
+                Ok(up) => f(Box::new(TokioIo::new(up))).await,
+                Err(e) => tracing::debug!("upgrade failed: {e}"),
+            }
+        });
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = r.headers_mut();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        return r;
+    }
+    // No upgrade: output only, as a streamed body.
+    let (a, b) = tokio::io::duplex(64 << 10);
+    tokio::spawn(f(Box::new(a)));
+    let (rd, _wr) = tokio::io::split(b);
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(rd));
+    let mut r = Response::new(body);
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+pub trait Duplex: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Duplex for T {}
+
+/// Copy client→shim (stdin) and shim→client (output) until the output ends.
+async fn splice(client: Box<dyn Duplex>, shim: std::os::unix::net::UnixStream, stdin: bool) {
+    if shim.set_nonblocking(true).is_err() {
+        return;
+    }
+    let Ok(shim) = tokio::net::UnixStream::from_std(shim) else { return };
+    let (mut sr, mut sw) = shim.into_split();
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let input = tokio::spawn(async move {
+        if !stdin {
+            // Still drain the client's side so its close is noticed.
+            let mut sink = [0u8; 4096];
+            while let Ok(n) = cr.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+            return;
+        }
+        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+        let _ = sw.shutdown().await;
+    });
+    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+    let _ = cw.flush().await;
+    let _ = cw.shutdown().await;
+    input.abort();
+}
+
+pub async fn attach(State(eng): State<AppState>, UrlPath(id): UrlPath<String>, q: Query, req: Request) -> ApiResult {
+    let c = eng.get_container(&id)?;
+    let rec: ContainerRecord = c.lock().map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "lock".into()))?.clone();
+    let stdin = qbool(&q, "stdin");
+    let stdout = qbool(&q, "stdout");
+    let stderr = qbool(&q, "stderr");
+    let stream = qbool(&q, "stream");
+    let logs = qbool(&q, "logs");
+    let tty = rec.config.tty.unwrap_or(false);
+    let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    let cid = rec.id.clone();
+    let registered = stream && !rec.state.running;
+    if registered {
+        eng.attach_register(&cid);
+    }
+    Ok(hijack(req, ct, move |client| async move {
+        let _ = logs;
+        if !stream {
+            return;
+        }
+        // Attach may come before start (docker run): the start waits for us (see
+        // Engine::attach_register), so connect as soon as the shim is up.
+        let mut rx = eng.subscribe_state();
+        let sd = eng.state_dir(&cid);
+        let mut seen_running = false;
+        let shim = loop {
+            let sd2 = sd.clone();
+            let r = tokio::task::spawn_blocking(move || -> Result<Option<std::os::unix::net::UnixStream>, berth_runtime::RuntimeError> {
+                match berth_runtime::Shim::connect(&sd2)? {
+                    Some(s) => Ok(Some(s.attach(stdin, stdout, stderr)?)),
+                    None => Ok(None),
+                }
+            })
+            .await;
+            if let Ok(Ok(Some(s))) = r {
+                break Some(s);
+            }
+            let st = eng.get_container(&cid).ok().and_then(|c| c.lock().ok().map(|r| r.state.running));
+            match st {
+                None => break None,
+                Some(true) => seen_running = true,
+                Some(false) if seen_running || !registered => break None,
+                Some(false) => {}
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { break None },
+                _ = tokio::time::sleep(std::time::Duration::from_millis(if seen_running { 5 } else { 500 })) => {}
+            }
+        };
+        if registered {
+            eng.attach_done(&cid);
+        }
+        if let Some(s) = shim {
+            splice(client, s, stdin).await;
+        }
+    }))
+}
+
+pub async fn exec_start(State(eng): State<AppState>, UrlPath(id): UrlPath<String>, req: Request) -> ApiResult {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|e| bad_request(e.to_string()))?;
+    let cfg: serde_json::Value = if bytes.is_empty() { serde_json::json!({}) } else { serde_json::from_slice(&bytes).map_err(|e| bad_request(e.to_string()))? };
+    let detach = cfg["Detach"].as_bool().unwrap_or(false);
+    let tty = cfg["Tty"].as_bool();
+    let e2 = eng.clone();
+    let id2 = id.clone();
+    let (ex, stream) = blocking(move || e2.start_exec(&id2, tty)).await?;
+    let waiter = {
+        let eng = eng.clone();
+        let id = id.clone();
+        move || {
+            tokio::task::spawn_blocking(move || {
+                let _ = eng.wait_exec(&id);
+            })
+        }
+    };
+    if detach {
+        // Drain output so the process never blocks on a full pipe.
+        tokio::spawn(async move {
+            if stream.set_nonblocking(true).is_ok() {
+                if let Ok(mut s) = tokio::net::UnixStream::from_std(stream) {
+                    let _ = tokio::io::copy(&mut s, &mut tokio::io::sink()).await;
+                }
+            }
+        });
+        waiter();
+        return Ok(StatusCode::OK.into_response());
+    }
+    let is_tty = tty.unwrap_or(ex.config.tty.unwrap_or(false));
+    let ct = if is_tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    let stdin = ex.config.attach_stdin.unwrap_or(false);
+    let req = Request::from_parts(parts, Body::empty());
+    Ok(hijack(req, ct, move |client| async move {
+        splice(client, stream, stdin).await;
+        let _ = waiter().await;
+    }))
+}

@@ -1,0 +1,149 @@
+//! `berth daemon`: open the engine, reconnect to running containers, serve the API.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct DaemonArgs {
+    /// Root directory of persistent berth state
+    #[arg(long = "data-root")]
+    pub data_root: Option<PathBuf>,
+    /// Root directory for execution state files
+    #[arg(long = "exec-root")]
+    pub exec_root: Option<PathBuf>,
+    /// Path to use for daemon PID file
+    #[arg(short = 'p', long)]
+    pub pidfile: Option<PathBuf>,
+    /// Daemon configuration file (dockerd's daemon.json keys)
+    #[arg(long = "config-file")]
+    pub config_file: Option<PathBuf>,
+    /// Set the logging level ("debug", "info", "warn", "error")
+    #[arg(short = 'l', long = "log-level")]
+    pub log_level: Option<String>,
+    /// Default OCI runtime for containers ("berth" = built in, or "runc")
+    #[arg(long = "default-runtime")]
+    pub default_runtime: Option<String>,
+    /// Parent cgroup for all containers
+    #[arg(long = "cgroup-parent")]
+    pub cgroup_parent: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case", default)]
+struct DaemonJson {
+    data_root: Option<PathBuf>,
+    exec_root: Option<PathBuf>,
+    hosts: Option<Vec<String>>,
+    pidfile: Option<PathBuf>,
+    log_level: Option<String>,
+    default_runtime: Option<String>,
+    cgroup_parent: Option<String>,
+    runtimes: Option<std::collections::HashMap<String, serde_json::Value>>,
+    log_opts: Option<std::collections::HashMap<String, String>>,
+    #[serde(flatten)]
+    _other: std::collections::HashMap<String, serde_json::Value>,
+}
+
+pub fn default_log_path() -> PathBuf {
+    PathBuf::from("/var/lib/berth/daemon.log")
+}
+
+/// Start a daemon in the background on the default paths (first use of the CLI).
+pub fn spawn_background(sock: &Path) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()?;
+    std::fs::create_dir_all("/var/lib/berth")?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(default_log_path())?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("daemon").arg("-H").arg(format!("unix://{}", sock.display()));
+    cmd.stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    // SAFETY: setsid is async-signal-safe and called in the child between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    cmd.spawn().context("starting berth daemon")?;
+    Ok(())
+}
+
+fn write_pidfile(p: &Path) -> Result<()> {
+    if let Ok(s) = std::fs::read_to_string(p) {
+        if let Ok(pid) = s.trim().parse::<i32>() {
+            if pid != std::process::id() as i32 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                if comm.trim() == "berth" {
+                    bail!("pid file found, ensure berth is not running or delete {}", p.display());
+                }
+            }
+        }
+    }
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(p, format!("{}\n", std::process::id()))?;
+    Ok(())
+}
+
+pub fn run(host: Option<String>, a: DaemonArgs) -> Result<()> {
+    let cfg: DaemonJson = match &a.config_file {
+        Some(p) => serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+            .with_context(|| format!("invalid daemon configuration file {}", p.display()))?,
+        None => match std::fs::read_to_string("/etc/berth/daemon.json") {
+            Ok(s) => serde_json::from_str(&s).context("invalid /etc/berth/daemon.json")?,
+            Err(_) => DaemonJson::default(),
+        },
+    };
+    let level = a.log_level.clone().or(cfg.log_level.clone()).unwrap_or_else(|| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    let data_root = a.data_root.clone().or(cfg.data_root.clone()).unwrap_or_else(|| "/var/lib/berth".into());
+    let exec_root = a.exec_root.clone().or(cfg.exec_root.clone()).unwrap_or_else(|| "/run/berth".into());
+    let sock = host
+        .or_else(|| cfg.hosts.as_ref().and_then(|h| h.first().cloned()))
+        .map(|h| PathBuf::from(h.strip_prefix("unix://").unwrap_or(&h)))
+        .unwrap_or_else(|| exec_root.join("berth.sock"));
+    let pidfile = a.pidfile.clone().or(cfg.pidfile.clone()).unwrap_or_else(|| exec_root.join("berth.pid"));
+    let exe = std::env::current_exe()?;
+    let mut ec = berth_engine::EngineConfig::new(data_root, exec_root, exe);
+    if let Some(r) = a.default_runtime.clone().or(cfg.default_runtime.clone()) {
+        ec.default_runtime = r;
+    }
+    if let Some(c) = a.cgroup_parent.clone().or(cfg.cgroup_parent.clone()) {
+        ec.cgroup_parent = c;
+    }
+    for (name, v) in cfg.runtimes.unwrap_or_default() {
+        if let Some(p) = v["path"].as_str() {
+            ec.runtimes.insert(name, PathBuf::from(p));
+        }
+    }
+    if let Some(lo) = &cfg.log_opts {
+        if let Some(s) = lo.get("max-size").and_then(|s| berth_engine::container::parse_size(s)) {
+            ec.log_max_size = s;
+        }
+        if let Some(n) = lo.get("max-file").and_then(|s| s.parse().ok()) {
+            ec.log_max_file = n;
+        }
+    }
+    std::fs::create_dir_all(&ec.exec_root)?;
+    write_pidfile(&pidfile)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(64).enable_all().build()?;
+    let res = rt.block_on(async {
+        let engine = berth_engine::Engine::open(ec).context("opening the engine")?;
+        engine.restore();
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), "berth daemon started");
+        let serve = crate::api::serve(engine.clone(), &sock);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = serve => r,
+            _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted; containers keep running"); Ok(()) }
+            _ = term.recv() => { tracing::info!("terminated; containers keep running"); Ok(()) }
+        }
+    });
+    let _ = std::fs::remove_file(&sock);
+    let _ = std::fs::remove_file(&pidfile);
+    res
+}
