@@ -162,7 +162,11 @@ impl Instruction {
     /// assert_eq!(i[1].created_by(&[], &[("V".into(), "1".into())]).unwrap(),
     ///            "RUN |1 V=1 /bin/sh -c make # buildkit");
     /// ```
-    pub fn created_by(&self, shell: &[String], history_args: &[(String, String)]) -> Option<String> {
+    pub fn created_by(
+        &self,
+        shell: &[String],
+        history_args: &[(String, String)],
+    ) -> Option<String> {
         Some(match &self.kind {
             InstructionKind::Run(r) => {
                 let mut parts: Vec<String> = Vec::new();
@@ -199,9 +203,7 @@ impl Instruction {
                 format!("EXPOSE [{}]", ports.join(" "))
             }
             InstructionKind::Add(a) => copy_line("ADD", &a.files, false, &a.chown, &a.chmod),
-            InstructionKind::Copy(c) => {
-                copy_line("COPY", &c.files, c.parents, &c.chown, &c.chmod)
-            }
+            InstructionKind::Copy(c) => copy_line("COPY", &c.files, c.parents, &c.chown, &c.chmod),
             InstructionKind::Volume(v) => format!("VOLUME [{}]", v.join(" ")),
             InstructionKind::User(u) => format!("USER {u}"),
             InstructionKind::Workdir(w) => format!("WORKDIR {w}"),
@@ -256,7 +258,10 @@ mod tests {
 
     #[test]
     fn go_formats() {
-        assert_eq!(go_quote_slice(&["a".into(), "b \"c\"\n".into()]), r#"["a" "b \"c\"\n"]"#);
+        assert_eq!(
+            go_quote_slice(&["a".into(), "b \"c\"\n".into()]),
+            r#"["a" "b \"c\"\n"]"#
+        );
         assert_eq!(go_quote("\u{1}é"), "\"\\x01é\"");
         assert_eq!(go_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");

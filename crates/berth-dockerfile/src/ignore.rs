@@ -250,8 +250,7 @@ impl Pattern {
             Kind::Exact => path == self.cleaned,
             Kind::Prefix(pre) => path.starts_with(pre.as_str()),
             Kind::Suffix(suf) => {
-                path.ends_with(suf.as_str())
-                    || suf.strip_prefix('/').is_some_and(|s| path == s)
+                path.ends_with(suf.as_str()) || suf.strip_prefix('/').is_some_and(|s| path == s)
             }
             Kind::Regex(re) => re.is_match(path),
         }
@@ -553,7 +552,11 @@ mod tests {
         ("docs\n!docs/README.md", "docs/README.md", false),
         ("docs\n!docs/README.md", "docs/other.md", true),
         ("!a\nb", "a", false),
-        ("*.log\n!important.log\nimportant.log", "important.log", true),
+        (
+            "*.log\n!important.log\nimportant.log",
+            "important.log",
+            true,
+        ),
         ("# comment\nfoo", "foo", true),
         ("  foo  ", "foo", true),
         ("#foo", "#foo", false),
@@ -573,7 +576,10 @@ mod tests {
 
     #[test]
     fn bad_patterns() {
-        assert_eq!(IgnoreMatcher::new("!").unwrap_err(), IgnoreError::IllegalExclusion);
+        assert_eq!(
+            IgnoreMatcher::new("!").unwrap_err(),
+            IgnoreError::IllegalExclusion
+        );
         for p in ["[", "a[", "[]a]", "[a-]", "a\\", "[-a]", "[a"] {
             let e = IgnoreMatcher::new(p).unwrap_err();
             assert_eq!(e.kind(), IgnoreErrorKind::InvalidPattern, "{p}");

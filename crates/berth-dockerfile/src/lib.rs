@@ -77,6 +77,5 @@ pub use ignore::{IgnoreError, IgnoreErrorKind, IgnoreMatcher};
 pub use parse::{parse, MAX_DOCKERFILE_SIZE, MAX_LINE_SIZE};
 pub use scope::{ScopeState, StageScope};
 pub use shell::{
-    expand, expand_heredoc, expand_words, ExpandError, ExpandErrorKind, Lexer,
-    MAX_EXPANSION_DEPTH,
+    expand, expand_heredoc, expand_words, ExpandError, ExpandErrorKind, Lexer, MAX_EXPANSION_DEPTH,
 };

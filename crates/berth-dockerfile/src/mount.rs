@@ -124,10 +124,7 @@ impl Mount {
     /// Parses one `--mount` value. With `expander`, every value is expanded first
     /// (builder time); without, values are literal and fields containing `$` are
     /// deferred (parse time).
-    pub fn parse(
-        spec: &str,
-        expander: Option<Expander<'_>>,
-    ) -> Result<Mount, ParseError> {
+    pub fn parse(spec: &str, expander: Option<Expander<'_>>) -> Result<Mount, ParseError> {
         let fields = csv_fields(spec)
             .map_err(|e| invalid_flag(format!("failed to parse csv mounts: {e}")))?;
         let mut m = Mount {
@@ -430,9 +427,7 @@ pub(crate) fn csv_fields(s: &str) -> Result<Vec<String>, String> {
                             field.push('"');
                         }
                         Some(',') | None => break,
-                        Some(_) => {
-                            return Err("extraneous or missing \" in quoted-field".into())
-                        }
+                        Some(_) => return Err("extraneous or missing \" in quoted-field".into()),
                     },
                     Some(c) => field.push(c),
                 }
@@ -483,7 +478,10 @@ mod tests {
         assert!(m.required && m.readonly);
         assert_eq!(m.env.as_deref(), Some("TOKEN"));
         let m = parse("type=ssh,mode=0600,uid=1000,gid=1000,required=false").unwrap();
-        assert_eq!((m.mode, m.uid, m.gid), (Some(0o600), Some(1000), Some(1000)));
+        assert_eq!(
+            (m.mode, m.uid, m.gid),
+            (Some(0o600), Some(1000), Some(1000))
+        );
         let m = parse("type=cache,target=/c,sharing=private,id=x,ro=true").unwrap();
         assert!(m.readonly);
         assert_eq!(m.sharing, Some(CacheSharing::Private));
@@ -495,24 +493,57 @@ mod tests {
     #[test]
     fn errors() {
         let cases: &[(&str, &str)] = &[
-            ("type=cach", "unsupported mount type \"cach\" (did you mean cache?)"),
+            (
+                "type=cach",
+                "unsupported mount type \"cach\" (did you mean cache?)",
+            ),
             ("type=volume", "unsupported mount type \"volume\""),
             ("target", "invalid field 'target' must be a key=value pair"),
-            ("required", "unexpected key 'required' for mount type 'bind'"),
-            ("type=bind,size=1m", "unexpected key 'size' for mount type 'bind'"),
+            (
+                "required",
+                "unexpected key 'required' for mount type 'bind'",
+            ),
+            (
+                "type=bind,size=1m",
+                "unexpected key 'size' for mount type 'bind'",
+            ),
             ("type=tmpfs,size=lots", "invalid value for size: lots"),
-            ("type=bind,mode=0600", "mode not allowed for \"bind\" type mounts"),
+            (
+                "type=bind,mode=0600",
+                "mode not allowed for \"bind\" type mounts",
+            ),
             ("type=cache,mode=9", "invalid value 9 for mode"),
             ("type=cache,uid=-1", "invalid value -1 for uid"),
-            ("type=cache,sharing=lockd", "unsupported sharing value \"lockd\" (did you mean locked?)"),
-            ("type=bind,sharing=locked", "invalid cache sharing set for bind mount"),
-            ("type=secret", "invalid secret mount. one of source, target required"),
+            (
+                "type=cache,sharing=lockd",
+                "unsupported sharing value \"lockd\" (did you mean locked?)",
+            ),
+            (
+                "type=bind,sharing=locked",
+                "invalid cache sharing set for bind mount",
+            ),
+            (
+                "type=secret",
+                "invalid secret mount. one of source, target required",
+            ),
             ("type=secret,id=a,src=b", "both source and id can't be set"),
-            ("type=secret,id=a,from=x", "secret mount should not have a from"),
-            ("targt=/x", "unexpected key 'targt' in 'targt=/x' (did you mean target?)"),
+            (
+                "type=secret,id=a,from=x",
+                "secret mount should not have a from",
+            ),
+            (
+                "targt=/x",
+                "unexpected key 'targt' in 'targt=/x' (did you mean target?)",
+            ),
             ("ro=maybe", "invalid value for ro: maybe"),
-            ("from=$STAGE", "'from' doesn't support variable expansion, define alias stage instead"),
-            ("a\"b", "failed to parse csv mounts: bare \" in non-quoted-field"),
+            (
+                "from=$STAGE",
+                "'from' doesn't support variable expansion, define alias stage instead",
+            ),
+            (
+                "a\"b",
+                "failed to parse csv mounts: bare \" in non-quoted-field",
+            ),
         ];
         for (spec, want) in cases {
             assert_eq!(parse(spec).unwrap_err(), *want, "spec {spec}");

@@ -63,8 +63,10 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let (nodes, directives, escape, last_line) = logical_lines(text)?;
     if nodes.is_empty() {
-        return Err(ParseError::new(ParseErrorKind::Structure, "file with no instructions")
-            .at(last_line, last_line));
+        return Err(
+            ParseError::new(ParseErrorKind::Structure, "file with no instructions")
+                .at(last_line, last_line),
+        );
     }
 
     let mut meta_args = Vec::new();
@@ -299,11 +301,16 @@ fn logical_lines(text: &str) -> Result<Logical, ParseError> {
             eol = e;
             buf.push_str(part);
             if buf.len() > MAX_DOCKERFILE_SIZE {
-                return Err(ParseError::new(ParseErrorKind::Limit, "instruction too long")
-                    .at(start, lines.line));
+                return Err(
+                    ParseError::new(ParseErrorKind::Limit, "instruction too long")
+                        .at(start, lines.line),
+                );
             }
         }
-        let mut node = node_from_line(&buf, d.escape, false).map_err(|e| e.at(start, lines.line))?;
+        let mut node = node_from_line(&buf, d.escape, false).map_err(|e| {
+            let keyword = buf.split_whitespace().next().unwrap_or_default();
+            e.at(start, lines.line).on(keyword)
+        })?;
         if node.can_contain_heredoc() && buf.contains("<<") {
             let docs = heredocs_from_line(&buf).map_err(|e| e.at(start, lines.line))?;
             for mut doc in docs {
@@ -1047,12 +1054,12 @@ fn parse_healthcheck(node: &Node) -> Result<Healthcheck, ParseError> {
                 invalid_flag(format!("strconv.ParseInt: parsing {v:?}: invalid syntax"))
             })?;
             if n < 0 {
-                return Err(invalid_flag(format!(
-                    "--retries cannot be negative ({n})"
-                )));
+                return Err(invalid_flag(format!("--retries cannot be negative ({n})")));
             }
             u32::try_from(n).map_err(|_| {
-                invalid_flag(format!("strconv.ParseInt: parsing {v:?}: value out of range"))
+                invalid_flag(format!(
+                    "strconv.ParseInt: parsing {v:?}: value out of range"
+                ))
             })?
         }
     };
@@ -1160,9 +1167,19 @@ fn to_instruction(node: &Node, escape: char) -> Result<Instruction, ParseError> 
                     ("parents", FlagType::Bool),
                 ],
             )?;
+            let from = f.str("from").filter(|s| !s.is_empty());
+            if let Some(from) = &from {
+                // BuildKit resolves --from before any variable is known.
+                let lex = Lexer::new(escape);
+                if lex.process_word(from, &no_env).ok().as_deref() != Some(from.as_str()) {
+                    return Err(invalid_flag(
+                        "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround",
+                    ));
+                }
+            }
             InstructionKind::Copy(Copy {
                 files: copy_files(node, "COPY")?,
-                from: f.str("from").filter(|s| !s.is_empty()),
+                from,
                 chown: f.str("chown").filter(|s| !s.is_empty()),
                 chmod: f.str("chmod").filter(|s| !s.is_empty()),
                 link: f.bool("link").unwrap_or(false),
@@ -1301,7 +1318,6 @@ fn to_instruction(node: &Node, escape: char) -> Result<Instruction, ParseError> 
             ))
         }
     };
-    let _ = escape;
     Ok(Instruction {
         kind,
         start_line: node.start,
@@ -1339,7 +1355,10 @@ mod tests {
     #[test]
     fn directives_split() {
         assert_eq!(split_directive("escape=`"), Some(("escape", "`")));
-        assert_eq!(split_directive("syntax = a/b:1 "), Some(("syntax", "a/b:1")));
+        assert_eq!(
+            split_directive("syntax = a/b:1 "),
+            Some(("syntax", "a/b:1"))
+        );
         assert_eq!(split_directive("1x=a"), None);
         assert_eq!(split_directive("x="), None);
         assert_eq!(split_directive("comment"), None);
@@ -1387,7 +1406,10 @@ mod tests {
     #[test]
     fn heredoc_words() {
         let h = parse_heredoc_word("<<EOF").unwrap().unwrap();
-        assert_eq!((h.name.as_str(), h.expand, h.chomp, h.fd), ("EOF", true, false, 0));
+        assert_eq!(
+            (h.name.as_str(), h.expand, h.chomp, h.fd),
+            ("EOF", true, false, 0)
+        );
         let h = parse_heredoc_word("<<-\"EOF\"").unwrap().unwrap();
         assert_eq!((h.name.as_str(), h.expand, h.chomp), ("EOF", false, true));
         let h = parse_heredoc_word("3<<'E'OF").unwrap().unwrap();

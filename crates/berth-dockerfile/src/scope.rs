@@ -103,7 +103,9 @@ impl ScopeState {
             .keys()
             .filter(|k| {
                 !self.meta.iter().any(|(m, _)| m == *k)
-                    && !stages.iter().any(|s| s.declared.iter().any(|d| d.name == **k))
+                    && !stages
+                        .iter()
+                        .any(|s| s.declared.iter().any(|d| d.name == **k))
             })
             .map(String::as_str)
             .collect()
@@ -289,10 +291,16 @@ mod tests {
         assert_eq!(g.expand_from("x:$B$C", '\\').unwrap(), "x:12");
         let mut s = g.stage(&[]);
         assert_eq!(s.lookup("A"), None);
-        assert_eq!(s.declare_arg("A", None, '\\').unwrap().as_deref(), Some("1"));
+        assert_eq!(
+            s.declare_arg("A", None, '\\').unwrap().as_deref(),
+            Some("1")
+        );
         assert_eq!(s.lookup("A").as_deref(), Some("1"));
         // A default in the stage replaces the meta value.
-        assert_eq!(s.declare_arg("B", Some("own"), '\\').unwrap().as_deref(), Some("own"));
+        assert_eq!(
+            s.declare_arg("B", Some("own"), '\\').unwrap().as_deref(),
+            Some("own")
+        );
         assert_eq!(s.declare_arg("C", None, '\\').unwrap(), None);
         assert_eq!(s.lookup("C"), None);
     }
@@ -300,9 +308,15 @@ mod tests {
     #[test]
     fn build_args_override_defaults() {
         let mut g = ScopeState::new(args(&[("V", "cli"), ("UNUSED", "x")]));
-        assert_eq!(g.declare_meta_arg("V", Some("d"), '\\').unwrap().as_deref(), Some("cli"));
+        assert_eq!(
+            g.declare_meta_arg("V", Some("d"), '\\').unwrap().as_deref(),
+            Some("cli")
+        );
         let mut s = g.stage(&[]);
-        assert_eq!(s.declare_arg("V", Some("other"), '\\').unwrap().as_deref(), Some("cli"));
+        assert_eq!(
+            s.declare_arg("V", Some("other"), '\\').unwrap().as_deref(),
+            Some("cli")
+        );
         assert_eq!(g.unused_build_args(&[s.clone()]), vec!["UNUSED"]);
         // Build args are invisible unless declared.
         assert_eq!(s.lookup("UNUSED"), None);
@@ -322,11 +336,17 @@ mod tests {
         assert_eq!(s.lookup("PATH").as_deref(), Some("/bin"));
         assert_eq!(
             s.env(),
-            vec![("PATH".to_string(), "/bin".to_string()), ("X".to_string(), "env".to_string())]
+            vec![
+                ("PATH".to_string(), "/bin".to_string()),
+                ("X".to_string(), "env".to_string())
+            ]
         );
         assert_eq!(
             s.history_args(),
-            vec![("X".to_string(), "env".to_string()), ("PATH".to_string(), "/bin".to_string())]
+            vec![
+                ("X".to_string(), "env".to_string()),
+                ("PATH".to_string(), "/bin".to_string())
+            ]
         );
     }
 

@@ -283,10 +283,7 @@ impl Scan<'_> {
         r
     }
 
-    fn process_stop_on_inner(
-        &mut self,
-        stop: Option<char>,
-    ) -> Result<(String, Vec<String>), Fail> {
+    fn process_stop_on_inner(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), Fail> {
         let mut result = String::new();
         let mut words = Words::default();
         while let Some(ch) = self.peek() {
@@ -529,7 +526,8 @@ impl Scan<'_> {
                 if all {
                     self.next();
                 }
-                let pattern = self.scan_until_brace('/', true, "syntax error: missing '/' in ${}")?;
+                let pattern =
+                    self.scan_until_brace('/', true, "syntax error: missing '/' in ${}")?;
                 let replacement = self.scan_until_brace('}', true, "syntax error: missing '}'")?;
                 let value = self.lookup(&name);
                 let Some(value) = value else {
@@ -608,7 +606,11 @@ fn is_special_param(c: char) -> bool {
 
 /// Converts a shell wildcard pattern (`*`, `?`, `\` escapes) to a regex.
 fn shell_pattern_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<regex::Regex, Fail> {
-    let bad = |msg: String| syntax(format!("invalid pattern ({pattern}) in substitution: {msg}"));
+    let bad = |msg: String| {
+        syntax(format!(
+            "invalid pattern ({pattern}) in substitution: {msg}"
+        ))
+    };
     let mut out = String::with_capacity(pattern.len() + 4);
     if anchored {
         out.push('^');
@@ -861,7 +863,8 @@ mod tests {
         };
         let l = |k: &str| (k == "A").then(|| "1".to_string());
         assert_eq!(
-            lex.process_word("$A $B ${B} ${B:-x} '$A' ${B/a/b}", &l).unwrap(),
+            lex.process_word("$A $B ${B} ${B:-x} '$A' ${B/a/b}", &l)
+                .unwrap(),
             "1 $B ${B} ${B:-x} '$A' ${B/a/b}"
         );
     }

@@ -2,7 +2,12 @@
 //! Levenshtein distance below 3, never for an exact match.
 
 /// Appends ` (did you mean X?)` to `msg` when an option is close to `val`.
-pub(crate) fn did_you_mean(msg: String, val: &str, options: &[&str], case_sensitive: bool) -> String {
+pub(crate) fn did_you_mean(
+    msg: String,
+    val: &str,
+    options: &[&str],
+    case_sensitive: bool,
+) -> String {
     match suggest(val, options, case_sensitive) {
         Some(m) => format!("{msg} (did you mean {m}?)"),
         None => msg,
@@ -70,8 +75,14 @@ mod tests {
     #[test]
     fn suggestions() {
         assert_eq!(levenshtein("kitten", "sitting"), 3);
-        assert_eq!(suggest("RUNN", &["run", "cmd"], false).as_deref(), Some("RUN"));
-        assert_eq!(suggest("runn", &["run", "cmd"], false).as_deref(), Some("run"));
+        assert_eq!(
+            suggest("RUNN", &["run", "cmd"], false).as_deref(),
+            Some("RUN")
+        );
+        assert_eq!(
+            suggest("runn", &["run", "cmd"], false).as_deref(),
+            Some("run")
+        );
         assert_eq!(suggest("Runn", &["run"], false).as_deref(), Some("run"));
         assert_eq!(suggest("xyzzy", &["run"], false), None);
         assert_eq!(suggest("run", &["run"], false), None);

@@ -18,7 +18,11 @@ fn golden_files() {
         .filter(|p| p.join("Dockerfile").is_file())
         .collect();
     dirs.sort();
-    assert!(dirs.len() > 20, "expected many golden cases, found {}", dirs.len());
+    assert!(
+        dirs.len() > 20,
+        "expected many golden cases, found {}",
+        dirs.len()
+    );
     let mut failures = Vec::new();
     for dir in dirs {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
@@ -39,9 +43,7 @@ fn golden_files() {
             Ok(want) => failures.push(format!(
                 "{name}: {file} differs\n--- want\n{want}\n--- got\n{got}"
             )),
-            Err(_) => failures.push(format!(
-                "{name}: expected {other} but got {file}:\n{got}"
-            )),
+            Err(_) => failures.push(format!("{name}: expected {other} but got {file}:\n{got}")),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -24,14 +24,86 @@ impl Rng {
 }
 
 const TOKENS: &[&str] = &[
-    "FROM ", "RUN ", "CMD ", "LABEL ", "MAINTAINER ", "EXPOSE ", "ENV ", "ADD ", "COPY ",
-    "ENTRYPOINT ", "VOLUME ", "USER ", "WORKDIR ", "ARG ", "ONBUILD ", "STOPSIGNAL ",
-    "HEALTHCHECK ", "SHELL ", "AS ", "NONE ", "CMD", "busybox", "--mount=", "type=cache",
-    "type=secret", "type=bind", ",", "target=/x", "--from=", "--chown=", "--link", "--",
-    "--platform=", "--interval=", "1s", "--retries=", "=", "\"", "'", "`", "\\", "\\\n", "\n",
-    "\r\n", " ", "\t", "#", "# escape=`\n", "# syntax=x\n", "$", "${", "}", ":-", ":+", ":?",
-    "#", "%", "/", "//", "*", "?", "[", "]", "{", "[\"a\", \"b\"]", "[1]", "<<", "<<-", "EOF",
-    "\nEOF\n", "<<\"EOF\"", "3<<", "a", "b=c", "é", "🐳", "\u{0}", "\u{feff}", "!", "**",
+    "FROM ",
+    "RUN ",
+    "CMD ",
+    "LABEL ",
+    "MAINTAINER ",
+    "EXPOSE ",
+    "ENV ",
+    "ADD ",
+    "COPY ",
+    "ENTRYPOINT ",
+    "VOLUME ",
+    "USER ",
+    "WORKDIR ",
+    "ARG ",
+    "ONBUILD ",
+    "STOPSIGNAL ",
+    "HEALTHCHECK ",
+    "SHELL ",
+    "AS ",
+    "NONE ",
+    "CMD",
+    "busybox",
+    "--mount=",
+    "type=cache",
+    "type=secret",
+    "type=bind",
+    ",",
+    "target=/x",
+    "--from=",
+    "--chown=",
+    "--link",
+    "--",
+    "--platform=",
+    "--interval=",
+    "1s",
+    "--retries=",
+    "=",
+    "\"",
+    "'",
+    "`",
+    "\\",
+    "\\\n",
+    "\n",
+    "\r\n",
+    " ",
+    "\t",
+    "#",
+    "# escape=`\n",
+    "# syntax=x\n",
+    "$",
+    "${",
+    "}",
+    ":-",
+    ":+",
+    ":?",
+    "#",
+    "%",
+    "/",
+    "//",
+    "*",
+    "?",
+    "[",
+    "]",
+    "{",
+    "[\"a\", \"b\"]",
+    "[1]",
+    "<<",
+    "<<-",
+    "EOF",
+    "\nEOF\n",
+    "<<\"EOF\"",
+    "3<<",
+    "a",
+    "b=c",
+    "é",
+    "🐳",
+    "\u{0}",
+    "\u{feff}",
+    "!",
+    "**",
 ];
 
 fn random_text(rng: &mut Rng, max_tokens: usize) -> String {
@@ -52,7 +124,10 @@ fn random_text(rng: &mut Rng, max_tokens: usize) -> String {
 #[test]
 fn random_input_never_panics() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let lookup = |k: &str| k.starts_with(|c: char| c.is_ascii_uppercase()).then(|| format!("v-{k}"));
+    let lookup = |k: &str| {
+        k.starts_with(|c: char| c.is_ascii_uppercase())
+            .then(|| format!("v-{k}"))
+    };
     let mut parsed = 0;
     for i in 0..5_000 {
         let text = random_text(&mut rng, if i % 10 == 0 { 400 } else { 40 });
@@ -87,7 +162,8 @@ fn random_input_never_panics() {
 #[test]
 fn ten_megabyte_dockerfile() {
     let mut text = String::from("FROM busybox\n");
-    let line = "RUN echo some reasonably long command line with --flags and words \\\n    && true\n";
+    let line =
+        "RUN echo some reasonably long command line with --flags and words \\\n    && true\n";
     while text.len() < 10 << 20 {
         text.push_str(line);
     }
@@ -170,5 +246,8 @@ fn many_heredocs_and_flags() {
     let flags = format!("FROM a\nCOPY {} a b\n", "--exclude=x ".repeat(5_000));
     assert!(parse(&flags).is_ok());
     let unknown = format!("FROM a\nCOPY --{} a b\n", "y".repeat(60_000));
-    assert_eq!(parse(&unknown).unwrap_err().kind(), ParseErrorKind::InvalidFlag);
+    assert_eq!(
+        parse(&unknown).unwrap_err().kind(),
+        ParseErrorKind::InvalidFlag
+    );
 }
