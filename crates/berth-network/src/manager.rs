@@ -69,6 +69,7 @@ impl Drop for OwnRuntime {
 }
 
 /// Kernel-facing network management for one berth daemon (see the crate docs).
+/// `Send + Sync`: share it in an `Arc`; operations are serialised internally.
 pub struct NetManager {
     cfg: NetConfig,
     state: Mutex<State>,
@@ -564,6 +565,17 @@ impl NetManager {
         Ok(ifname)
     }
 
+    /// Put an existing host veth back on its bridge, up, in hairpin mode.
+    fn reattach(&self, nl: &mut Netlink, idx: u32, veth: &str, info: &NetworkInfo) -> Result<()> {
+        let bridge = info.bridge.as_deref().unwrap_or_default();
+        let br = nl
+            .link_index(bridge)?
+            .ok_or_else(|| NetError::NetworkNotFound(format!("{} (bridge {bridge} missing)", info.spec.id)))?;
+        nl.set_master(idx, br)?;
+        write_sysctl(&format!("/sys/class/net/{veth}/brport/hairpin_mode"), "1")?;
+        nl.set_up(idx)
+    }
+
     fn delete_veth(&self, name: &str) {
         let r = Netlink::open().and_then(|mut nl| match nl.links()?.into_iter().find(|l| l.name == name) {
             Some(l) if self.is_ours(&l) => nl.del_link(l.index),
@@ -736,11 +748,19 @@ impl NetManager {
             }
             view.internal.insert(net.info.spec.id.clone(), net.info.spec.internal);
             view.container_nets.entry(e.ep.container_id.clone()).or_default().push(e.ep.network_id.clone());
+            // Docker answers `name` and `name.<network>` for names and aliases alike
+            let netname = net.info.spec.name.to_ascii_lowercase();
             let mut names: Vec<String> = Vec::new();
             for n in e.spec.names.iter().chain(e.spec.aliases.iter()) {
                 let n = n.trim_end_matches('.').to_ascii_lowercase();
-                if !n.is_empty() && !names.contains(&n) {
-                    names.push(n);
+                if n.is_empty() {
+                    continue;
+                }
+                let qualified = format!("{n}.{netname}");
+                for v in [n, qualified] {
+                    if !names.contains(&v) {
+                        names.push(v);
+                    }
                 }
             }
             view.records.entry(e.ep.network_id.clone()).or_default().push(DnsRecord { names, ip: e.ep.ip });
@@ -842,10 +862,18 @@ impl NetManager {
                     continue;
                 }
             }
-            if !links.iter().any(|l| l.name == ep.veth_host) {
-                let mac = parse_mac(&ep.mac).unwrap_or_else(|_| mac_from_ip(ep.ip));
-                if let Err(e) = self.plumb(spec, &info, ep.ip, mac, &ep.veth_host, Some(&ep.ifname)) {
-                    tracing::warn!(container = %ep.container_id, error = %e, "could not re-plumb endpoint");
+            match links.iter().find(|l| l.name == ep.veth_host) {
+                None => {
+                    let mac = parse_mac(&ep.mac).unwrap_or_else(|_| mac_from_ip(ep.ip));
+                    if let Err(e) = self.plumb(spec, &info, ep.ip, mac, &ep.veth_host, Some(&ep.ifname)) {
+                        tracing::warn!(container = %ep.container_id, error = %e, "could not re-plumb endpoint");
+                    }
+                }
+                // a re-created bridge has lost its ports: attach the veth again
+                Some(l) => {
+                    if let Err(e) = self.reattach(&mut nl, l.index, &ep.veth_host, &info) {
+                        tracing::warn!(container = %ep.container_id, error = %e, "could not re-attach endpoint");
+                    }
                 }
             }
             for b in &ep.ports {
@@ -974,5 +1002,38 @@ impl NetManager {
     /// Is `path` a namespace file of this manager?
     pub fn owns_netns(&self, path: &Path) -> bool {
         path.parent() == Some(self.cfg.netns_dir.as_path())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manager_is_shareable() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<NetManager>();
+    }
+
+    #[test]
+    fn marks_are_per_table() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = |t: &str| NetConfig { nft_table: t.into(), netns_dir: d.path().join("ns"), ..NetConfig::default() };
+        let a = NetManager::new(cfg("berth")).unwrap();
+        let b = NetManager::new(cfg("berth-x")).unwrap();
+        assert_ne!(a.group(), b.group());
+        assert_ne!(a.group(), 0);
+        let link = |alias: &str, group| Link { index: 1, name: "x".into(), alias: Some(alias.into()), group };
+        assert!(a.is_ours(&link("berth:berth:net1", 0)));
+        assert!(!a.is_ours(&link("berth:berth-x:net1", 0)));
+        assert!(b.is_ours(&link("berth:berth-x:net1", 0)));
+        assert!(a.is_ours(&link("", a.group())));
+        assert!(!a.is_ours(&link("", b.group())));
+        assert!(NetManager::new(cfg("bad table")).is_err());
+        let d2 = tempfile::tempdir().unwrap();
+        std::fs::write(d2.path().join("r"), "nameserver 127.0.0.53\nsearch example.com\n").unwrap();
+        let m = NetManager::new(NetConfig { dns_upstreams_from: d2.path().join("r"), ..cfg("berth") }).unwrap();
+        assert_eq!(m.resolv_conf(true), "nameserver 127.0.0.11\noptions ndots:0\n");
+        assert_eq!(m.resolv_conf(false), "search example.com\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n");
     }
 }

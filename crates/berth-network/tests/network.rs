@@ -31,6 +31,8 @@ fn dns_resolves_names_and_aliases_on_user_network_only() {
     assert_eq!(lookup(&cli_ns, "web"), vec![web_ep.ip]);
     assert_eq!(lookup(&cli_ns, "www"), vec![web_ep.ip]);
     assert_eq!(lookup(&cli_ns, "front.end"), vec![web_ep.ip]);
+    assert_eq!(lookup(&cli_ns, "web.user"), vec![web_ep.ip]);
+    assert_eq!(lookup(&cli_ns, "www.user"), vec![web_ep.ip]);
     assert_eq!(lookup(&cli_ns, &ctx.id("web")[..10]), vec![web_ep.ip]);
     assert_eq!(lookup(&web_ns, "cli"), vec![cli_ep.ip]);
     assert!(lookup(&cli_ns, "nosuchcontainer").is_empty());
@@ -291,8 +293,14 @@ fn reconcile_after_crash_keeps_known_and_removes_leaks() {
 
     // a veth lost while the daemon was down is re-plumbed
     run("ip", &["link", "del", &keep_ep.veth_host]);
+    m.reconcile(std::slice::from_ref(&net.spec), &[(keep_spec.clone(), keep_ep.clone())], &[ctx.id("none")]).unwrap();
+    assert!(fetch_host(SocketAddr::from((Ipv4Addr::LOCALHOST, hp))).contains("keep-token"));
+    // a lost bridge is re-created and the surviving veth re-attached
+    run("ip", &["link", "del", net.bridge.as_deref().unwrap()]);
+    assert!(!fetch_host(SocketAddr::from((Ipv4Addr::LOCALHOST, hp))).contains("keep-token"));
     m.reconcile(std::slice::from_ref(&net.spec), &[(keep_spec, keep_ep.clone())], &[ctx.id("none")]).unwrap();
     assert!(fetch_host(SocketAddr::from((Ipv4Addr::LOCALHOST, hp))).contains("keep-token"));
+    assert_eq!(lookup(&keep_ns, "keep"), vec![keep_ep.ip]);
 }
 
 #[test]
