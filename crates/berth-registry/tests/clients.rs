@@ -145,7 +145,6 @@ async fn skopeo(args: Vec<String>) -> (bool, String) {
     (out.status.success(), text)
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skopeo_push_inspect_pull_delete() {
     if !have("skopeo") || !have("tar") || !have("gzip") {
