@@ -1,4 +1,71 @@
 //! berth-archive: layer tarballs — read, write, and apply them safely.
+//!
+//! Everything in berth that unpacks or produces a tar goes through this crate: image layer
+//! unpack, `docker load`/`import`, build `ADD`/`COPY`, `docker cp` and volume copy-up. It is
+//! the wall between hostile archives and the host, so it is built around three rules:
+//!
+//! * **Bounded parsing.** [`TarReader`] is our own tar reader (not the `tar` crate, which had
+//!   CVE-2026-33055/33056 and hands out `Path`s). It folds ustar, GNU `L`/`K` and PAX `x`
+//!   headers exactly like Go's `archive/tar` (PAX `size` overrides the ustar size, PAX
+//!   records survive `L`/`K` headers, header-only types carry no data, malformed records are
+//!   errors), caps PAX/long-name payloads at 1 MiB and names at 4096 bytes, counts headers
+//!   and data bytes against [`TarLimits`], refuses GNU sparse files, and keeps names as bytes.
+//!   [`decompress`] sniffs gzip/zstd from the bytes (never from a media type), caps the
+//!   decompressed size and the zstd window, and fails on truncation or trailing garbage.
+//! * **fd-scoped filesystem access.** [`apply_layer`] never joins strings into host paths:
+//!   each entry's parent is resolved with `openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS)`
+//!   (see [`open_in_root`]), cached as a descriptor, and the final component is created,
+//!   replaced, chowned, chmodded and timestamped with `*at`/`f*` calls that do not follow it.
+//!   Absolute names, `..`, symlinked parents and hard links therefore all stay inside the
+//!   root; metadata never goes through a symlink.
+//! * **Determinism.** [`pack`] walks through directory descriptors, sorts names bytewise,
+//!   truncates times to seconds and leaves owner names empty, so a tree always packs to the
+//!   same bytes (and the same diff id); with `overlay_upper` it turns overlayfs whiteouts and
+//!   opaque directories back into OCI `.wh.` entries.
+//!
+//! Performance: applying is file-creation bound, so the hot path is one `openat(O_CREAT|
+//! O_EXCL)`, the data writes from a 1 MiB buffer, `fchown`, `fchmod`, `futimens`, `close`
+//! per file, parent lookups hit a descriptor cache, and nothing is fsynced (callers
+//! `syncfs` the finished layer once).
+//!
+//! All fallible functions return [`ArchiveError`], whose [`ArchiveError::kind`] tells the API
+//! edge which status to use (one error type for the whole crate: every module feeds the same
+//! callers, who only need to tell bad input from limits from host failures).
+//!
+//! # Public API
+//!
+//! * compression: [`sniff`]`(&[u8]) -> Compression`, [`decompress`]`(r, max_bytes) ->
+//!   Result<Box<dyn Read>, ArchiveError>`, [`ZSTD_WINDOW_LOG_MAX`]
+//! * digests: [`DigestReader`] / [`DigestWriter`] (`digest() -> "sha256:<hex>"`,
+//!   `bytes_read()` / `bytes_written()`)
+//! * tar: [`TarReader`] (`new`, `with_limits`, `next_entry() -> Result<Option<Entry>>`, where
+//!   [`Entry`] has a `header: Header` and implements `Read`), [`TarWriter`] (`append`,
+//!   `append_pax`, `finish`), [`Header`], [`EntryType`], [`Timestamp`]
+//! * apply: [`apply_layer`]`(root, tar, &ApplyOptions) -> Result<ApplyStats>` (and
+//!   [`apply_layer_at`] on a root fd), [`ApplyOptions`], [`WhiteoutMode`], [`ApplyStats`]
+//! * pack: [`pack`]`(root, out, &PackOptions) -> Result<u64>` (and [`pack_at`]),
+//!   [`PackOptions`]
+//! * paths in a root: [`open_root`], [`open_in_root`], [`open_in_root_at`],
+//!   [`mkdir_all_in_root`], [`mkdir_all_in_root_at`], [`clean_path`]
+//!
+//! # Example
+//!
+//! Unpack a pulled layer blob into an overlay snapshot, verifying both digests in one pass:
+//!
+//! ```no_run
+//! use berth_archive::{apply_layer, decompress, ApplyOptions, DigestReader, WhiteoutMode};
+//!
+//! let blob = std::fs::File::open("/var/lib/berth/content/blobs/sha256/ab12...")?;
+//! let mut compressed = DigestReader::new(blob);
+//! let mut diff = DigestReader::new(decompress(&mut compressed, 64 << 30)?);
+//! let opts = ApplyOptions { whiteouts: WhiteoutMode::Overlay, ..ApplyOptions::default() };
+//! let stats = apply_layer(std::path::Path::new("/var/lib/berth/snapshots/9/fs"), &mut diff, &opts)?;
+//! assert_eq!(diff.digest(), "sha256:cd34...");         // the config's rootfs.diff_ids entry
+//! drop(diff);
+//! assert_eq!(compressed.digest(), "sha256:ab12...");   // the manifest's layer digest
+//! println!("{} entries, {} bytes", stats.entries, stats.bytes);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 mod apply;
