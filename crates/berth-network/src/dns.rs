@@ -25,7 +25,39 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::error::{NetError, Result};
+use crate::error::NetErrorKind;
+use crate::netns::NetnsError;
+
+/// Starting the embedded DNS server for a container failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// Binding or registering a listening socket failed.
+    #[error("embedded dns: {op} {addr}: {source}")]
+    Socket {
+        /// What failed ("bind udp").
+        op: &'static str,
+        /// Address inside the container.
+        addr: SocketAddr,
+        /// Underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Entering the container's namespace failed.
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+}
+
+impl DnsError {
+    /// Classify for status mapping.
+    pub fn kind(&self) -> NetErrorKind {
+        match self {
+            DnsError::Socket { .. } => NetErrorKind::Internal,
+            DnsError::Netns(e) => e.kind(),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, DnsError>;
 
 const TTL: u32 = 600;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
@@ -173,15 +205,17 @@ impl DnsServer {
         }
         let addr = self.addr;
         let (udp, tcp) = crate::netns::in_netns(netns, || {
-            let udp = std::net::UdpSocket::bind(addr).map_err(|e| NetError::io(format!("bind dns udp {addr}"), e))?;
-            let tcp = std::net::TcpListener::bind(addr).map_err(|e| NetError::io(format!("bind dns tcp {addr}"), e))?;
-            udp.set_nonblocking(true).map_err(|e| NetError::io("set nonblocking", e))?;
-            tcp.set_nonblocking(true).map_err(|e| NetError::io("set nonblocking", e))?;
-            Ok((udp, tcp))
+            let sock = |op| move |source| DnsError::Socket { op, addr, source };
+            let udp = std::net::UdpSocket::bind(addr).map_err(sock("bind udp"))?;
+            let tcp = std::net::TcpListener::bind(addr).map_err(sock("bind tcp"))?;
+            udp.set_nonblocking(true).map_err(sock("set nonblocking"))?;
+            tcp.set_nonblocking(true).map_err(sock("set nonblocking"))?;
+            Ok::<_, DnsError>((udp, tcp))
         })?;
         let _guard = self.handle.enter();
-        let udp = Arc::new(tokio::net::UdpSocket::from_std(udp).map_err(|e| NetError::io("register dns socket", e))?);
-        let tcp = tokio::net::TcpListener::from_std(tcp).map_err(|e| NetError::io("register dns socket", e))?;
+        let reg = |source| DnsError::Socket { op: "register", addr, source };
+        let udp = Arc::new(tokio::net::UdpSocket::from_std(udp).map_err(reg)?);
+        let tcp = tokio::net::TcpListener::from_std(tcp).map_err(reg)?;
         let cid = container.to_string();
         let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let t1 = self.handle.spawn(serve_udp(udp, self.shared.clone(), cid.clone(), limit.clone()));

@@ -1,4 +1,6 @@
-//! The crate's error type: one enum, with a [`NetErrorKind`] the API edge maps to HTTP statuses.
+//! The crate's public error type. Each module has its own error enum (`IpamError`,
+//! `NetlinkError`, `NftError`, `NetnsError`, `DnsError`), wrapped here; every one has a
+//! `kind()` returning the [`NetErrorKind`] the API edge maps to HTTP statuses.
 
 use std::io;
 
@@ -54,15 +56,6 @@ pub enum NetError {
     /// Subnet overlaps another network or a host route.
     #[error("pool overlaps with other one on this address space: {0}")]
     SubnetOverlap(String),
-    /// Every subnet of the default pools is in use.
-    #[error("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network")]
-    PoolExhausted,
-    /// The requested IP is already allocated.
-    #[error("address already in use: {0}")]
-    AddressInUse(std::net::Ipv4Addr),
-    /// No free address left in the network's range.
-    #[error("no available IPv4 addresses on this network's address pools: {0}")]
-    AddressesExhausted(String),
     /// The host port is taken by a listening socket or another binding.
     #[error("driver failed programming external connectivity on endpoint {endpoint}: Bind for {host_ip}:{port} failed: port is already allocated")]
     PortInUse {
@@ -76,18 +69,21 @@ pub enum NetError {
     /// The operation does not apply to this driver (connect to `host`/`none`).
     #[error("{0}")]
     Unsupported(String),
+    /// Address management refused.
+    #[error(transparent)]
+    Ipam(#[from] crate::ipam::IpamError),
     /// A netlink request failed.
-    #[error("netlink {op}: {source}")]
-    Netlink {
-        /// The operation, with its object ("add bridge berth0").
-        op: String,
-        /// Kernel error.
-        #[source]
-        source: io::Error,
-    },
-    /// `nft` failed.
-    #[error("nft: {0}")]
-    Nft(String),
+    #[error(transparent)]
+    Netlink(#[from] crate::netlink::NetlinkError),
+    /// Loading the nftables rules failed.
+    #[error(transparent)]
+    Nft(#[from] crate::nft::NftError),
+    /// A namespace operation failed.
+    #[error(transparent)]
+    Netns(#[from] crate::netns::NetnsError),
+    /// The embedded DNS server could not start.
+    #[error(transparent)]
+    Dns(#[from] crate::dns::DnsError),
     /// Another system call or file operation failed.
     #[error("{op}: {source}")]
     Io {
@@ -108,14 +104,14 @@ impl NetError {
             | NetError::NetworkExists(_)
             | NetError::ActiveEndpoints(_)
             | NetError::SubnetOverlap(_)
-            | NetError::AddressInUse(_)
             | NetError::PortInUse { .. } => NetErrorKind::Conflict,
             NetError::Invalid { .. } | NetError::Unsupported(_) => NetErrorKind::InvalidInput,
-            NetError::PoolExhausted
-            | NetError::AddressesExhausted(_)
-            | NetError::Netlink { .. }
-            | NetError::Nft(_)
-            | NetError::Io { .. } => NetErrorKind::Internal,
+            NetError::Io { .. } => NetErrorKind::Internal,
+            NetError::Ipam(e) => e.kind(),
+            NetError::Netlink(e) => e.kind(),
+            NetError::Nft(e) => e.kind(),
+            NetError::Netns(e) => e.kind(),
+            NetError::Dns(e) => e.kind(),
         }
     }
 

@@ -108,6 +108,11 @@ mod netns;
 mod nft;
 pub mod types;
 
+pub use dns::DnsError;
 pub use error::{NetError, NetErrorKind, Result};
+pub use ipam::IpamError;
+pub use netlink::NetlinkError;
+pub use netns::NetnsError;
+pub use nft::NftError;
 pub use manager::NetManager;
 pub use types::{Driver, Endpoint, EndpointSpec, NetConfig, NetworkInfo, NetworkSpec, PortBinding, Proto};

@@ -385,7 +385,7 @@ impl NetManager {
             self.disconnect(container_id, &n)?;
         }
         self.dns.stop(container_id);
-        netns::remove(&self.netns_path(container_id))
+        Ok(netns::remove(&self.netns_path(container_id))?)
     }
 
     /// Connect a container's namespace to a bridge network: allocate the address, reserve
@@ -512,7 +512,9 @@ impl NetManager {
             Some(n) => n.to_string(),
             None => {
                 let names: Vec<String> =
-                    netns::in_netns(&spec.netns_path, || Ok(Netlink::open()?.links()?.into_iter().map(|l| l.name).collect()))?;
+                    netns::in_netns(&spec.netns_path, || {
+                        Ok::<_, NetError>(Netlink::open()?.links()?.into_iter().map(|l| l.name).collect())
+                    })?;
                 (0..)
                     .map(|i| format!("eth{i}"))
                     .find(|n| !names.contains(n))
@@ -573,7 +575,7 @@ impl NetManager {
             .ok_or_else(|| NetError::NetworkNotFound(format!("{} (bridge {bridge} missing)", info.spec.id)))?;
         nl.set_master(idx, br)?;
         write_sysctl(&format!("/sys/class/net/{veth}/brport/hairpin_mode"), "1")?;
-        nl.set_up(idx)
+        Ok(nl.set_up(idx)?)
     }
 
     fn delete_veth(&self, name: &str) {
@@ -692,10 +694,10 @@ impl NetManager {
             if nl.has_default_route()? {
                 return Ok(());
             }
-            match nl.link_index(&ifname)? {
-                Some(i) => nl.add_default_route(gw, i),
-                None => Ok(()),
+            if let Some(i) = nl.link_index(&ifname)? {
+                nl.add_default_route(gw, i)?;
             }
+            Ok::<_, NetError>(())
         })
     }
 
@@ -733,7 +735,7 @@ impl NetManager {
                 });
             }
         }
-        nft::apply(&nft::render(&self.cfg.nft_table, &m))
+        Ok(nft::apply(&nft::render(&self.cfg.nft_table, &m))?)
     }
 
     /// Rebuild the DNS view; start a listener for `start` if it is on a user network;
@@ -934,7 +936,7 @@ impl NetManager {
         let mut st = self.lock();
         self.dns.stop_all();
         *st = State::default();
-        let mut first_err = None;
+        let mut first_err: Option<NetError> = None;
         match Netlink::open().and_then(|mut nl| {
             for l in nl.links()? {
                 if self.is_ours(&l) {
@@ -944,15 +946,15 @@ impl NetManager {
             Ok(())
         }) {
             Ok(()) => {}
-            Err(e) => first_err = Some(e),
+            Err(e) => first_err = Some(e.into()),
         }
         if let Err(e) = nft::apply(&nft::render_delete(&self.cfg.nft_table)) {
-            first_err.get_or_insert(e);
+            first_err.get_or_insert(e.into());
         }
         if let Ok(rd) = std::fs::read_dir(&self.cfg.netns_dir) {
             for ent in rd.flatten() {
                 if let Err(e) = netns::remove(&ent.path()) {
-                    first_err.get_or_insert(e);
+                    first_err.get_or_insert(e.into());
                 }
             }
         }

@@ -19,7 +19,44 @@ use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, Ro
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
-use crate::error::{NetError, Result};
+use crate::error::NetErrorKind;
+
+/// A failed rtnetlink request.
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    /// The kernel (or the socket) refused the request.
+    #[error("netlink {op}: {source}")]
+    Request {
+        /// The operation and its object ("add bridge berth0").
+        op: String,
+        /// Kernel error.
+        #[source]
+        source: io::Error,
+    },
+    /// A value cannot be expressed as requested.
+    #[error("netlink: invalid {0}")]
+    Invalid(String),
+}
+
+impl NetlinkError {
+    /// Classify for status mapping.
+    pub fn kind(&self) -> NetErrorKind {
+        match self {
+            NetlinkError::Invalid(_) => NetErrorKind::InvalidInput,
+            NetlinkError::Request { source, .. } if source.raw_os_error() == Some(libc::EEXIST) => NetErrorKind::Conflict,
+            NetlinkError::Request { .. } => NetErrorKind::Internal,
+        }
+    }
+
+    fn errno(&self) -> Option<i32> {
+        match self {
+            NetlinkError::Request { source, .. } => source.raw_os_error(),
+            NetlinkError::Invalid(_) => None,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, NetlinkError>;
 
 /// A link as listed by a dump.
 #[derive(Debug, Clone)]
@@ -37,8 +74,8 @@ pub(crate) struct Netlink {
     seq: u32,
 }
 
-fn nl_err(op: impl Into<String>, e: io::Error) -> NetError {
-    NetError::Netlink { op: op.into(), source: e }
+fn nl_err(op: impl Into<String>, e: io::Error) -> NetlinkError {
+    NetlinkError::Request { op: op.into(), source: e }
 }
 
 impl Netlink {
@@ -198,7 +235,7 @@ impl Netlink {
         let mut m = LinkMessage::default();
         m.header.index = index;
         match self.request(RouteNetlinkMessage::DelLink(m), NLM_F_ACK, &format!("delete link {index}")) {
-            Err(NetError::Netlink { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+            Err(e) if e.errno() == Some(libc::ENODEV) => Ok(()),
             r => r.map(|_| ()),
         }
     }
@@ -212,12 +249,12 @@ impl Netlink {
         m.attributes.push(AddressAttribute::Local(IpAddr::V4(ip)));
         m.attributes.push(AddressAttribute::Address(IpAddr::V4(ip)));
         if prefix_len < 31 {
-            let net = Ipv4Net::new(ip, prefix_len).map_err(|e| NetError::invalid("prefix length", e.to_string()))?;
+            let net = Ipv4Net::new(ip, prefix_len).map_err(|e| NetlinkError::Invalid(format!("prefix length: {e}")))?;
             m.attributes.push(AddressAttribute::Broadcast(net.broadcast()));
         }
         let op = format!("add address {ip}/{prefix_len} to link {index}");
         match self.request(RouteNetlinkMessage::NewAddress(m), NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, &op) {
-            Err(NetError::Netlink { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
             r => r.map(|_| ()),
         }
     }
@@ -291,7 +328,7 @@ impl Netlink {
         m.attributes.push(RouteAttribute::Oif(index));
         let op = format!("add default route via {gw}");
         match self.request(RouteNetlinkMessage::NewRoute(m), NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, &op) {
-            Err(NetError::Netlink { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
             r => r.map(|_| ()),
         }
     }

@@ -33,7 +33,33 @@ use std::process::{Command, Stdio};
 
 use ipnet::Ipv4Net;
 
-use crate::error::{NetError, Result};
+use crate::error::NetErrorKind;
+
+/// `nft` could not be run or rejected the ruleset.
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    /// Spawning or talking to the `nft` binary failed.
+    #[error("nft: {op}: {source}")]
+    Exec {
+        /// What failed ("spawn nft").
+        op: &'static str,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `nft` refused the script; the previous ruleset is untouched (atomic transaction).
+    #[error("nft: {0}")]
+    Rejected(String),
+}
+
+impl NftError {
+    /// Classify for status mapping.
+    pub fn kind(&self) -> NetErrorKind {
+        NetErrorKind::Internal
+    }
+}
+
+type Result<T> = std::result::Result<T, NftError>;
 use crate::types::Proto;
 
 /// One bridge network as the rules see it.
@@ -148,17 +174,17 @@ pub(crate) fn apply(script: &str) -> Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| NetError::Nft(format!("spawn nft: {e}")))?;
+        .map_err(|source| NftError::Exec { op: "spawn nft", source })?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(script.as_bytes())
-            .map_err(|e| NetError::Nft(format!("write to nft: {e}")))?;
+            .map_err(|source| NftError::Exec { op: "write to nft", source })?;
     }
-    let out = child.wait_with_output().map_err(|e| NetError::Nft(format!("wait for nft: {e}")))?;
+    let out = child.wait_with_output().map_err(|source| NftError::Exec { op: "wait for nft", source })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         tracing::debug!(script, "nft script rejected");
-        return Err(NetError::Nft(err.trim().to_string()));
+        return Err(NftError::Rejected(err.trim().to_string()));
     }
     Ok(())
 }
