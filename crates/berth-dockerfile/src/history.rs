@@ -33,7 +33,7 @@ pub fn go_quote_slice(items: &[String]) -> String {
 }
 
 /// Go's `strconv.Quote`.
-fn go_quote(s: &str) -> String {
+pub(crate) fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

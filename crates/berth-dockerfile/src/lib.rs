@@ -74,7 +74,7 @@ pub use ast::*;
 pub use error::{ParseError, ParseErrorKind};
 pub use history::go_quote_slice;
 pub use ignore::{IgnoreError, IgnoreErrorKind, IgnoreMatcher};
-pub use parse::{parse, MAX_DOCKERFILE_SIZE, MAX_LINE_SIZE};
+pub use parse::{dump_ast, parse, MAX_DOCKERFILE_SIZE, MAX_LINE_SIZE};
 pub use scope::{ScopeState, StageScope};
 pub use shell::{
     expand, expand_heredoc, expand_words, ExpandError, ExpandErrorKind, Lexer, MAX_EXPANSION_DEPTH,

@@ -106,6 +106,62 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     })
 }
 
+/// Dumps the logical-line AST in BuildKit's `Node.Dump()` format, one
+/// s-expression per instruction. Only for differential tests against BuildKit's
+/// parser test files; not a stable API.
+#[doc(hidden)]
+pub fn dump_ast(text: &str) -> Result<String, ParseError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let (nodes, _, _, last_line) = logical_lines(text)?;
+    if nodes.is_empty() {
+        return Err(
+            ParseError::new(ParseErrorKind::Structure, "file with no instructions")
+                .at(last_line, last_line),
+        );
+    }
+    let mut out = String::new();
+    for n in &nodes {
+        out.push('(');
+        out.push_str(&n.dump());
+        out.push_str(")\n");
+    }
+    Ok(out.trim().to_string())
+}
+
+impl Node {
+    fn dump(&self) -> String {
+        use crate::history::{go_quote, go_quote_slice};
+        let mut s = self.cmd.to_lowercase();
+        if !self.flags.is_empty() {
+            s.push(' ');
+            s.push_str(&go_quote_slice(&self.flags));
+        }
+        let lower = self.cmd.to_ascii_lowercase();
+        if let Some(sub) = &self.sub {
+            s.push_str(&format!(" ({})", sub.dump()));
+        } else if lower == "env" || lower == "label" {
+            for (k, v, legacy) in &self.kvs {
+                let sep = if *legacy { "" } else { "=" };
+                for w in [k.as_str(), v.as_str(), sep] {
+                    s.push(' ');
+                    s.push_str(&go_quote(w));
+                }
+            }
+        } else if !INSTRUCTIONS
+            .iter()
+            .any(|i| i.eq_ignore_ascii_case(&self.cmd))
+        {
+            s.push_str(" \"\"");
+        } else {
+            for a in &self.args {
+                s.push(' ');
+                s.push_str(&go_quote(a));
+            }
+        }
+        s.trim().to_string()
+    }
+}
+
 /// A logical line split into keyword, flags and arguments (BuildKit's AST node).
 #[derive(Debug)]
 struct Node {
