@@ -453,3 +453,61 @@ fn bench_connect_disconnect() {
         per(t_rm)
     );
 }
+
+/// Requests/sec reported by `wrk` (run inside `ns` when given).
+fn wrk(ns: Option<&std::path::Path>, url: &str) -> f64 {
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mut c = std::process::Command::new("nsenter");
+            c.arg(format!("--net={}", ns.display())).arg("wrk");
+            c
+        }
+        None => std::process::Command::new("wrk"),
+    };
+    let out = cmd.args(["-t1", "-c10", "-d4s", url]).output().expect("run wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Port-forward throughput: busybox httpd natively on the host vs behind
+/// `-p 127.0.0.1:X:80`, and container to container (`cargo test -p berth-network --test
+/// network bench_ -- --ignored --nocapture`). Prints, asserts nothing about speed.
+#[test]
+#[ignore]
+fn bench_port_forward_throughput() {
+    require_root!();
+    if std::process::Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("skipping: wrk missing");
+        return;
+    }
+    let mut ctx = Ctx::new(12);
+    let native_port = free_port();
+    let host_ns = std::path::PathBuf::from("/proc/self/ns/net");
+    ctx.httpd(&host_ns, native_port, "native-token");
+    let m = ctx.mgr();
+    let net = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
+    let web = m.create_netns(&ctx.id("web")).unwrap();
+    let cli = m.create_netns(&ctx.id("cli")).unwrap();
+    let hp = free_port();
+    let binding = PortBinding { host_ip: Some(Ipv4Addr::LOCALHOST), ..PortBinding::new(hp, 80, Proto::Tcp) };
+    let web_ep = m.connect(&ep(&ctx, "web", &web, &net.spec.id, vec![binding])).unwrap();
+    m.connect(&ep(&ctx, "cli", &cli, &net.spec.id, vec![])).unwrap();
+    ctx.httpd(&web, 80, "web-token");
+    let (mut native, mut fwd, mut c2c) = (0.0, 0.0, 0.0);
+    for _ in 0..3 {
+        native += wrk(None, &format!("http://127.0.0.1:{native_port}/"));
+        fwd += wrk(None, &format!("http://127.0.0.1:{hp}/"));
+        c2c += wrk(Some(&cli), &format!("http://{}/", web_ep.ip));
+    }
+    eprintln!(
+        "req/s (avg of 3): native {:.0}, published 127.0.0.1 {:.0} ({:.0}%), container->container {:.0} ({:.0}%)",
+        native / 3.0,
+        fwd / 3.0,
+        100.0 * fwd / native,
+        c2c / 3.0,
+        100.0 * c2c / native
+    );
+}
