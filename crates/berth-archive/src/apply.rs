@@ -11,6 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -56,6 +57,9 @@ pub struct ApplyOptions {
     pub same_owner: bool,
     /// Create character and block devices; without it they are skipped with a warning.
     pub allow_devices: bool,
+    /// Refuse to replace a directory with a non-directory or the reverse (Docker's
+    /// `NoOverwriteDirNonDir`, used by `docker cp`).
+    pub no_overwrite_dir_non_dir: bool,
     /// Most tar headers accepted (BOUND).
     pub max_entries: u64,
     /// Most file data bytes accepted (BOUND).
@@ -72,6 +76,7 @@ impl Default for ApplyOptions {
             overlay_userxattr: false,
             same_owner: root,
             allow_devices: root,
+            no_overwrite_dir_non_dir: false,
             max_entries: limits.max_entries,
             max_bytes: limits.max_bytes,
         }
@@ -295,6 +300,15 @@ impl<'a> Applier<'a> {
         match create() {
             Ok(v) => Ok(v),
             Err(Errno::EXIST) => {
+                if self.opts.no_overwrite_dir_non_dir
+                    && rfs::statat(parent, base, AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+                {
+                    return Err(ArchiveError::Invalid(format!(
+                        "cannot overwrite directory {} with non-directory",
+                        String::from_utf8_lossy(path)
+                    )));
+                }
                 self.remove(parent, base, path)?;
                 create().map_err(|e| ArchiveError::fs(op, path, e))
             }
@@ -356,6 +370,12 @@ impl<'a> Applier<'a> {
                 let st = rfs::statat(parent, base, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| ArchiveError::fs("stat", path, e))?;
                 let ft = FileType::from_raw_mode(st.st_mode);
+                if ft != FileType::Directory && self.opts.no_overwrite_dir_non_dir {
+                    return Err(ArchiveError::Invalid(format!(
+                        "cannot overwrite non-directory {} with directory",
+                        String::from_utf8_lossy(path)
+                    )));
+                }
                 if ft != FileType::Directory {
                     // A directory re-created over a whiteout must hide the lower one, like
                     // overlayfs does for rmdir + mkdir.
@@ -430,6 +450,7 @@ impl<'a> Applier<'a> {
             rfs::symlinkat(h.link_name.as_slice(), parent, base)
         })?;
         self.owner_at(parent, base, h, path)?;
+        self.xattrs_at(parent, base, h, path)?;
         rfs::utimensat(parent, base, &self.times(h), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| ArchiveError::fs("set times", path, e))?;
         Ok(())
@@ -503,6 +524,7 @@ impl<'a> Applier<'a> {
         self.owner_at(parent, base, h, path)?;
         chmod_nofollow(parent, base, self.mode(h, false))
             .map_err(|e| ArchiveError::fs("chmod", path, e))?;
+        self.xattrs_at(parent, base, h, path)?;
         rfs::utimensat(parent, base, &self.times(h), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| ArchiveError::fs("set times", path, e))?;
         Ok(())
@@ -680,6 +702,40 @@ impl<'a> Applier<'a> {
             match rfs::fsetxattr(fd, name.as_slice(), value, XattrFlags::empty()) {
                 Ok(()) => {}
                 Err(e @ (Errno::NOTSUP | Errno::PERM)) => tracing::warn!(
+                    path = %String::from_utf8_lossy(path),
+                    xattr = %String::from_utf8_lossy(name),
+                    error = %e,
+                    "cannot set xattr; ignored"
+                ),
+                Err(e) => return Err(ArchiveError::fs("set xattr", path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Xattrs on a node that cannot be opened for writing (symlink, device, FIFO): set with
+    /// `lsetxattr` on `/proc/self/fd/<parent>/<name>`, which names exactly that node and does
+    /// not follow it.
+    fn xattrs_at(
+        &self,
+        parent: BorrowedFd<'_>,
+        base: &[u8],
+        h: &Header,
+        path: &[u8],
+    ) -> Result<(), ArchiveError> {
+        if h.xattrs.is_empty() {
+            return Ok(());
+        }
+        let mut p = format!("/proc/self/fd/{}/", parent.as_raw_fd()).into_bytes();
+        p.extend_from_slice(base);
+        let p = std::path::PathBuf::from(std::ffi::OsString::from_vec(p));
+        for (name, value) in &h.xattrs {
+            if !xattr_allowed(name, self.opts.same_owner) {
+                continue;
+            }
+            match rfs::lsetxattr(&p, name.as_slice(), value, XattrFlags::empty()) {
+                Ok(()) => {}
+                Err(e @ (Errno::NOTSUP | Errno::PERM | Errno::NOENT)) => tracing::warn!(
                     path = %String::from_utf8_lossy(path),
                     xattr = %String::from_utf8_lossy(name),
                     error = %e,

@@ -84,6 +84,8 @@ pub use pack::{pack, pack_at, PackOptions};
 pub use root::{
     clean_path, mkdir_all_in_root, mkdir_all_in_root_at, open_in_root, open_in_root_at, open_root,
 };
+/// Open flags taken by [`open_in_root`] (re-exported so callers need not name rustix).
+pub use rustix::fs::OFlags;
 pub use tar::{
     Entry, EntryType, Header, Record, TarLimits, TarReader, TarWriter, Timestamp, BLOCK,
     MAX_META_SIZE, MAX_PATH_LEN,

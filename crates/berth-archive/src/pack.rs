@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Stat};
@@ -230,6 +230,7 @@ impl<W: Write> Packer<'_, W> {
                 };
                 h.entry_type = EntryType::Symlink;
                 h.link_name = target.into_bytes();
+                h.xattrs = self.xattrs_at(parent, name, arch)?;
                 self.w.append(&h, &mut std::io::empty())
             }
             FileType::CharacterDevice | FileType::BlockDevice => {
@@ -240,10 +241,12 @@ impl<W: Write> Packer<'_, W> {
                 };
                 h.dev_major = major;
                 h.dev_minor = minor;
+                h.xattrs = self.xattrs_at(parent, name, arch)?;
                 self.w.append(&h, &mut std::io::empty())
             }
             FileType::Fifo => {
                 h.entry_type = EntryType::Fifo;
+                h.xattrs = self.xattrs_at(parent, name, arch)?;
                 self.w.append(&h, &mut std::io::empty())
             }
             _ => {
@@ -279,28 +282,62 @@ impl<W: Write> Packer<'_, W> {
         matches!(rfs::fgetxattr(fd, key, &mut buf[..]), Ok(n) if &buf[..n] == b"y")
     }
 
-    /// Extended attributes worth archiving, sorted by name.
+    /// Extended attributes worth archiving from an open file or directory, sorted by name.
     fn xattrs(&self, fd: BorrowedFd<'_>, arch: &[u8]) -> Result<Vec<Record>, ArchiveError> {
+        self.collect_xattrs(
+            arch,
+            |buf| rfs::flistxattr(fd, buf),
+            |name, buf| rfs::fgetxattr(fd, name, buf),
+        )
+    }
+
+    /// Same for a node that is not opened (symlink, device, FIFO), through
+    /// `/proc/self/fd/<parent>/<name>` with the non-following `l*xattr` calls.
+    fn xattrs_at(
+        &self,
+        parent: BorrowedFd<'_>,
+        name: &[u8],
+        arch: &[u8],
+    ) -> Result<Vec<Record>, ArchiveError> {
+        let mut p = format!("/proc/self/fd/{}/", parent.as_raw_fd()).into_bytes();
+        p.extend_from_slice(name);
+        let p = PathBuf::from(std::ffi::OsString::from_vec(p));
+        match self.collect_xattrs(
+            arch,
+            |buf| rfs::llistxattr(&p, buf),
+            |n, buf| rfs::lgetxattr(&p, n, buf),
+        ) {
+            // No /proc: archive the node without xattrs.
+            Err(ArchiveError::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
+                Ok(Vec::new())
+            }
+            r => r,
+        }
+    }
+
+    fn collect_xattrs(
+        &self,
+        arch: &[u8],
+        list: impl Fn(&mut [u8]) -> Result<usize, Errno>,
+        get: impl Fn(&[u8], &mut [u8]) -> Result<usize, Errno>,
+    ) -> Result<Vec<Record>, ArchiveError> {
         if self.opts.no_xattrs {
             return Ok(Vec::new());
         }
-        let size = match rfs::flistxattr_query(fd) {
-            Ok(n) => n,
-            Err(Errno::NOTSUP) => return Ok(Vec::new()),
-            Err(e) => return Err(ArchiveError::fs("list xattrs", arch, e)),
-        };
-        if size == 0 {
-            return Ok(Vec::new());
-        }
-        let mut list = vec![0u8; size];
-        let n = match rfs::flistxattr(fd, &mut list[..]) {
-            Ok(n) => n,
-            // Changed under us (live container): skip xattrs rather than fail.
-            Err(Errno::RANGE) => return Ok(Vec::new()),
-            Err(e) => return Err(ArchiveError::fs("list xattrs", arch, e)),
+        let mut names = vec![0u8; 1024];
+        let n = loop {
+            match list(&mut names[..]) {
+                Ok(n) => break n,
+                Err(Errno::RANGE) if names.len() < (1 << 20) => {
+                    let len = names.len() * 4;
+                    names.resize(len, 0);
+                }
+                Err(Errno::NOTSUP) => return Ok(Vec::new()),
+                Err(e) => return Err(ArchiveError::fs("list xattrs", arch, e)),
+            }
         };
         let mut out = Vec::new();
-        for name in list[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
             if name.starts_with(b"trusted.overlay.")
                 || name.starts_with(b"user.overlay.")
                 || name == b"security.selinux"
@@ -309,7 +346,7 @@ impl<W: Write> Packer<'_, W> {
             }
             let mut value = vec![0u8; 256];
             let len = loop {
-                match rfs::fgetxattr(fd, name, &mut value[..]) {
+                match get(name, &mut value[..]) {
                     Ok(n) => break Some(n),
                     Err(Errno::RANGE) if value.len() < (1 << 16) => {
                         value.resize(value.len() * 4, 0);

@@ -205,6 +205,15 @@ fn build_tree(src: &Path) {
         rustix::fs::XattrFlags::empty(),
     )
     .expect("cap xattr");
+    for node in ["usr/rel", "fifo", "null"] {
+        rustix::fs::lsetxattr(
+            src.join(node),
+            "trusted.node",
+            node.as_bytes(),
+            rustix::fs::XattrFlags::empty(),
+        )
+        .expect("xattr on a node that is not opened");
+    }
     // Times last, children before parents.
     let mut all: Vec<PathBuf> = describe(src).into_keys().collect();
     all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
@@ -334,4 +343,36 @@ fn pack_src_and_name_for_cp() {
     let err = pack(&root, &mut tar, &src("../../../../etc/passwd", None)).expect_err("absent");
     assert_eq!(err.kind(), berth_archive::ArchiveErrorKind::NotFound);
     let _ = WhiteoutMode::Remove;
+}
+
+#[test]
+fn cp_refuses_dir_non_dir_overwrites_when_asked() {
+    if skip_unless_root("cp_no_overwrite") {
+        return;
+    }
+    let s = Scratch::new("cp-nooverwrite");
+    let root = s.sub("root");
+    std::fs::create_dir(root.join("dir")).expect("mkdir");
+    std::fs::write(root.join("file"), b"f").expect("write");
+    let opts = ApplyOptions {
+        no_overwrite_dir_non_dir: true,
+        ..ApplyOptions::default()
+    };
+    for tar in [
+        common::RawTar::new().file(b"dir", b"x").finish(),
+        common::RawTar::new().dir(b"file/").finish(),
+        common::RawTar::new().symlink(b"dir", b"/").finish(),
+    ] {
+        let err = berth_archive::apply_layer(&root, &tar[..], &opts).expect_err("refused");
+        assert!(err.to_string().contains("cannot overwrite"), "{err}");
+    }
+    assert!(root.join("dir").is_dir());
+    assert_eq!(std::fs::read(root.join("file")).expect("read"), b"f");
+    // Same kinds still replace each other.
+    let tar = common::RawTar::new()
+        .file(b"file", b"new")
+        .dir(b"dir/")
+        .finish();
+    berth_archive::apply_layer(&root, &tar[..], &opts).expect("same kinds");
+    assert_eq!(std::fs::read(root.join("file")).expect("read"), b"new");
 }
