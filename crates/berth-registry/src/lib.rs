@@ -15,7 +15,7 @@
 //! * **No store-wide lock per request**: each upload session has its own lock; blob
 //!   reuse and GC coordinate through `flock` on the blob file and a GC epoch lock
 //!   that only GC takes exclusively, so GC can run (even as another process) while
-//!   pushes continue ([`gc`]).
+//!   pushes continue ([`mod@gc`]).
 //! * **One handler, many routes** ([`server`]): repository names contain slashes, so
 //!   the path is parsed from its end and validated before it reaches the filesystem.
 //!
@@ -278,7 +278,7 @@ pub async fn serve_on(
     Ok(())
 }
 
-/// Runs garbage collection over `args.root` (see [`gc`] for why it is safe while the
+/// Runs garbage collection over `args.root` (see [`mod@gc`] for why it is safe while the
 /// server runs).
 pub async fn gc(args: GcArgs) -> anyhow::Result<GcReport> {
     let store = store::Store::open(&args.root)

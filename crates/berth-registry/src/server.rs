@@ -1,4 +1,4 @@
-//! The HTTP API: one handler parses the path into a [`Route`], checks auth and
+//! The HTTP API: one handler parses the path into a `Route`, checks auth and
 //! read-only mode, and dispatches to one function per endpoint.
 //!
 //! Repository names contain slashes, so axum's router cannot express the URL space;

@@ -28,6 +28,9 @@ use crate::store::{io_err, read_dir_names, Store, StoreError};
 
 /// Size of the writes issued to disk.
 const WRITE_CHUNK: usize = 1 << 20;
+/// A request body that sends nothing for this long is treated as a dropped
+/// connection (a half-open TCP connection would otherwise hold the session forever).
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Why an upload operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -354,7 +357,18 @@ impl Session {
         let mut buf = BytesMut::with_capacity(WRITE_CHUNK);
         let mut received = 0u64;
         let mut failure = None;
-        while let Some(item) = body.next().await {
+        loop {
+            let item = match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(_) => {
+                    failure = Some(UploadError::Body(format!(
+                        "no data for {}s",
+                        BODY_IDLE_TIMEOUT.as_secs()
+                    )));
+                    break;
+                }
+            };
             match item {
                 Ok(chunk) => {
                     received += chunk.len() as u64;

@@ -1328,3 +1328,27 @@ async fn gc_after_delete_frees_blobs() {
     assert!(!t.blob_exists(&layer));
     assert!(!t.blob_exists(&md));
 }
+
+#[tokio::test(start_paused = true)]
+async fn stalled_body_releases_the_session() {
+    // A half-open connection: the body sends 3 bytes, then nothing, forever. Time is
+    // virtual here, so the idle timeout fires without waiting.
+    let t = T::new();
+    let r = t
+        .req("POST", "/v2/stall/blobs/uploads/", &[], Body::empty())
+        .await;
+    let loc = r.h("Location").to_string();
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    use futures::SinkExt;
+    tx.send(Ok(Bytes::from_static(b"abc"))).await.unwrap();
+    let r = t
+        .send(Request::patch(&loc).body(Body::from_stream(rx)).unwrap())
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID")
+    );
+    let r = t.get(&loc).await;
+    assert_eq!(r.h("Range"), "0-2");
+    drop(tx);
+}
