@@ -23,6 +23,18 @@ pub struct Dockerfile {
     pub meta_args: Vec<Instruction>,
     /// Build stages, one per `FROM`, in file order.
     pub stages: Vec<Stage>,
+    /// Non-fatal findings, for the build output (BuildKit prints them as
+    /// `[WARNING]: ...`).
+    pub warnings: Vec<Warning>,
+}
+
+/// A non-fatal parser finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// 1-based line the warning is about.
+    pub line: usize,
+    /// BuildKit's wording, e.g. `Empty continuation line found in: RUN a b`.
+    pub message: String,
 }
 
 impl Dockerfile {
@@ -380,5 +392,59 @@ impl Instruction {
                 | InstructionKind::Arg(_)
                 | InstructionKind::Run(_)
         )
+    }
+}
+
+/// What a RUN (or CMD/ENTRYPOINT) line actually executes once heredocs are taken
+/// into account, following BuildKit. Apply the stage's `SHELL` afterwards when
+/// [`CommandLine::prepend_shell`] is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EffectiveCommand {
+    /// Run these arguments.
+    Args(Vec<String>),
+    /// `RUN <<EOF` whose body starts with `#!`: write `data` to
+    /// `/dev/pipes/<name>` (mode 0755, read-only mount) and run that path.
+    Script {
+        /// File name (the heredoc delimiter).
+        name: String,
+        /// Script body (tabs removed for `<<-`).
+        data: String,
+    },
+}
+
+impl CommandLine {
+    /// Resolves heredocs into the command to run:
+    ///
+    /// - no heredocs: the arguments as they are;
+    /// - the whole command is one heredoc (`RUN <<EOF`): its body is the shell
+    ///   command, or a script file when it starts with `#!`;
+    /// - otherwise (`RUN cat <<EOF > f`, several heredocs): the line followed by each
+    ///   body and terminator, for the shell to interpret.
+    pub fn effective(&self) -> EffectiveCommand {
+        if self.heredocs.is_empty() || self.args.len() != 1 || !self.prepend_shell {
+            return EffectiveCommand::Args(self.args.clone());
+        }
+        let first = &self.heredocs[0];
+        let whole_is_heredoc = crate::parse::parse_heredoc_word(&self.args[0])
+            .ok()
+            .flatten()
+            .is_some();
+        if whole_is_heredoc {
+            let data = first.effective_content();
+            if data.starts_with("#!") {
+                return EffectiveCommand::Script {
+                    name: first.name.clone(),
+                    data,
+                };
+            }
+            return EffectiveCommand::Args(vec![data]);
+        }
+        let mut line = self.args[0].clone();
+        for h in &self.heredocs {
+            line.push('\n');
+            line.push_str(&h.content);
+            line.push_str(&h.name);
+        }
+        EffectiveCommand::Args(vec![line])
     }
 }

@@ -61,7 +61,13 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         .at(1, 1));
     }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let (nodes, directives, escape, last_line) = logical_lines(text)?;
+    let Logical {
+        nodes,
+        directives,
+        escape,
+        last_line,
+        warnings,
+    } = logical_lines(text)?;
     if nodes.is_empty() {
         return Err(
             ParseError::new(ParseErrorKind::Structure, "file with no instructions")
@@ -103,6 +109,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         escape,
         meta_args,
         stages,
+        warnings,
     })
 }
 
@@ -112,7 +119,9 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
 #[doc(hidden)]
 pub fn dump_ast(text: &str) -> Result<String, ParseError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let (nodes, _, _, last_line) = logical_lines(text)?;
+    let Logical {
+        nodes, last_line, ..
+    } = logical_lines(text)?;
     if nodes.is_empty() {
         return Err(
             ParseError::new(ParseErrorKind::Structure, "file with no instructions")
@@ -318,7 +327,13 @@ fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
     }
 }
 
-type Logical = (Vec<Node>, Vec<Directive>, char, usize);
+struct Logical {
+    nodes: Vec<Node>,
+    directives: Vec<Directive>,
+    escape: char,
+    last_line: usize,
+    warnings: Vec<Warning>,
+}
 
 fn logical_lines(text: &str) -> Result<Logical, ParseError> {
     let mut lines = Lines {
@@ -332,6 +347,7 @@ fn logical_lines(text: &str) -> Result<Logical, ParseError> {
         found: Vec::new(),
     };
     let mut nodes = Vec::new();
+    let mut warnings = Vec::new();
     while let Some(raw) = lines.next_line()? {
         let token = trim_newline(raw).trim_start();
         d.check(token, lines.line)?;
@@ -342,6 +358,7 @@ fn logical_lines(text: &str) -> Result<Logical, ParseError> {
             continue;
         }
         let mut buf = String::from(first);
+        let mut empty_continuation = false;
         while !eol {
             let Some(raw) = lines.next_line()? else {
                 break;
@@ -351,6 +368,7 @@ fn logical_lines(text: &str) -> Result<Logical, ParseError> {
             }
             let token = trim_newline(raw);
             if token.trim_start().is_empty() {
+                empty_continuation = true;
                 continue;
             }
             let (part, e) = trim_continuation(token, d.escape);
@@ -362,6 +380,12 @@ fn logical_lines(text: &str) -> Result<Logical, ParseError> {
                         .at(start, lines.line),
                 );
             }
+        }
+        if empty_continuation {
+            warnings.push(Warning {
+                line: lines.line,
+                message: format!("Empty continuation line found in: {buf}"),
+            });
         }
         let mut node = node_from_line(&buf, d.escape, false).map_err(|e| {
             let keyword = buf.split_whitespace().next().unwrap_or_default();
@@ -406,7 +430,13 @@ fn logical_lines(text: &str) -> Result<Logical, ParseError> {
         }
         nodes.push(node);
     }
-    Ok((nodes, d.found, d.escape, lines.line.max(1)))
+    Ok(Logical {
+        nodes,
+        directives: d.found,
+        escape: d.escape,
+        last_line: lines.line.max(1),
+        warnings,
+    })
 }
 
 /// BuildKit's `reWhitespace`: `[\t\v\f\r ]+`.

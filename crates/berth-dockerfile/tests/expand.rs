@@ -193,3 +193,33 @@ fn errors_point_at_the_instruction() {
     assert_eq!(e.instruction.as_deref(), Some("COPY"));
     assert!(e.to_string().ends_with("SRC: set-SRC"), "{e}");
 }
+
+#[test]
+fn run_heredoc_effective_command() {
+    use berth_dockerfile::EffectiveCommand;
+    let df = parse(
+        "FROM x\nRUN <<EOF\necho a\nEOF\nRUN <<-EOF\n\t#!/usr/bin/env python3\n\tprint(1)\nEOF\nRUN cat <<A >f\nbody\nA\nRUN echo plain\nRUN [\"echo\", \"<<EOF\"]\n",
+    )
+    .unwrap();
+    let eff: Vec<EffectiveCommand> = df.stages[0]
+        .instructions
+        .iter()
+        .map(|i| match &i.kind {
+            InstructionKind::Run(r) => r.command.effective(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        eff,
+        vec![
+            EffectiveCommand::Args(vec!["echo a\n".into()]),
+            EffectiveCommand::Script {
+                name: "EOF".into(),
+                data: "#!/usr/bin/env python3\nprint(1)\n".into()
+            },
+            EffectiveCommand::Args(vec!["cat <<A >f\nbody\nA".into()]),
+            EffectiveCommand::Args(vec!["echo plain".into()]),
+            EffectiveCommand::Args(vec!["echo".into(), "<<EOF".into()]),
+        ]
+    );
+}
