@@ -24,7 +24,8 @@ use crate::tar::{EntryType, Header, Record, TarWriter, Timestamp};
 pub struct PackOptions {
     /// The tree is an overlayfs upper directory: character devices 0:0 become `.wh.<name>`
     /// entries and opaque directories get a `.wh..wh..opq` entry, making the tar an OCI
-    /// layer diff.
+    /// layer diff. The upper must come from a mount without `redirect_dir`/`metacopy`
+    /// (entries carrying those xattrs are refused, since their data lives in lower layers).
     pub overlay_upper: bool,
     /// Look for `user.overlay.opaque` instead of `trusted.overlay.opaque`.
     pub overlay_userxattr: bool,
@@ -338,6 +339,17 @@ impl<W: Write> Packer<'_, W> {
         };
         let mut out = Vec::new();
         for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+            if self.opts.overlay_upper
+                && (name.ends_with(b"overlay.redirect") || name.ends_with(b"overlay.metacopy"))
+                && (name.starts_with(b"trusted.") || name.starts_with(b"user."))
+            {
+                return Err(ArchiveError::Unsupported(format!(
+                    "{} carries {}: an upper dir mounted with redirect_dir or metacopy cannot \
+                     be turned into a layer diff",
+                    String::from_utf8_lossy(arch),
+                    String::from_utf8_lossy(name)
+                )));
+            }
             if name.starts_with(b"trusted.overlay.")
                 || name.starts_with(b"user.overlay.")
                 || name == b"security.selinux"

@@ -376,3 +376,53 @@ fn cp_refuses_dir_non_dir_overwrites_when_asked() {
     berth_archive::apply_layer(&root, &tar[..], &opts).expect("same kinds");
     assert_eq!(std::fs::read(root.join("file")).expect("read"), b"new");
 }
+
+/// Archives written by GNU tar (gnu format with `L`/`K` long names, posix format with PAX
+/// records and sub-second times) apply to the same tree.
+#[test]
+fn gnu_tar_archives_apply_identically() {
+    if skip_unless_root("gnu_tar_compat") {
+        return;
+    }
+    if !have("tar") {
+        eprintln!("skipping gnu_tar_compat: GNU tar missing");
+        return;
+    }
+    let s = Scratch::new("gnutar");
+    let src = s.sub("src");
+    build_tree(&src);
+    let strip = |m: BTreeMap<PathBuf, Desc>| -> BTreeMap<PathBuf, Desc> {
+        m.into_iter()
+            .map(|(k, mut d)| {
+                d.xattrs.clear();
+                (k, d)
+            })
+            .collect()
+    };
+    let want = strip(describe(&src));
+    for format in ["gnu", "posix"] {
+        let tar_path = s.dir.join(format!("{format}.tar"));
+        let st = std::process::Command::new("tar")
+            .arg(format!("--format={format}"))
+            .args(["--numeric-owner", "-C"])
+            .arg(&src)
+            .arg("-cf")
+            .arg(&tar_path)
+            .arg(".")
+            .status()
+            .expect("run tar");
+        assert!(st.success());
+        let dst = s.sub(&format!("dst-{format}"));
+        let f = std::fs::File::open(&tar_path).expect("open tar");
+        berth_archive::apply_layer(&dst, f, &ApplyOptions::default()).expect("apply GNU tar");
+        let got = strip(describe(&dst));
+        assert_eq!(
+            want.keys().collect::<Vec<_>>(),
+            got.keys().collect::<Vec<_>>(),
+            "{format}"
+        );
+        for (k, w) in &want {
+            assert_eq!(&got[k], w, "{format}: {}", k.display());
+        }
+    }
+}
