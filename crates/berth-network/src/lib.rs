@@ -20,6 +20,8 @@
 //!   proxy process: each host port is *reserved* by a bound, non-listening socket held
 //!   by the daemon, so a port in use (by anything) is a clear [`NetErrorKind::Conflict`]
 //!   error and a failed connect leaves nothing behind.
+//! - Stale UDP conntrack entries of a published port are deleted when it is published
+//!   or unpublished (a flow that started earlier would otherwise bypass the DNAT).
 //! - `net.ipv4.ip_forward=1` is set when the first bridge is set up (and logged).
 //!
 //! # Design
@@ -99,10 +101,10 @@
 //! ```
 //!
 //! # Not done (yet)
-//! IPv6; conntrack flush of stale UDP flows on disconnect; `<name>.<network>` DNS names;
-//! DNS forwarding from inside the container namespace (it is always done from the
+//! IPv6; DNS forwarding from inside the container namespace (it is always done from the
 //! host side, which also works for loopback-only resolvers).
 
+mod conntrack;
 mod dns;
 pub mod error;
 mod ipam;
@@ -112,6 +114,7 @@ mod netns;
 mod nft;
 pub mod types;
 
+pub use conntrack::ConntrackError;
 pub use dns::DnsError;
 pub use error::{NetError, NetErrorKind, Result};
 pub use ipam::IpamError;

@@ -98,6 +98,16 @@ fn crash_point(name: &str) {
     let _ = name;
 }
 
+/// Drop stale UDP flows of these bindings (logged, never fatal: the rules are in place).
+fn flush_udp(ports: &[PortBinding]) {
+    let udp: Vec<u16> = ports.iter().filter(|p| p.proto == Proto::Udp).map(|p| p.host_port).collect();
+    match crate::conntrack::flush_udp_ports(&udp) {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(entries = n, "deleted stale udp conntrack entries"),
+        Err(e) => tracing::warn!(error = %e, "could not delete stale udp conntrack entries"),
+    }
+}
+
 fn write_sysctl(path: &str, value: &str) -> Result<()> {
     std::fs::write(path, value).map_err(|e| NetError::io(format!("write {path}"), e))
 }
@@ -480,6 +490,7 @@ impl NetManager {
         // 3. rules and DNS
         let rest = self.apply_rules(st).and_then(|_| {
             crash_point("connect:rules");
+            flush_udp(&ep.ports);
             self.refresh_dns(st, Some(&spec.container_id))
         });
         if let Err(e) = rest {
@@ -670,6 +681,7 @@ impl NetManager {
         }
         let r1 = self.apply_rules(&st);
         crash_point("disconnect:rules");
+        flush_udp(&eps.ep.ports);
         self.delete_veth(&eps.ep.veth_host);
         let r2 = self.refresh_dns(&st, None);
         let r3 = self.restore_default_route(&st, container_id);

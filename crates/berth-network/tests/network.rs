@@ -511,3 +511,29 @@ fn bench_port_forward_throughput() {
         100.0 * c2c / native
     );
 }
+
+#[test]
+fn udp_flow_started_before_publishing_reaches_the_container() {
+    require_root!();
+    let ctx = Ctx::new(13);
+    let m = ctx.mgr();
+    let net = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
+    let ns = m.create_netns(&ctx.id("srv")).unwrap();
+    let u = {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    // a client already talking to the port creates a conntrack entry without NAT...
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.send_to(b"early", ("127.0.0.1", u)).unwrap();
+    // ...which must not keep the same flow away from the container once published
+    m.connect(&ep(&ctx, "srv", &ns, &net.spec.id, vec![PortBinding::new(u, 5000, Proto::Udp)])).unwrap();
+    let srv = udp_socket_in(&ns, 5000);
+    srv.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+    let got = wait_until(|| {
+        let _ = client.send_to(b"late", ("127.0.0.1", u));
+        let mut buf = [0u8; 16];
+        matches!(srv.recv_from(&mut buf), Ok((n, _)) if &buf[..n] == b"late")
+    });
+    assert!(got, "stale conntrack entry kept the flow away from the container");
+}
