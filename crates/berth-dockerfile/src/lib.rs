@@ -2,7 +2,8 @@
 //!
 //! Pure code: no I/O, no global state, no panics on any input (it is fuzzed), and
 //! bounded work (see [`MAX_DOCKERFILE_SIZE`], [`MAX_LINE_SIZE`],
-//! [`MAX_EXPANSION_DEPTH`]; everything is linear in the input size).
+//! [`MAX_EXPANSION_DEPTH`], [`MAX_EXPANSION_GROWTH`], [`MAX_SCOPE_BYTES`];
+//! everything is linear in the input size).
 //!
 //! # Why it is shaped like this
 //!
@@ -75,7 +76,8 @@ pub use error::{ParseError, ParseErrorKind};
 pub use history::go_quote_slice;
 pub use ignore::{IgnoreError, IgnoreErrorKind, IgnoreMatcher};
 pub use parse::{dump_ast, parse, MAX_DOCKERFILE_SIZE, MAX_LINE_SIZE};
-pub use scope::{ScopeState, StageScope};
+pub use scope::{ScopeState, StageScope, MAX_SCOPE_BYTES};
 pub use shell::{
     expand, expand_heredoc, expand_words, ExpandError, ExpandErrorKind, Lexer, MAX_EXPANSION_DEPTH,
+    MAX_EXPANSION_GROWTH,
 };

@@ -30,7 +30,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::ast::{ArgDecl, Instruction, InstructionKind};
-use crate::error::ParseError;
+use crate::error::{ParseError, ParseErrorKind};
+
+/// Most bytes of variable names and values a stage may hold (ENV and ARG together).
+pub const MAX_SCOPE_BYTES: usize = 32 << 20;
 use crate::shell::{expand, ExpandError};
 
 /// Global build scope: build args and meta args.
@@ -118,6 +121,7 @@ impl ScopeState {
             vars: Vec::new(),
             index: HashMap::new(),
             declared: Vec::new(),
+            bytes: 0,
         };
         for (k, v) in image_env {
             s.set(k, v.clone(), Origin::Env);
@@ -141,16 +145,20 @@ pub struct StageScope {
     index: HashMap<String, usize>,
     /// ARGs declared in this stage, with their resolved values, in order.
     declared: Vec<ArgDecl>,
+    /// Bytes held in `vars`.
+    bytes: usize,
 }
 
 impl StageScope {
     fn set(&mut self, name: &str, value: String, origin: Origin) {
         match self.index.get(name) {
             Some(&i) => {
+                self.bytes = self.bytes - self.vars[i].1.len() + value.len();
                 self.vars[i].1 = value;
                 self.vars[i].2 = origin;
             }
             None => {
+                self.bytes += name.len() + value.len();
                 self.index.insert(name.to_string(), self.vars.len());
                 self.vars.push((name.to_string(), value, origin));
             }
@@ -233,9 +241,28 @@ impl StageScope {
             .collect()
     }
 
+    /// Total bytes of variable names and values in the stage.
+    pub fn size(&self) -> usize {
+        self.bytes
+    }
+
     /// Expands `inst` with the variables visible now and updates the scope for ENV
     /// and ARG. The returned ARG instruction carries resolved values as defaults.
+    /// Fails when the stage's variables would exceed [`MAX_SCOPE_BYTES`].
     pub fn apply(&mut self, inst: &Instruction, escape: char) -> Result<Instruction, ParseError> {
+        let out = self.apply_inner(inst, escape)?;
+        if self.bytes > MAX_SCOPE_BYTES {
+            return Err(ParseError::new(
+                ParseErrorKind::Limit,
+                format!("variables of the stage exceed {MAX_SCOPE_BYTES} bytes"),
+            )
+            .at(inst.start_line, inst.end_line)
+            .on(inst.keyword()));
+        }
+        Ok(out)
+    }
+
+    fn apply_inner(&mut self, inst: &Instruction, escape: char) -> Result<Instruction, ParseError> {
         let at = |e: ExpandError| {
             ParseError::from(e)
                 .at(inst.start_line, inst.end_line)
@@ -365,6 +392,41 @@ mod tests {
         assert_eq!(s.lookup("def").as_deref(), Some("hello"));
         assert_eq!(s.lookup("N").as_deref(), Some("hello-x"));
         assert_eq!(out[3].kind, InstructionKind::Workdir("/hello-x".into()));
+    }
+
+    #[test]
+    fn exponential_env_is_bounded() {
+        let mut text = String::from("FROM a\nENV A0=xxxxxxxxxxxxxxxx\n");
+        for i in 1..40 {
+            text.push_str(&format!("ENV A{i}=$A{p}$A{p}\n", p = i - 1));
+        }
+        let df = crate::parse(&text).unwrap();
+        let mut s = ScopeState::default().stage(&[]);
+        let mut failed = None;
+        for inst in &df.stages[0].instructions {
+            if let Err(e) = s.apply(inst, '\\') {
+                failed = Some(e);
+                break;
+            }
+        }
+        let e = failed.expect("growth must be stopped");
+        assert_eq!(e.kind(), ParseErrorKind::Expansion);
+        assert!(s.size() < 4 << 20);
+        // Many large values hit the stage budget.
+        let mut s = ScopeState::default().stage(&[]);
+        let big = "v".repeat(1 << 20);
+        let mut text = String::from("FROM a\n");
+        for i in 0..40 {
+            text.push_str(&format!("ENV V{i}=$BIG\n"));
+        }
+        s.set_env("BIG", &big);
+        let df = crate::parse(&text).unwrap();
+        let e = df.stages[0]
+            .instructions
+            .iter()
+            .try_for_each(|i| s.apply(i, '\\').map(|_| ()))
+            .unwrap_err();
+        assert_eq!(e.kind(), ParseErrorKind::Limit);
     }
 
     #[test]

@@ -36,6 +36,11 @@ use std::fmt;
 /// Maximum nesting of `${...}` inside `${...}` words.
 pub const MAX_EXPANSION_DEPTH: usize = 64;
 
+/// How much longer than its input an expanded word may get, in bytes. This stops
+/// "billion laughs" Dockerfiles (`ENV B=$A$A`, `ENV C=$B$B`, ...) while leaving
+/// room for any real value (Linux caps one environment string at 128 KiB).
+pub const MAX_EXPANSION_GROWTH: usize = 1 << 20;
+
 /// Why expanding a word failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExpandError {
@@ -63,6 +68,12 @@ pub enum ExpandError {
         /// The word being expanded.
         word: String,
     },
+    /// The result grew more than [`MAX_EXPANSION_GROWTH`] bytes beyond the input.
+    #[error("failed to process {word:?}: expanded value is too large")]
+    TooLarge {
+        /// The word being expanded (truncated to 200 bytes).
+        word: String,
+    },
 }
 
 /// Coarse class of an [`ExpandError`], for mapping to a status code.
@@ -82,7 +93,7 @@ impl ExpandError {
         match self {
             ExpandError::Syntax { .. } => ExpandErrorKind::Syntax,
             ExpandError::Required { .. } => ExpandErrorKind::Required,
-            ExpandError::TooDeep { .. } => ExpandErrorKind::Limit,
+            ExpandError::TooDeep { .. } | ExpandError::TooLarge { .. } => ExpandErrorKind::Limit,
         }
     }
 }
@@ -179,6 +190,7 @@ impl Lexer {
             lookup,
             raw_escapes: self.raw_escapes,
             depth: 0,
+            limit: word.len().saturating_add(MAX_EXPANSION_GROWTH),
         };
         sc.process_stop_on(None, self.raw_escapes)
             .map_err(|e| e.into_error(word))
@@ -190,6 +202,7 @@ enum Fail {
     Syntax(String),
     Required(String, String),
     TooDeep,
+    TooLarge,
 }
 
 impl Fail {
@@ -203,6 +216,15 @@ impl Fail {
                 message,
             },
             Fail::TooDeep => ExpandError::TooDeep { word },
+            Fail::TooLarge => {
+                let mut end = word.len().min(200);
+                while !word.is_char_boundary(end) {
+                    end -= 1;
+                }
+                ExpandError::TooLarge {
+                    word: word[..end].to_string(),
+                }
+            }
         }
     }
 }
@@ -218,6 +240,8 @@ struct Scan<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     raw_escapes: bool,
     depth: usize,
+    /// Largest result (or variable value) accepted.
+    limit: usize,
 }
 
 #[derive(Default)]
@@ -294,6 +318,7 @@ impl Scan<'_> {
             match ch {
                 '$' => {
                     let tmp = self.process_dollar()?;
+                    self.check_size(result.len() + tmp.len())?;
                     result.push_str(&tmp);
                     words.add_string(&tmp);
                 }
@@ -387,6 +412,7 @@ impl Scan<'_> {
                 }
                 Some('$') => {
                     let v = self.process_dollar()?;
+                    self.check_size(out.len() + v.len())?;
                     out.push_str(&v);
                 }
                 Some(_) => {
@@ -412,6 +438,14 @@ impl Scan<'_> {
 
     fn lookup(&self, name: &str) -> Option<String> {
         (self.lookup)(name)
+    }
+
+    fn check_size(&self, len: usize) -> Result<(), Fail> {
+        if len > self.limit {
+            Err(Fail::TooLarge)
+        } else {
+            Ok(())
+        }
     }
 
     fn process_dollar(&mut self) -> Result<String, Fail> {
@@ -537,11 +571,23 @@ impl Scan<'_> {
                     return Ok(String::new());
                 };
                 let re = shell_pattern_regex(&pattern, true, false)?;
-                Ok(if all {
-                    re.replace_all(&value, replacement.as_str()).into_owned()
-                } else {
-                    re.replace(&value, replacement.as_str()).into_owned()
-                })
+                if !all {
+                    return Ok(re.replace(&value, replacement.as_str()).into_owned());
+                }
+                // Like `replace_all`, but bounded: `${A//?/$A}` would otherwise
+                // square the size of A.
+                let mut out = String::new();
+                let mut last = 0;
+                for caps in re.captures_iter(&value) {
+                    let m = caps.get(0).expect("group 0 is the whole match");
+                    out.push_str(&value[last..m.start()]);
+                    caps.expand(&replacement, &mut out);
+                    last = m.end();
+                    self.check_size(out.len())?;
+                }
+                out.push_str(&value[last..]);
+                self.check_size(out.len())?;
+                Ok(out)
             }
             _ => Err(syntax(format!(
                 "unsupported modifier ({chs}) in substitution"
@@ -891,6 +937,22 @@ mod tests {
             e.to_string(),
             "failed to process \"${X\": syntax error: missing '}'"
         );
+    }
+
+    #[test]
+    fn growth_is_bounded() {
+        let big = "x".repeat(600 << 10);
+        let l = |k: &str| (k == "A").then(|| big.clone());
+        assert_eq!(expand("$A", &l, '\\').unwrap().len(), 600 << 10);
+        let e = expand("$A$A", &l, '\\').unwrap_err();
+        assert_eq!(e.kind(), ExpandErrorKind::Limit);
+        let e = expand("\"${A}${A}\"", &l, '\\').unwrap_err();
+        assert_eq!(e.kind(), ExpandErrorKind::Limit);
+        let e = expand("${A//?/$A}", &l, '\\').unwrap_err();
+        assert_eq!(e.kind(), ExpandErrorKind::Limit);
+        // Big literal input is fine: the budget is relative to the input.
+        let lit = "y".repeat(2 << 20);
+        assert_eq!(expand(&lit, &l, '\\').unwrap().len(), 2 << 20);
     }
 
     #[test]
