@@ -292,3 +292,66 @@ pub async fn gc(args: GcArgs) -> anyhow::Result<GcReport> {
         .context("gc worker")??;
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Cmd,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Cmd {
+        Serve(ServeArgs),
+        Gc(GcArgs),
+    }
+
+    #[test]
+    fn cli_args() {
+        let cli = Cli::try_parse_from(["berth", "serve", "--root", "/r"]).unwrap();
+        let Cmd::Serve(a) = cli.cmd else {
+            panic!("not serve")
+        };
+        assert_eq!(a.addr, "127.0.0.1:5000");
+        assert_eq!(a.root, PathBuf::from("/r"));
+        assert!(!a.read_only && a.htpasswd.is_none());
+
+        let cli = Cli::try_parse_from([
+            "berth",
+            "serve",
+            "--root",
+            "/r",
+            "--addr",
+            "0.0.0.0:443",
+            "--htpasswd",
+            "/h",
+            "--tls-cert",
+            "/c",
+            "--tls-key",
+            "/k",
+            "--read-only",
+        ])
+        .unwrap();
+        let Cmd::Serve(a) = cli.cmd else {
+            panic!("not serve")
+        };
+        assert_eq!(a.tls_key, Some(PathBuf::from("/k")));
+        assert!(a.read_only);
+
+        assert!(
+            Cli::try_parse_from(["berth", "serve", "--root", "/r", "--tls-cert", "/c"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["berth", "serve"]).is_err());
+
+        let cli = Cli::try_parse_from(["berth", "gc", "--root", "/r", "--dry-run"]).unwrap();
+        let Cmd::Gc(g) = cli.cmd else {
+            panic!("not gc")
+        };
+        assert!(g.dry_run);
+        assert_eq!(g.grace_period, 3600);
+    }
+}

@@ -6,7 +6,11 @@
 //! update all three at once. A client that vanishes mid-PATCH (its request future
 //! dropped at any await point) therefore leaves a consistent session: whatever chunk
 //! was being written completes or is truncated away, and the client resumes from the
-//! offset reported by `GET` on the upload URL. After a server restart the hash state
+//! offset reported by `GET` on the upload URL. Those closures take their turn on a
+//! fair per-session queue and keep it until they finish, so a write orphaned by a
+//! dropped request still lands before anything a later request does. While one 1 MiB
+//! write is on the blocking pool the next chunk is being received (pipelining).
+//! After a server restart the hash state
 //! is rebuilt by re-reading the data file once; the session itself is on disk.
 //!
 //! Sessions idle for longer than the expiry (24 h by default) are purged, by wall
@@ -93,6 +97,10 @@ pub struct Session {
     pub repo: String,
     dir: PathBuf,
     inner: Arc<Mutex<Option<Inner>>>,
+    /// Held (owned) by every blocking operation on `inner` until it finishes, even
+    /// one whose request was dropped: the fair queue of this lock keeps operations
+    /// in the order they were started.
+    io: Arc<tokio::sync::Mutex<()>>,
     last_used: Instant,
 }
 
@@ -147,6 +155,7 @@ impl Uploads {
             uuid: uuid.clone(),
             repo: repo.to_string(),
             dir,
+            io: Arc::new(tokio::sync::Mutex::new(())),
             inner: Arc::new(Mutex::new(Some(Inner {
                 file,
                 hasher: Sha256::new(),
@@ -187,6 +196,7 @@ impl Uploads {
             repo: repo.to_string(),
             dir,
             inner: Arc::new(Mutex::new(None)),
+            io: Arc::new(tokio::sync::Mutex::new(())),
             last_used: Instant::now(),
         };
         let s = Arc::new(tokio::sync::Mutex::new(session));
@@ -197,16 +207,18 @@ impl Uploads {
     /// Forgets a session and deletes its files.
     pub async fn remove(&self, session: &Session) -> Result<()> {
         lock(&self.sessions).remove(&session.uuid);
-        let inner = session.inner.clone();
         let dir = session.dir.clone();
-        blocking(move || {
-            // Wait for any write still running, then close the file.
-            lock(&inner).take();
-            match fs::remove_dir_all(&dir) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(io_err("remove", &dir)(e).into()),
-            }
+        session
+            .io(move |g| {
+                // Close the file; writes started before have finished.
+                g.take();
+                Ok(())
+            })
+            .await?;
+        blocking(move || match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("remove", &dir)(e).into()),
         })
         .await
     }
@@ -215,34 +227,33 @@ impl Uploads {
     /// linked into the session's repository. On a mismatch the session is discarded
     /// and nothing is committed.
     pub async fn finish(&self, session: &Session, expected: &Digest) -> Result<u64> {
-        let inner = session.inner.clone();
         let dir = session.dir.clone();
         let store = self.store.clone();
         let repo = session.repo.clone();
         let want = expected.clone();
-        let res = blocking(move || {
-            let mut g = lock(&inner);
-            load(&mut g, &dir)?;
-            let st = g
-                .as_mut()
-                .ok_or_else(|| UploadError::Unknown(dir.display().to_string()))?;
-            let actual = Digest::from_sha256(&st.hasher.clone().finalize());
-            if actual != want {
-                return Err(UploadError::DigestMismatch {
-                    expected: want,
-                    actual,
-                });
-            }
-            let data = dir.join("data");
-            st.file.sync_all().map_err(io_err("fsync", &data))?;
-            let size = st.offset;
-            // Close the file before it is renamed into the store.
-            g.take();
-            store.commit_blob(&data, &want)?;
-            store.link_blob(&repo, &want)?;
-            Ok(size)
-        })
-        .await;
+        let res = session
+            .io(move |g| {
+                load(g, &dir)?;
+                let st = g
+                    .as_mut()
+                    .ok_or_else(|| UploadError::Unknown(dir.display().to_string()))?;
+                let actual = Digest::from_sha256(&st.hasher.clone().finalize());
+                if actual != want {
+                    return Err(UploadError::DigestMismatch {
+                        expected: want,
+                        actual,
+                    });
+                }
+                let data = dir.join("data");
+                st.file.sync_all().map_err(io_err("fsync", &data))?;
+                let size = st.offset;
+                // Close the file before it is renamed into the store.
+                g.take();
+                store.commit_blob(&data, &want)?;
+                store.link_blob(&repo, &want)?;
+                Ok(size)
+            })
+            .await;
         if matches!(&res, Ok(_) | Err(UploadError::DigestMismatch { .. })) {
             self.remove(session).await?;
         }
@@ -298,6 +309,23 @@ impl Uploads {
     }
 }
 
+async fn join<T>(h: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
+    h.await
+        .map_err(|e| UploadError::Body(format!("worker failed: {e}")))?
+}
+
+async fn join_write<T>(h: Option<tokio::task::JoinHandle<Result<T>>>) -> Result<T>
+where
+    T: Default,
+{
+    match h {
+        None => Ok(T::default()),
+        Some(h) => h
+            .await
+            .map_err(|e| UploadError::Body(format!("worker failed: {e}")))?,
+    }
+}
+
 /// Opens the session's data file and rebuilds the hash state if not loaded yet.
 fn load(g: &mut Option<Inner>, dir: &std::path::Path) -> Result<()> {
     if g.is_some() {
@@ -333,14 +361,38 @@ fn load(g: &mut Option<Inner>, dir: &std::path::Path) -> Result<()> {
 }
 
 impl Session {
+    /// Runs `f` on the session's file state on the blocking pool, after every
+    /// operation started before it (see `io`). Returns a handle so writes can be
+    /// pipelined; the operation completes even if the handle is dropped.
+    async fn io_spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Option<Inner>) -> Result<T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<Result<T>> {
+        let turn = self.io.clone().lock_owned().await;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut g = lock(&inner);
+            let r = f(&mut g);
+            drop(g);
+            drop(turn);
+            r
+        })
+    }
+
+    /// [`Session::io_spawn`], awaited.
+    async fn io<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Option<Inner>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        join(self.io_spawn(f).await).await
+    }
+
     /// Bytes received so far.
     pub async fn offset(&mut self) -> Result<u64> {
         self.last_used = Instant::now();
-        let inner = self.inner.clone();
         let dir = self.dir.clone();
-        blocking(move || {
-            let mut g = lock(&inner);
-            load(&mut g, &dir)?;
+        self.io(move |g| {
+            load(g, &dir)?;
             Ok(g.as_ref().map(|s| s.offset).unwrap_or(0))
         })
         .await
@@ -357,6 +409,9 @@ impl Session {
         let mut buf = BytesMut::with_capacity(WRITE_CHUNK);
         let mut received = 0u64;
         let mut failure = None;
+        // One write in flight while the next chunk is received: network, disk and
+        // hashing overlap. Writes stay ordered because each waits for the previous.
+        let mut pending: Option<tokio::task::JoinHandle<Result<()>>> = None;
         loop {
             let item = match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.next()).await {
                 Ok(Some(item)) => item,
@@ -383,7 +438,8 @@ impl Session {
                     }
                     buf.extend_from_slice(&chunk);
                     if buf.len() >= WRITE_CHUNK {
-                        self.write(buf.split().freeze()).await?;
+                        join_write(pending.take()).await?;
+                        pending = Some(self.spawn_write(buf.split().freeze()).await);
                     }
                 }
                 Err(e) => {
@@ -392,12 +448,13 @@ impl Session {
                 }
             }
         }
+        join_write(pending.take()).await?;
         if let Some(f @ UploadError::Size { .. }) = failure {
             // Nothing of an oversized chunk is kept beyond what was already written.
             return Err(f);
         }
         if !buf.is_empty() {
-            self.write(buf.freeze()).await?;
+            join_write(Some(self.spawn_write(buf.freeze()).await)).await?;
         }
         if let Some(f) = failure {
             return Err(f);
@@ -414,12 +471,12 @@ impl Session {
         Ok(received)
     }
 
-    async fn write(&mut self, data: Bytes) -> Result<()> {
-        let inner = self.inner.clone();
+    /// Starts appending `data`. The write completes (or is rolled back) even if
+    /// the caller goes away.
+    async fn spawn_write(&self, data: Bytes) -> tokio::task::JoinHandle<Result<()>> {
         let dir = self.dir.clone();
-        blocking(move || {
-            let mut g = lock(&inner);
-            load(&mut g, &dir)?;
+        self.io_spawn(move |g| {
+            load(g, &dir)?;
             let st = g
                 .as_mut()
                 .ok_or_else(|| UploadError::Unknown(dir.display().to_string()))?;
