@@ -1427,6 +1427,64 @@ fn strip_onbuild_keyword(s: &str) -> &str {
 mod tests {
     use super::*;
 
+    fn err(text: &str) -> String {
+        parse(&format!("FROM a\n{text}\n")).unwrap_err().message
+    }
+
+    #[test]
+    fn argument_count_errors() {
+        for cmd in ["MAINTAINER", "WORKDIR", "USER", "STOPSIGNAL"] {
+            assert_eq!(err(cmd), format!("{cmd} requires exactly one argument"));
+        }
+        for cmd in [
+            "ENV",
+            "LABEL",
+            "ONBUILD",
+            "HEALTHCHECK",
+            "EXPOSE",
+            "VOLUME",
+            "ARG",
+            "SHELL",
+        ] {
+            assert_eq!(err(cmd), format!("{cmd} requires at least one argument"));
+        }
+        for cmd in ["ADD", "COPY"] {
+            assert_eq!(
+                err(&format!("{cmd} arg1")),
+                format!("{cmd} requires at least two arguments, but only one was provided. Destination could not be determined")
+            );
+        }
+        assert_eq!(err("MAINTAINER --boo joe"), "unknown flag: --boo");
+        assert_eq!(err("foo bar"), "unknown instruction: foo (did you mean from?)");
+        assert_eq!(
+            err("copyy a b"),
+            "unknown instruction: copyy (did you mean copy?)"
+        );
+        assert_eq!(err("ENV a=b =c"), "ENV names can not be blank");
+        assert_eq!(
+            err("HEALTHCHECK --interval=50ns CMD x"),
+            "Interval \"interval\" cannot be less than 1ms"
+        );
+        assert_eq!(err("RUN --mount"), "missing a value on flag: --mount");
+        assert_eq!(err("RUN --network"), "missing a value on flag: --network");
+        assert_eq!(
+            err("ADD --unpack=nope a b"),
+            "expecting boolean value for flag --unpack, not: nope"
+        );
+    }
+
+    #[test]
+    fn error_locations_and_instruction() {
+        let e = parse("FROM a\nRUN a \\\n b\nCOPY --x=1 \\\n a b\n").unwrap_err();
+        assert_eq!((e.line, e.end_line), (4, 5));
+        assert_eq!(e.instruction.as_deref(), Some("COPY"));
+        let e = parse("FROM a\nCMD [\"a\", 2]\n").unwrap_err();
+        assert_eq!(e.instruction.as_deref(), Some("CMD"));
+        let e = parse("FROM a\nRUN <<EOF\nx\n").unwrap_err();
+        assert_eq!((e.line, e.end_line), (2, 3));
+        assert_eq!(e.kind(), ParseErrorKind::Syntax);
+    }
+
     #[test]
     fn continuation_regex_semantics() {
         assert_eq!(trim_continuation("RUN a \\", '\\'), ("RUN a ", false));
