@@ -641,6 +641,9 @@ impl NetManager {
                             break;
                         }
                         Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => continue,
+                        Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
+                            return Err(NetError::invalid("host ip", format!("{ip} is not an address of this host")))
+                        }
                         Err(e) => return Err(NetError::io(format!("bind {ip}:{port}/{}", b.proto.as_str()), e)),
                     }
                 }

@@ -93,6 +93,16 @@ fn published_tcp_port_from_host_and_other_containers() {
     // a binding on 127.0.0.1 is not reachable on other host addresses
     assert!(!fetch_from(&cli_ns, &cli_ep.gateway.to_string(), local_only).contains("web-token"));
 
+    // reservation, netlink and DNS sockets do not leak into processes the daemon spawns
+    let fds = std::process::Command::new(BUSYBOX).args(["ls", "-l", "/proc/self/fd"]).output().unwrap();
+    let fds = String::from_utf8_lossy(&fds.stdout).into_owned();
+    assert!(!fds.contains("socket:"), "inherited sockets:\n{fds}");
+    // a host address that does not exist is a clear error
+    let bad = PortBinding { host_ip: Some(Ipv4Addr::new(192, 0, 2, 250)), ..PortBinding::new(0, 80, Proto::Tcp) };
+    let ns2 = ctx.mgr().create_netns(&ctx.id("bad")).unwrap();
+    let err = ctx.mgr().connect(&ep(&ctx, "bad", &ns2, &net.spec.id, vec![bad])).unwrap_err();
+    assert_eq!(err.kind(), NetErrorKind::InvalidInput, "{err}");
+
     // the port is reserved: nothing else on the host can bind it
     assert!(std::net::TcpListener::bind(("0.0.0.0", hp)).is_err());
     ctx.mgr().disconnect(&ctx.id("web"), &net.spec.id).unwrap();
