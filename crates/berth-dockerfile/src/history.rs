@@ -15,6 +15,9 @@
 //! Steps that produce a layer end in ` # buildkit`. `ONBUILD` adds no history entry.
 
 use std::fmt::Write as _;
+
+/// The `Comment` BuildKit puts on every history entry of a Dockerfile build.
+pub const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 use std::time::Duration;
 
 use crate::ast::*;

@@ -35,7 +35,17 @@
 //! trimmed), which is what cache keys use. Image history uses BuildKit's format
 //! (not the classic builder's `/bin/sh -c #(nop) ...`), produced by
 //! [`Instruction::created_by`] from an expanded instruction: `CMD ["sh"]`,
-//! `ENV A=b`, `RUN /bin/sh -c make # buildkit`, `COPY dir /app # buildkit`.
+//! `ENV A=b`, `RUN /bin/sh -c make # buildkit`, `COPY dir /app # buildkit`, with
+//! [`HISTORY_COMMENT`] as the entry's comment.
+//!
+//! # Heredocs in RUN
+//!
+//! [`CommandLine::effective`] turns `RUN <<EOF` forms into what BuildKit executes
+//! ([`EffectiveCommand`]); COPY/ADD heredocs are [`InlineFile`]s.
+//!
+//! # Warnings
+//!
+//! Non-fatal findings (empty continuation lines) are in [`Dockerfile::warnings`].
 //!
 //! # Example
 //!
@@ -73,7 +83,7 @@ mod suggest;
 
 pub use ast::*;
 pub use error::{ParseError, ParseErrorKind};
-pub use history::go_quote_slice;
+pub use history::{go_quote_slice, HISTORY_COMMENT};
 pub use ignore::{IgnoreError, IgnoreErrorKind, IgnoreMatcher};
 pub use parse::{dump_ast, parse, MAX_DOCKERFILE_SIZE, MAX_LINE_SIZE};
 pub use scope::{ScopeState, StageScope, MAX_SCOPE_BYTES};
