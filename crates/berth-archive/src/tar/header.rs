@@ -186,10 +186,12 @@ fn trim(b: &[u8], pred: impl Fn(u8) -> bool) -> &[u8] {
     &b[start..end.max(start)]
 }
 
-/// Parses a decimal integer (digits only, optional leading `-` when `signed`).
+/// Parses a decimal integer like Go's `strconv.ParseInt`: digits with an optional leading
+/// `+`, or `-` when `signed`.
 pub(crate) fn parse_decimal(s: &[u8], signed: bool) -> Option<i64> {
     let (neg, digits) = match s.split_first() {
         Some((b'-', rest)) if signed => (true, rest),
+        Some((b'+', rest)) => (false, rest),
         _ => (false, s),
     };
     if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {

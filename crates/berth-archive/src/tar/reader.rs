@@ -215,14 +215,16 @@ impl<R: Read> TarReader<R> {
                     let data = self.read_meta(hdr.size, "PAX header")?;
                     let recs = parse_pax_records(&data)?;
                     if flag == b'g' {
-                        let mut g = Header {
+                        // Like Go: the records are merged into the global header itself, and
+                        // only its name, xattrs and records are reported.
+                        merge_pax(&mut hdr, &recs)?;
+                        return Ok(Some(Header {
                             name: hdr.name,
                             entry_type: EntryType::GlobalPax,
+                            xattrs: hdr.xattrs,
+                            pax: hdr.pax,
                             ..Header::default()
-                        };
-                        merge_pax(&mut g, &recs)?;
-                        g.size = 0;
-                        return Ok(Some(g));
+                        }));
                     }
                     pax = Some(recs);
                 }
