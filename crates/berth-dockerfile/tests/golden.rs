@@ -48,3 +48,47 @@ fn golden_files() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Each instruction's `original` text parses back to the same instruction (cache
+/// keys rely on it describing the instruction fully). Heredoc instructions are
+/// skipped: their bodies are not part of `original`.
+#[test]
+fn original_text_round_trips() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+    let mut checked = 0;
+    for entry in fs::read_dir(&root).expect("testdata directory exists") {
+        let dir = entry.expect("readable testdata entry").path();
+        let Ok(text) = fs::read_to_string(dir.join("Dockerfile")) else {
+            continue;
+        };
+        let Ok(df) = berth_dockerfile::parse(&text) else {
+            continue;
+        };
+        for inst in df.stages.iter().flat_map(|s| &s.instructions) {
+            if inst.original.contains("<<") {
+                continue;
+            }
+            let again = format!("# escape={}\nFROM x\n{}\n", df.escape, inst.original);
+            let re = berth_dockerfile::parse(&again)
+                .unwrap_or_else(|e| panic!("{}: {:?}: {e}", dir.display(), inst.original));
+            assert_eq!(
+                without_lines(&re.stages[0].instructions[0].kind),
+                without_lines(&inst.kind),
+                "{}: {:?}",
+                dir.display(),
+                inst.original
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "only {checked} instructions checked");
+}
+
+fn without_lines(k: &berth_dockerfile::InstructionKind) -> berth_dockerfile::InstructionKind {
+    let mut k = k.clone();
+    if let berth_dockerfile::InstructionKind::Onbuild(o) = &mut k {
+        o.trigger.start_line = 0;
+        o.trigger.end_line = 0;
+    }
+    k
+}
