@@ -753,8 +753,12 @@ impl NetManager {
         Ok(nft::apply(&nft::render(&self.cfg.nft_table, &m))?)
     }
 
-    /// Rebuild the DNS view; start a listener for `start` if it is on a user network;
-    /// stop listeners of containers no longer on any.
+    /// Rebuild the DNS view and start a listener for `start` if it is on a user network.
+    ///
+    /// A listener stays until its namespace is removed, even when the container leaves its
+    /// last user network (it then answers SERVFAIL): closing happens asynchronously on
+    /// the runtime, and a disconnect followed at once by a connect would otherwise race
+    /// the old socket for 127.0.0.11:53.
     fn refresh_dns(&self, st: &State, start: Option<&str>) -> Result<()> {
         let mut view = DnsView::default();
         let mut netns_of: HashMap<String, PathBuf> = HashMap::new();
@@ -783,13 +787,7 @@ impl NetManager {
             view.records.entry(e.ep.network_id.clone()).or_default().push(DnsRecord { names, ip: e.ep.ip });
             netns_of.insert(e.ep.container_id.clone(), e.spec.netns_path.clone());
         }
-        let on_user: HashSet<String> = view.container_nets.keys().cloned().collect();
         self.dns.set_view(view);
-        for c in self.dns.listening() {
-            if !on_user.contains(&c) {
-                self.dns.stop(&c);
-            }
-        }
         if let Some(c) = start {
             if let Some(p) = netns_of.get(c) {
                 self.dns.listen(c, p)?;
@@ -814,7 +812,6 @@ impl NetManager {
         containers: &[String],
     ) -> Result<()> {
         let mut st = self.lock();
-        self.dns.stop_all();
         *st = State::default();
         self.dns.set_upstreams(upstreams(&self.cfg));
         let mut nl = Netlink::open()?;
@@ -918,9 +915,14 @@ impl NetManager {
                 nl.del_link(l.index)?;
             }
         }
-        // leaks: namespaces
+        // leaks: namespaces (and listeners of containers that are gone)
         let mut keep_ns: HashSet<&str> = containers.iter().map(String::as_str).collect();
         keep_ns.extend(st.endpoints.values().map(|e| e.ep.container_id.as_str()));
+        for c in self.dns.listening() {
+            if !keep_ns.contains(c.as_str()) {
+                self.dns.stop(&c);
+            }
+        }
         if let Ok(rd) = std::fs::read_dir(&self.cfg.netns_dir) {
             for ent in rd.flatten() {
                 let name = ent.file_name().to_string_lossy().to_string();

@@ -422,9 +422,12 @@ fn connect_disconnect_second_network_moves_default_route() {
     assert!(!String::from_utf8_lossy(&bb(&ns, &["ip", "-o", "link"]).stdout).contains("eth0"));
     assert_eq!(lookup(&ns, "p").len(), 1);
     m.disconnect(&ctx.id("c"), &b.spec.id).unwrap();
-    // no user network left: the DNS listener is gone
+    // no user network left: no names resolve
     assert!(lookup(&ns, "p").is_empty());
     assert_eq!(m.disconnect(&ctx.id("c"), &b.spec.id).unwrap_err().kind(), NetErrorKind::NotFound);
+    // reconnecting right away serves DNS again (no race with the old listener)
+    m.connect(&ep(&ctx, "c", &ns, &b.spec.id, vec![])).unwrap();
+    assert_eq!(lookup(&ns, "p").len(), 1);
 }
 
 /// Cost of a container's network setup (`cargo test -p berth-network --test network
