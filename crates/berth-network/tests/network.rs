@@ -550,3 +550,25 @@ fn udp_flow_started_before_publishing_reaches_the_container() {
     });
     assert!(got, "stale conntrack entry kept the flow away from the container");
 }
+
+/// The daemon's shape: manager built inside a multi-thread runtime (DNS served by it),
+/// operations run through `spawn_blocking`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_inside_a_tokio_runtime() {
+    require_root!();
+    let ctx = std::sync::Arc::new(Ctx::new(14));
+    let c = ctx.clone();
+    let (ns, ip) = tokio::task::spawn_blocking(move || {
+        let m = c.mgr();
+        let net = m.create_network(&NetworkSpec::bridge(c.id("u"), "user")).unwrap();
+        let ns = m.create_netns(&c.id("web")).unwrap();
+        let e = m.connect(&ep(&c, "web", &ns, &net.spec.id, vec![])).unwrap();
+        (ns, e.ip)
+    })
+    .await
+    .unwrap();
+    let found = tokio::task::spawn_blocking(move || lookup(&ns, "web")).await.unwrap();
+    assert_eq!(found, vec![ip]);
+    // the guard's cleanup runs blocking work: do it off the async workers
+    tokio::task::spawn_blocking(move || drop(ctx)).await.unwrap();
+}
