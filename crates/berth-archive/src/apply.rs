@@ -55,6 +55,9 @@ pub struct ApplyOptions {
     /// setuid/setgid bits are dropped from non-directories, and `security.capability`,
     /// `trusted.*` and `system.*` xattrs are not applied.
     pub same_owner: bool,
+    /// Give every entry this owner (uid, gid) instead of the archive's: `docker cp` without
+    /// `-a` (the container's root) and build `ADD/COPY --chown`. Needs the privilege to chown.
+    pub force_owner: Option<(u32, u32)>,
     /// Create character and block devices; without it they are skipped with a warning.
     pub allow_devices: bool,
     /// Refuse to replace a directory with a non-directory or the reverse (Docker's
@@ -75,6 +78,7 @@ impl Default for ApplyOptions {
             whiteouts: WhiteoutMode::Remove,
             overlay_userxattr: false,
             same_owner: root,
+            force_owner: None,
             allow_devices: root,
             no_overwrite_dir_non_dir: false,
             max_entries: limits.max_entries,
@@ -652,6 +656,11 @@ impl<'a> Applier<'a> {
     }
 
     fn ids(&self, h: &Header, path: &[u8]) -> Result<Option<(rfs::Uid, rfs::Gid)>, ArchiveError> {
+        if let Some((u, g)) = self.opts.force_owner {
+            if u != u32::MAX && g != u32::MAX {
+                return Ok(Some((rfs::Uid::from_raw(u), rfs::Gid::from_raw(g))));
+            }
+        }
         if !self.opts.same_owner {
             return Ok(None);
         }

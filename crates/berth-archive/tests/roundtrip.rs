@@ -426,3 +426,26 @@ fn gnu_tar_archives_apply_identically() {
         }
     }
 }
+
+#[test]
+fn force_owner_overrides_archive_owners() {
+    if skip_unless_root("force_owner") {
+        return;
+    }
+    let s = Scratch::new("force-owner");
+    let root = s.sub("root");
+    let tar = common::RawTar::new()
+        .entry(common::Raw::new(b"d/", b'5').owner(1, 2), b"")
+        .entry(common::Raw::new(b"d/f", b'0').owner(3, 4).mode(0o4755), b"")
+        .symlink(b"d/l", b"f")
+        .finish();
+    let opts = ApplyOptions {
+        force_owner: Some((1234, 5678)),
+        ..ApplyOptions::default()
+    };
+    berth_archive::apply_layer(&root, &tar[..], &opts).expect("apply");
+    for p in ["d", "d/f", "d/l"] {
+        let m = std::fs::symlink_metadata(root.join(p)).expect("lstat");
+        assert_eq!((m.uid(), m.gid()), (1234, 5678), "{p}");
+    }
+}
