@@ -1455,7 +1455,10 @@ mod tests {
             );
         }
         assert_eq!(err("MAINTAINER --boo joe"), "unknown flag: --boo");
-        assert_eq!(err("foo bar"), "unknown instruction: foo (did you mean from?)");
+        assert_eq!(
+            err("foo bar"),
+            "unknown instruction: foo (did you mean from?)"
+        );
         assert_eq!(
             err("copyy a b"),
             "unknown instruction: copyy (did you mean copy?)"

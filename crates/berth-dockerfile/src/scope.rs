@@ -7,8 +7,11 @@
 //!   takes the meta value.
 //! - A `--build-arg` value overrides the default of a declared `ARG`, in the meta
 //!   scope and in stages. Build args that no `ARG` declares are not visible.
-//! - A variable set by `ENV` (or inherited from the base image's config) always
-//!   wins over an `ARG` of the same name, whatever the order.
+//! - "ENV overrides ARG" is order-dependent, as BuildKit implements it: an `ENV`
+//!   after an `ARG` of the same name wins; an `ARG` with a value declared after an
+//!   `ENV` (or after an inherited base-image variable) wins for expansion and for
+//!   RUN's environment, while the image config keeps the ENV value
+//!   (moby/moby#34494). An `ARG` without any value changes nothing.
 //! - ARG defaults and ENV values are expanded with what is visible *before* the
 //!   instruction (`ENV a=1 b=$a` gives `b` the previous `a`).
 //!
@@ -23,18 +26,20 @@
 //! assert_eq!(s.lookup("IMG"), None); // not re-declared
 //! s.declare_arg("IMG", None, '\\').unwrap();
 //! assert_eq!(s.lookup("IMG").as_deref(), Some("alpine:2"));
-//! s.declare_arg("PATH", Some("/x"), '\\').unwrap();
-//! assert_eq!(s.lookup("PATH").as_deref(), Some("/bin")); // ENV wins
+//! s.set_env("MODE", "env");
+//! s.declare_arg("MODE", Some("arg"), '\\').unwrap();
+//! assert_eq!(s.lookup("MODE").as_deref(), Some("arg")); // later ARG wins for RUN
+//! assert_eq!(s.env().last().unwrap().1, "env"); // the image keeps the ENV
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
 
 use crate::ast::{ArgDecl, Instruction, InstructionKind};
 use crate::error::{ParseError, ParseErrorKind};
+use crate::shell::{expand, ExpandError};
 
 /// Most bytes of variable names and values a stage may hold (ENV and ARG together).
 pub const MAX_SCOPE_BYTES: usize = 32 << 20;
-use crate::shell::{expand, ExpandError};
 
 /// Global build scope: build args and meta args.
 #[derive(Debug, Clone, Default)]
@@ -118,66 +123,72 @@ impl ScopeState {
     pub fn stage(&self, image_env: &[(String, String)]) -> StageScope {
         let mut s = StageScope {
             global: self.clone(),
-            vars: Vec::new(),
-            index: HashMap::new(),
+            vars: OrderedVars::default(),
+            env: OrderedVars::default(),
             declared: Vec::new(),
-            bytes: 0,
         };
         for (k, v) in image_env {
-            s.set(k, v.clone(), Origin::Env);
+            s.set_env(k, v);
         }
         s
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
-    Env,
-    Arg,
+/// Insertion-ordered name → value map with size accounting.
+#[derive(Debug, Clone, Default)]
+struct OrderedVars {
+    items: Vec<(String, String)>,
+    index: HashMap<String, usize>,
+    bytes: usize,
+}
+
+impl OrderedVars {
+    fn set(&mut self, name: &str, value: &str) {
+        match self.index.get(name) {
+            Some(&i) => {
+                self.bytes = self.bytes - self.items[i].1.len() + value.len();
+                self.items[i].1 = value.to_string();
+            }
+            None => {
+                self.bytes += name.len() + value.len();
+                self.index.insert(name.to_string(), self.items.len());
+                self.items.push((name.to_string(), value.to_string()));
+            }
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.index.get(name).map(|&i| self.items[i].1.as_str())
+    }
 }
 
 /// Variables visible inside one stage.
 #[derive(Debug, Clone)]
 pub struct StageScope {
     global: ScopeState,
-    /// Ordered (name, value, origin); `index` maps name → position.
-    vars: Vec<(String, String, Origin)>,
-    index: HashMap<String, usize>,
+    /// What expansion and RUN see: ENV and valued ARGs, last write wins.
+    vars: OrderedVars,
+    /// The image config's environment: base image env and ENV only.
+    env: OrderedVars,
     /// ARGs declared in this stage, with their resolved values, in order.
     declared: Vec<ArgDecl>,
-    /// Bytes held in `vars`.
-    bytes: usize,
 }
 
 impl StageScope {
-    fn set(&mut self, name: &str, value: String, origin: Origin) {
-        match self.index.get(name) {
-            Some(&i) => {
-                self.bytes = self.bytes - self.vars[i].1.len() + value.len();
-                self.vars[i].1 = value;
-                self.vars[i].2 = origin;
-            }
-            None => {
-                self.bytes += name.len() + value.len();
-                self.index.insert(name.to_string(), self.vars.len());
-                self.vars.push((name.to_string(), value, origin));
-            }
-        }
-    }
-
-    /// Value of a variable for expansion and for RUN: ENV first, then ARG.
+    /// Value of a variable for expansion and for RUN.
     pub fn lookup(&self, name: &str) -> Option<String> {
-        self.index.get(name).map(|&i| self.vars[i].1.clone())
+        self.vars.get(name).map(str::to_string)
     }
 
     /// `ENV name=value` (value already expanded).
     pub fn set_env(&mut self, name: &str, value: &str) {
-        self.set(name, value.to_string(), Origin::Env);
+        self.vars.set(name, value);
+        self.env.set(name, value);
     }
 
     /// `ARG name[=default]`: resolves the value (build arg, else expanded default,
-    /// else the meta arg of that name) and makes it visible unless an ENV of the same
-    /// name exists. Returns the resolved value.
+    /// else the meta arg of that name) and, when there is one, makes it visible.
+    /// Returns the resolved value.
     pub fn declare_arg(
         &mut self,
         name: &str,
@@ -197,32 +208,19 @@ impl StageScope {
             default: value.clone(),
         });
         if let Some(v) = &value {
-            let env_set = self
-                .index
-                .get(name)
-                .is_some_and(|&i| self.vars[i].2 == Origin::Env);
-            if !env_set {
-                self.set(name, v.clone(), Origin::Arg);
-            }
+            self.vars.set(name, v);
         }
         Ok(value)
     }
 
     /// Environment for the image config: base image env and ENV, in order.
     pub fn env(&self) -> Vec<(String, String)> {
-        self.vars
-            .iter()
-            .filter(|(_, _, o)| *o == Origin::Env)
-            .map(|(k, v, _)| (k.clone(), v.clone()))
-            .collect()
+        self.env.items.clone()
     }
 
     /// Environment of a RUN step: ENV plus declared ARGs that have a value.
     pub fn run_env(&self) -> Vec<(String, String)> {
-        self.vars
-            .iter()
-            .map(|(k, v, _)| (k.clone(), v.clone()))
-            .collect()
+        self.vars.items.clone()
     }
 
     /// ARGs declared in this stage as `(name, value)`, for the `|N name=value`
@@ -243,7 +241,7 @@ impl StageScope {
 
     /// Total bytes of variable names and values in the stage.
     pub fn size(&self) -> usize {
-        self.bytes
+        self.vars.bytes + self.env.bytes
     }
 
     /// Expands `inst` with the variables visible now and updates the scope for ENV
@@ -251,7 +249,7 @@ impl StageScope {
     /// Fails when the stage's variables would exceed [`MAX_SCOPE_BYTES`].
     pub fn apply(&mut self, inst: &Instruction, escape: char) -> Result<Instruction, ParseError> {
         let out = self.apply_inner(inst, escape)?;
-        if self.bytes > MAX_SCOPE_BYTES {
+        if self.size() > MAX_SCOPE_BYTES {
             return Err(ParseError::new(
                 ParseErrorKind::Limit,
                 format!("variables of the stage exceed {MAX_SCOPE_BYTES} bytes"),
@@ -350,17 +348,20 @@ mod tests {
     }
 
     #[test]
-    fn env_wins_over_arg() {
+    fn env_and_arg_last_write_wins() {
         let g = ScopeState::new(args(&[("X", "cli")]));
         let mut s = g.stage(&[("PATH".into(), "/bin".into())]);
+        // ARG then ENV: ENV wins.
         s.declare_arg("X", Some("a"), '\\').unwrap();
         assert_eq!(s.lookup("X").as_deref(), Some("cli"));
         s.set_env("X", "env");
         assert_eq!(s.lookup("X").as_deref(), Some("env"));
+        // ENV then ARG with a value: the ARG wins for expansion and RUN...
         s.declare_arg("X", Some("again"), '\\').unwrap();
-        assert_eq!(s.lookup("X").as_deref(), Some("env"));
-        s.declare_arg("PATH", Some("/nope"), '\\').unwrap();
-        assert_eq!(s.lookup("PATH").as_deref(), Some("/bin"));
+        assert_eq!(s.lookup("X").as_deref(), Some("cli"));
+        s.declare_arg("PATH", Some("/override"), '\\').unwrap();
+        assert_eq!(s.lookup("PATH").as_deref(), Some("/override"));
+        // ...while the image config keeps the ENV values.
         assert_eq!(
             s.env(),
             vec![
@@ -368,11 +369,24 @@ mod tests {
                 ("X".to_string(), "env".to_string())
             ]
         );
+        // An ARG without a value changes nothing.
+        s.declare_arg("PATH", None, '\\').unwrap();
+        assert_eq!(s.lookup("PATH").as_deref(), Some("/override"));
+        let mut t = g.stage(&[("HOME".into(), "/root".into())]);
+        t.declare_arg("HOME", None, '\\').unwrap();
+        assert_eq!(t.lookup("HOME").as_deref(), Some("/root"));
+        assert_eq!(
+            s.run_env(),
+            vec![
+                ("PATH".to_string(), "/override".to_string()),
+                ("X".to_string(), "cli".to_string())
+            ]
+        );
         assert_eq!(
             s.history_args(),
             vec![
-                ("X".to_string(), "env".to_string()),
-                ("PATH".to_string(), "/bin".to_string())
+                ("X".to_string(), "cli".to_string()),
+                ("PATH".to_string(), "/override".to_string())
             ]
         );
     }
@@ -411,7 +425,7 @@ mod tests {
         }
         let e = failed.expect("growth must be stopped");
         assert_eq!(e.kind(), ParseErrorKind::Expansion);
-        assert!(s.size() < 4 << 20);
+        assert!(s.size() < 8 << 20);
         // Many large values hit the stage budget.
         let mut s = ScopeState::default().stage(&[]);
         let big = "v".repeat(1 << 20);
