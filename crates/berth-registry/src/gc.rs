@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::manifest::{self, MAX_MANIFEST_SIZE};
 use crate::names::Digest;
-use crate::store::{io_err, Store, StoreError};
+use crate::store::{io_err, read_dir_names, Store, StoreError};
 
 /// Why a GC run failed.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +84,8 @@ pub struct GcReport {
     pub bytes_freed: u64,
     /// Unreferenced blobs kept because they are younger than the grace period.
     pub kept_recent: usize,
+    /// Abandoned upload sessions and temp files (untouched for 24 h) removed.
+    pub stale_uploads: usize,
     pub dry_run: bool,
 }
 
@@ -166,6 +168,9 @@ pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
             report.kept_recent += 1;
         }
     }
+    if !opts.dry_run {
+        report.stale_uploads = purge_stale_uploads(store, crate::UPLOAD_EXPIRY)?;
+    }
     tracing::info!(
         manifests = report.manifests,
         marked = report.marked,
@@ -175,6 +180,26 @@ pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
         "garbage collection done"
     );
     Ok(report)
+}
+
+/// Removes upload sessions whose data has not changed for `max_age` (wall clock,
+/// since GC may run in another process than the server) and old temp files.
+fn purge_stale_uploads(store: &Store, max_age: Duration) -> Result<usize, GcError> {
+    let now = SystemTime::now();
+    let base = store.uploads_dir();
+    let mut n = 0;
+    for name in read_dir_names(&base)? {
+        let p = base.join(&name);
+        let age = std::fs::metadata(p.join("data"))
+            .or_else(|_| std::fs::metadata(&p))
+            .and_then(|m| m.modified())
+            .map(|t| now.duration_since(t).unwrap_or_default())
+            .unwrap_or_default();
+        if age > max_age && std::fs::remove_dir_all(&p).is_ok() {
+            n += 1;
+        }
+    }
+    Ok(n + store.purge_tmp(max_age)?)
 }
 
 #[cfg(test)]
@@ -207,9 +232,20 @@ mod tests {
             subject: None,
         })
         .unwrap();
+        let stale = s.uploads_dir().join("stale");
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::File::create(stale.join("data"))
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(25 * 3600))
+            .unwrap();
+        let fresh = s.uploads_dir().join("fresh");
+        std::fs::create_dir(&fresh).unwrap();
+        std::fs::File::create(fresh.join("data")).unwrap();
         let r = run(&s, &GcOptions::default()).unwrap();
         assert_eq!(r.deleted.len(), 0);
         assert_eq!(r.kept_recent, 1);
+        assert_eq!(r.stale_uploads, 1);
+        assert!(!stale.exists() && fresh.exists());
         let opts = GcOptions {
             grace: Duration::ZERO,
             dry_run: true,
