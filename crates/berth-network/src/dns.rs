@@ -82,6 +82,8 @@ pub(crate) struct DnsView {
     pub records: HashMap<String, Vec<DnsRecord>>,
     /// network id → internal flag.
     pub internal: HashMap<String, bool>,
+    /// container id → its own upstream resolvers (`--dns`), overriding the host's.
+    pub upstreams: HashMap<String, Vec<SocketAddr>>,
 }
 
 enum Answer {
@@ -316,7 +318,10 @@ async fn handle_query(shared: &Shared, cid: &str, raw: &[u8], tcp: bool) -> Opti
     }
     let q = &msg.queries[0];
     let qname = q.name().to_ascii();
-    let answer = shared.view.read().unwrap_or_else(|p| p.into_inner()).lookup(cid, &qname, q.query_type());
+    let (answer, own_upstreams) = {
+        let view = shared.view.read().unwrap_or_else(|p| p.into_inner());
+        (view.lookup(cid, &qname, q.query_type()), view.upstreams.get(cid).cloned())
+    };
     match answer {
         Answer::Local(ips) => {
             let recs = match q.query_type() {
@@ -334,7 +339,10 @@ async fn handle_query(shared: &Shared, cid: &str, raw: &[u8], tcp: bool) -> Opti
         }
         Answer::Refuse => reply(ResponseCode::ServFail, vec![]),
         Answer::Forward => {
-            let ups = shared.upstreams.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let ups = match own_upstreams {
+                Some(u) if !u.is_empty() => u,
+                _ => shared.upstreams.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            };
             for up in ups {
                 let res = if tcp { forward_tcp(up, raw).await } else { forward_udp(up, raw, id).await };
                 match res {

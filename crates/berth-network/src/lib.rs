@@ -87,6 +87,7 @@
 //!     aliases: vec!["api".into()],
 //!     names: vec!["web".into(), "c0ffee".into()],
 //!     ports: vec![PortBinding::new(8080, 80, Proto::Tcp)],
+//!     dns_servers: vec![],
 //! })?;
 //! println!("{} on {} via {}", ep.ip, ep.ifname, ep.gateway);
 //! // write `mgr.resolv_conf(true)` to the container's /etc/resolv.conf

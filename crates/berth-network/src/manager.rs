@@ -786,6 +786,9 @@ impl NetManager {
             }
             view.records.entry(e.ep.network_id.clone()).or_default().push(DnsRecord { names, ip: e.ep.ip });
             netns_of.insert(e.ep.container_id.clone(), e.spec.netns_path.clone());
+            if !e.spec.dns_servers.is_empty() {
+                view.upstreams.insert(e.ep.container_id.clone(), e.spec.dns_servers.clone());
+            }
         }
         self.dns.set_view(view);
         if let Some(c) = start {

@@ -238,6 +238,11 @@ pub struct EndpointSpec {
     pub names: Vec<String>,
     /// Published ports (only honoured on bridge networks).
     pub ports: Vec<PortBinding>,
+    /// The container's `--dns` servers (`ip:53` for Docker's `--dns ip`): on user
+    /// networks the embedded DNS forwards non-container names to these instead of the
+    /// host's resolvers, as Docker does.
+    #[serde(default)]
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 /// Result of a connect; persist it with its spec for `reconcile`.

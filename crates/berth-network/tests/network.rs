@@ -392,6 +392,14 @@ fn dns_forwards_other_names_to_loopback_upstream_from_host_side() {
     m.connect(&ep(&ctx, "c", &ns, &net.spec.id, vec![])).unwrap();
     m.connect(&ep(&ctx, "ic", &ins, &inet.spec.id, vec![])).unwrap();
     assert_eq!(lookup(&ns, "example.test"), vec![answer]);
+    // a container's own --dns servers replace the host's upstreams
+    let own = Ipv4Addr::new(192, 0, 2, 88);
+    let ns2 = m.create_netns(&ctx.id("c2")).unwrap();
+    let mut spec2 = ep(&ctx, "c2", &ns2, &net.spec.id, vec![]);
+    spec2.dns_servers = vec![fake_upstream(own)];
+    m.connect(&spec2).unwrap();
+    assert_eq!(lookup(&ns2, "example.test"), vec![own]);
+    assert_eq!(lookup(&ns, "example.test"), vec![answer]);
     // names of the container's own network still win
     assert_eq!(lookup(&ns, "c").len(), 1);
     assert_ne!(lookup(&ns, "c"), vec![answer]);

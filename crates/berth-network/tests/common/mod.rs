@@ -246,6 +246,7 @@ pub fn ep(ctx: &Ctx, container: &str, ns: &Path, network: &str, ports: Vec<PortB
         aliases: vec![],
         names: vec![container.to_string(), cid[..cid.len().min(12)].to_string()],
         ports,
+        dns_servers: vec![],
     }
 }
 
