@@ -45,6 +45,7 @@
 //!   [`apply_layer_at`] on a root fd), [`ApplyOptions`], [`WhiteoutMode`], [`ApplyStats`]
 //! * pack: [`pack`]`(root, out, &PackOptions) -> Result<u64>` (and [`pack_at`]),
 //!   [`PackOptions`]
+//! * copy between roots: [`copy_tree`]`(src_root, src, dst_root, dst, &ApplyOptions)`
 //! * paths in a root: [`open_root`], [`open_in_root`], [`open_in_root_at`],
 //!   [`mkdir_all_in_root`], [`mkdir_all_in_root_at`], [`clean_path`]
 //!
@@ -70,6 +71,7 @@
 
 mod apply;
 mod compress;
+mod copy;
 mod digest;
 mod error;
 mod pack;
@@ -78,6 +80,7 @@ mod tar;
 
 pub use apply::{apply_layer, apply_layer_at, ApplyOptions, ApplyStats, WhiteoutMode};
 pub use compress::{decompress, sniff, Compression, ZSTD_WINDOW_LOG_MAX};
+pub use copy::copy_tree;
 pub use digest::{DigestReader, DigestWriter};
 pub use error::{ArchiveError, ArchiveErrorKind};
 pub use pack::{pack, pack_at, PackOptions};

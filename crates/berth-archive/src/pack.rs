@@ -32,9 +32,10 @@ pub struct PackOptions {
     /// Archive only this path inside the root (resolved in the root; its last component is
     /// not followed, so a symlink is archived as a symlink). `None` archives the root.
     pub src: Option<PathBuf>,
-    /// Archive name of `src`. Defaults to the last component of `src`; with no `src` (or an
-    /// empty/`.` name) the contents are archived at the top level without an entry for the
-    /// directory itself.
+    /// Archive name of `src`. Defaults to the last component of `src`. With no `src`, or an
+    /// empty/`.` name, the contents of the directory are archived at the top level without
+    /// an entry for the directory itself (then `src` may be a symlink to a directory; it is
+    /// followed inside the root, like `docker cp dir/.`).
     pub name: Option<String>,
     /// Do not archive extended attributes.
     pub no_xattrs: bool,
@@ -102,11 +103,15 @@ pub fn pack_at<W: Write>(
             let st = rfs::statat(&pfd, base, AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|e| ArchiveError::fs("stat", &src, e))?;
             if name.is_empty() {
-                if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-                    return Err(ArchiveError::fs("archive contents of", &src, Errno::NOTDIR));
-                }
-                let dir =
-                    open_dir(pfd.as_fd(), base).map_err(|e| ArchiveError::fs("open", &src, e))?;
+                // Contents of a directory: the whole path, symlinks included, is resolved
+                // inside the root (like `docker cp dir/.`).
+                let dir = openat_in_root(
+                    root,
+                    &src,
+                    OFlags::RDONLY | OFlags::DIRECTORY,
+                    Mode::empty(),
+                )
+                .map_err(|e| ArchiveError::fs("archive contents of", &src, e))?;
                 p.walk(dir.as_fd(), b"")?;
             } else {
                 p.one(pfd.as_fd(), base, &st, &name)?;

@@ -449,3 +449,39 @@ fn force_owner_overrides_archive_owners() {
         assert_eq!((m.uid(), m.gid()), (1234, 5678), "{p}");
     }
 }
+
+#[test]
+fn copy_tree_between_roots() {
+    if skip_unless_root("copy_tree") {
+        return;
+    }
+    let s = Scratch::new("copytree");
+    let src_root = s.sub("image");
+    let src = src_root.join("var/lib/data");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    build_tree(&src);
+    std::os::unix::fs::symlink("/var/lib/data", src_root.join("link")).expect("symlink");
+    let dst_root = s.sub("volume");
+    let stats = berth_archive::copy_tree(
+        &src_root,
+        Path::new("/link"),
+        &dst_root,
+        Path::new("/_data"),
+        &ApplyOptions::default(),
+    )
+    .expect("copy");
+    assert!(stats.entries > 20);
+    let want = describe(&src);
+    let got = describe(&dst_root.join("_data"));
+    assert_eq!(want, got);
+    // A missing source is an error, not an empty copy.
+    let err = berth_archive::copy_tree(
+        &src_root,
+        Path::new("/missing"),
+        &dst_root,
+        Path::new("/other"),
+        &ApplyOptions::default(),
+    )
+    .expect_err("missing source");
+    assert_eq!(err.kind(), berth_archive::ArchiveErrorKind::NotFound);
+}
