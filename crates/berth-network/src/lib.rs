@@ -55,6 +55,16 @@
 //!   vs 5111 req/s for the same server on the host without a container, i.e. kernel
 //!   forwarding costs nothing measurable (issue 3's target: at least 95%).
 //!
+//! # What stays with the engine
+//! Persisting [`NetworkInfo::spec`] and every `(EndpointSpec, Endpoint)`; calling
+//! [`NetManager::reconcile`] on start before anything else; `host` (no namespace: the
+//! container joins the host's) and `none` (a namespace from
+//! [`NetManager::create_netns`] with only `lo`) need no connect; writing `/etc/hosts`,
+//! `/etc/hostname` and `/etc/resolv.conf` ([`NetManager::resolv_conf`]); expanding
+//! `-p`/`-P` into [`PortBinding`]s; Docker's rule that `--ip` needs a user-configured
+//! subnet. Explicit subnets overlapping a host route are refused (the bridge would
+//! hijack the host's own traffic); automatic ones avoid them.
+//!
 //! # Crash safety
 //! With the `fault-injection` feature, setting `BERTH_NETWORK_CRASH_AT=<point>` makes the
 //! process exit abruptly (no destructors, like SIGKILL) at that step; `tests/crash.rs`

@@ -235,7 +235,7 @@ impl NetManager {
         match &spec.bridge_name {
             Some(b) => b.clone(),
             None if spec.is_default_bridge() => self.cfg.bridge_name.clone(),
-            None => format!("br-{}", &spec.id[..spec.id.len().min(12)]),
+            None => format!("br-{}", spec.id.chars().take(12).collect::<String>()),
         }
     }
 
@@ -384,18 +384,26 @@ impl NetManager {
         Ok(path)
     }
 
-    /// Disconnect the container from every network and remove its namespace.
+    /// Disconnect the container from every network and remove its namespace. Best
+    /// effort like `docker rm`: every step is attempted, the first error is returned.
     pub fn remove_netns(&self, container_id: &str) -> Result<()> {
         validate_id("container id", container_id)?;
         let nets: Vec<String> = {
             let st = self.lock();
             st.endpoints.keys().filter(|(_, c)| c == container_id).map(|(n, _)| n.clone()).collect()
         };
+        let mut first_err = None;
         for n in nets {
-            self.disconnect(container_id, &n)?;
+            if let Err(e) = self.disconnect(container_id, &n) {
+                tracing::warn!(container = container_id, network = %n, error = %e, "disconnect failed");
+                first_err.get_or_insert(e);
+            }
         }
         self.dns.stop(container_id);
-        Ok(netns::remove(&self.netns_path(container_id))?)
+        if let Err(e) = netns::remove(&self.netns_path(container_id)) {
+            first_err.get_or_insert(e.into());
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Connect a container's namespace to a bridge network: allocate the address, reserve
