@@ -43,6 +43,12 @@
 //! [`CommandLine::effective`] turns `RUN <<EOF` forms into what BuildKit executes
 //! ([`EffectiveCommand`]); COPY/ADD heredocs are [`InlineFile`]s.
 //!
+//! # Stage graph
+//!
+//! [`Dockerfile::resolve_base`], [`Dockerfile::resolve_from`] and
+//! [`Dockerfile::stage_dependencies`] resolve FROM / `COPY --from` /
+//! `--mount=from=` references with BuildKit's rules ([`SourceRef`]).
+//!
 //! # Warnings
 //!
 //! Non-fatal findings (empty continuation lines) are in [`Dockerfile::warnings`].
@@ -79,6 +85,7 @@ mod mount;
 mod parse;
 mod scope;
 mod shell;
+mod stages;
 mod suggest;
 
 pub use ast::*;
@@ -91,3 +98,4 @@ pub use shell::{
     expand, expand_heredoc, expand_words, ExpandError, ExpandErrorKind, Lexer, MAX_EXPANSION_DEPTH,
     MAX_EXPANSION_GROWTH,
 };
+pub use stages::SourceRef;
