@@ -55,6 +55,9 @@ impl AuthError {
 pub struct Htpasswd {
     users: HashMap<String, String>,
     verified: Mutex<HashSet<[u8; 32]>>,
+    /// Bounds concurrent bcrypt checks, so a flood of wrong passwords cannot take
+    /// every blocking thread (which file I/O needs too).
+    checks: Arc<tokio::sync::Semaphore>,
 }
 
 impl Htpasswd {
@@ -91,9 +94,11 @@ impl Htpasswd {
             }
             users.insert(user.to_string(), hash.to_string());
         }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Htpasswd {
             users,
             verified: Mutex::new(HashSet::new()),
+            checks: Arc::new(tokio::sync::Semaphore::new(cores)),
         })
     }
 
@@ -124,9 +129,14 @@ impl Htpasswd {
             return Some(user.to_string());
         }
         let pass = pass.to_string();
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(pass, &hash).unwrap_or(false))
-            .await
-            .unwrap_or(false);
+        let permit = self.checks.clone().acquire_owned().await.ok()?;
+        let ok = tokio::task::spawn_blocking(move || {
+            let ok = bcrypt::verify(pass, &hash).unwrap_or(false);
+            drop(permit);
+            ok
+        })
+        .await
+        .unwrap_or(false);
         if !ok {
             return None;
         }
