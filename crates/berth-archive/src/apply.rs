@@ -19,6 +19,7 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timesta
 use rustix::io::Errno;
 
 use crate::error::ArchiveError;
+use crate::idmap::IdMap;
 use crate::root::{components, join, list_dir, open_root, openat_in_root, remove_all_at};
 use crate::tar::{EntryType, Header, TarLimits, TarReader, Timestamp};
 
@@ -58,6 +59,9 @@ pub struct ApplyOptions {
     /// Give every entry this owner (uid, gid) instead of the archive's: `docker cp` without
     /// `-a` (the container's root) and build `ADD/COPY --chown`. Needs the privilege to chown.
     pub force_owner: Option<(u32, u32)>,
+    /// Map the archive's (container) ids to host ids (`--userns-remap`); an id outside the
+    /// map is an error. Applies to `force_owner` too.
+    pub id_map: Option<IdMap>,
     /// Create character and block devices; without it they are skipped with a warning.
     pub allow_devices: bool,
     /// Refuse to replace a directory with a non-directory or the reverse (Docker's
@@ -79,6 +83,7 @@ impl Default for ApplyOptions {
             overlay_userxattr: false,
             same_owner: root,
             force_owner: None,
+            id_map: None,
             allow_devices: root,
             no_overwrite_dir_non_dir: false,
             max_entries: limits.max_entries,
@@ -656,25 +661,27 @@ impl<'a> Applier<'a> {
     }
 
     fn ids(&self, h: &Header, path: &[u8]) -> Result<Option<(rfs::Uid, rfs::Gid)>, ArchiveError> {
-        if let Some((u, g)) = self.opts.force_owner {
-            if u != u32::MAX && g != u32::MAX {
-                return Ok(Some((rfs::Uid::from_raw(u), rfs::Gid::from_raw(g))));
-            }
-        }
-        if !self.opts.same_owner {
-            return Ok(None);
-        }
-        let uid = u32::try_from(h.uid).ok().filter(|&u| u != u32::MAX);
-        let gid = u32::try_from(h.gid).ok().filter(|&g| g != u32::MAX);
-        match (uid, gid) {
-            (Some(u), Some(g)) => Ok(Some((rfs::Uid::from_raw(u), rfs::Gid::from_raw(g)))),
-            _ => Err(ArchiveError::Invalid(format!(
-                "owner {}:{} of {} out of range",
-                h.uid,
-                h.gid,
+        let (uid, gid) = match self.opts.force_owner {
+            Some((u, g)) => (u64::from(u), u64::from(g)),
+            None if self.opts.same_owner => (h.uid, h.gid),
+            None => return Ok(None),
+        };
+        let bad = || {
+            ArchiveError::Invalid(format!(
+                "owner {uid}:{gid} of {} out of range",
                 String::from_utf8_lossy(path)
-            ))),
+            ))
+        };
+        let mut uid = u32::try_from(uid).map_err(|_| bad())?;
+        let mut gid = u32::try_from(gid).map_err(|_| bad())?;
+        if let Some(map) = &self.opts.id_map {
+            uid = map.uid_to_host(uid).ok_or_else(bad)?;
+            gid = map.gid_to_host(gid).ok_or_else(bad)?;
         }
+        if uid == u32::MAX || gid == u32::MAX {
+            return Err(bad());
+        }
+        Ok(Some((rfs::Uid::from_raw(uid), rfs::Gid::from_raw(gid))))
     }
 
     fn owner_fd(&self, fd: BorrowedFd<'_>, h: &Header, path: &[u8]) -> Result<(), ArchiveError> {

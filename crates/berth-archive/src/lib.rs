@@ -45,6 +45,8 @@
 //!   [`apply_layer_at`] on a root fd), [`ApplyOptions`], [`WhiteoutMode`], [`ApplyStats`]
 //! * pack: [`pack`]`(root, out, &PackOptions) -> Result<u64>` (and [`pack_at`]),
 //!   [`PackOptions`]
+//! * user namespaces: [`IdMap`] / [`IdRange`] in [`ApplyOptions::id_map`] and
+//!   [`PackOptions::id_map`]
 //! * copy between roots: [`copy_tree`]`(src_root, src, dst_root, dst, &ApplyOptions)`
 //! * paths in a root: [`open_root`], [`open_in_root`], [`open_in_root_at`],
 //!   [`mkdir_all_in_root`], [`mkdir_all_in_root_at`], [`clean_path`]
@@ -74,6 +76,7 @@ mod compress;
 mod copy;
 mod digest;
 mod error;
+mod idmap;
 mod pack;
 mod root;
 mod tar;
@@ -83,6 +86,7 @@ pub use compress::{decompress, sniff, Compression, ZSTD_WINDOW_LOG_MAX};
 pub use copy::copy_tree;
 pub use digest::{DigestReader, DigestWriter};
 pub use error::{ArchiveError, ArchiveErrorKind};
+pub use idmap::{IdMap, IdRange};
 pub use pack::{pack, pack_at, PackOptions};
 pub use root::{
     clean_path, mkdir_all_in_root, mkdir_all_in_root_at, open_in_root, open_in_root_at, open_root,

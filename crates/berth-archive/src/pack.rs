@@ -16,8 +16,12 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use crate::error::ArchiveError;
+use crate::idmap::IdMap;
 use crate::root::{components, join, list_dir, open_root, openat_in_root};
 use crate::tar::{EntryType, Header, Record, TarWriter, Timestamp};
+
+/// The overflow id shown for unmapped owners.
+const NOBODY: u32 = 65534;
 
 /// Options of [`pack`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,6 +43,9 @@ pub struct PackOptions {
     pub name: Option<String>,
     /// Do not archive extended attributes.
     pub no_xattrs: bool,
+    /// Map host ids back to container ids (`--userns-remap`); ids outside the map are
+    /// archived as 65534 (nobody), as the kernel shows them inside the namespace.
+    pub id_map: Option<IdMap>,
 }
 
 /// Writes a tar of the tree under `root` (or of `opts.src`) to `out` and returns the number
@@ -166,8 +173,14 @@ impl<W: Write> Packer<'_, W> {
         Header {
             name,
             mode: st.st_mode & 0o7777,
-            uid: u64::from(st.st_uid),
-            gid: u64::from(st.st_gid),
+            uid: u64::from(match &self.opts.id_map {
+                Some(m) => m.uid_to_container(st.st_uid).unwrap_or(NOBODY),
+                None => st.st_uid,
+            }),
+            gid: u64::from(match &self.opts.id_map {
+                Some(m) => m.gid_to_container(st.st_gid).unwrap_or(NOBODY),
+                None => st.st_gid,
+            }),
             mtime: Timestamp::from_secs(st.st_mtime),
             ..Header::default()
         }

@@ -485,3 +485,49 @@ fn copy_tree_between_roots() {
     .expect_err("missing source");
     assert_eq!(err.kind(), berth_archive::ArchiveErrorKind::NotFound);
 }
+
+#[test]
+fn userns_remap_shifts_owners_both_ways() {
+    if skip_unless_root("idmap") {
+        return;
+    }
+    let s = Scratch::new("idmap");
+    let root = s.sub("root");
+    let map = berth_archive::IdMap::shifted(100_000, 65_536);
+    let tar = common::RawTar::new()
+        .entry(common::Raw::new(b"d/", b'5').owner(0, 0), b"")
+        .entry(common::Raw::new(b"d/f", b'0').owner(1000, 1001), b"")
+        .symlink(b"d/l", b"f")
+        .finish();
+    let opts = ApplyOptions {
+        id_map: Some(map.clone()),
+        ..ApplyOptions::default()
+    };
+    berth_archive::apply_layer(&root, &tar[..], &opts).expect("apply");
+    let owner = |p: &str| {
+        let m = std::fs::symlink_metadata(root.join(p)).expect("lstat");
+        (m.uid(), m.gid())
+    };
+    assert_eq!(owner("d"), (100_000, 100_000));
+    assert_eq!(owner("d/f"), (101_000, 101_001));
+    assert_eq!(owner("d/l"), (100_000, 100_000));
+    // Packing with the same map gives the container ids back.
+    let mut out = Vec::new();
+    let popts = PackOptions {
+        id_map: Some(map.clone()),
+        ..PackOptions::default()
+    };
+    pack(&root, &mut out, &popts).expect("pack");
+    let mut r = berth_archive::TarReader::new(&out[..]);
+    let mut owners = Vec::new();
+    while let Some(e) = r.next_entry().expect("entry") {
+        owners.push((e.header.uid, e.header.gid));
+    }
+    assert_eq!(owners, [(0, 0), (1000, 1001), (0, 0)]);
+    // An id outside the map is an error.
+    let tar = common::RawTar::new()
+        .entry(common::Raw::new(b"x", b'0').owner(70_000, 0), b"")
+        .finish();
+    let err = berth_archive::apply_layer(&root, &tar[..], &opts).expect_err("unmapped");
+    assert_eq!(err.kind(), berth_archive::ArchiveErrorKind::InvalidArchive);
+}
