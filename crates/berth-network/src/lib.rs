@@ -45,11 +45,15 @@
 //!   namespace, so the daemon's own threads never switch namespace.
 //! - **Kernel forwarding survives the daemon**: published ports keep working while the
 //!   daemon is down; only DNS needs the daemon and comes back with `reconcile`.
-//! - nft scripts are text (`nft -f -`), not JSON: both cost one `nft` process per change,
-//!   which dominates; measured here, a 45-rule table loads in ~20 ms as text, ~22 ms as
-//!   JSON. Per container (test `bench_connect_disconnect`, 2 shared cores under load):
-//!   `create_netns` 2 ms, `connect` with one port 31 ms (most of it the `nft` run),
-//!   disconnect + `remove_netns` 45 ms.
+//! - nft scripts are text (`nft -f -`), not JSON: both cost one `nft` process per change;
+//!   measured here, a 45-rule table loads in ~20 ms as text and ~22 ms as JSON. Changes
+//!   flush and refill the chains but keep the base chains registered (re-registering
+//!   netfilter hooks is what made full table replacement slower). What remains is the
+//!   kernel's per-transaction commit cost: an *empty* create+delete transaction takes
+//!   the same ~15-20 ms on this host, so fewer transactions is the only further gain.
+//!   Per container (test `bench_connect_disconnect`, 2 shared cores under load):
+//!   `create_netns` 1 ms, `connect` with one port 23 ms (veth/addresses/routes 7 ms,
+//!   the nft transaction the rest), disconnect + `remove_netns` 45-50 ms.
 //! - **Throughput** (test `bench_port_forward_throughput`, `wrk -c10` against busybox
 //!   httpd): through `-p 127.0.0.1:X:80` 5382 req/s and container to container 5191 req/s
 //!   vs 5111 req/s for the same server on the host without a container, i.e. kernel

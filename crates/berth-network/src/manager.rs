@@ -758,7 +758,12 @@ impl NetManager {
                 });
             }
         }
-        Ok(nft::apply(&nft::render(&self.cfg.nft_table, &m))?)
+        let table = &self.cfg.nft_table;
+        if let Err(e) = nft::apply(&nft::render(table, &m, nft::Mode::Update)) {
+            tracing::debug!(error = %e, "incremental nft update refused; replacing the tables");
+            nft::apply(&nft::render(table, &m, nft::Mode::Replace))?;
+        }
+        Ok(())
     }
 
     /// Rebuild the DNS view and start a listener for `start` if it is on a user network.

@@ -1,16 +1,19 @@
 //! nftables: berth's rules live in its own tables and are rewritten as a whole.
 //!
 //! Every change renders the complete ruleset from the manager's in-memory model and loads
-//! it with one `nft -f -` transaction that deletes and re-creates the table. The kernel
-//! applies a transaction atomically, so there is never a moment without rules, a failed
-//! load leaves the previous rules in place, and reconcile after a crash is the same
-//! operation as any other change: whatever leaked is simply not rendered again.
-//! Conntrack entries (existing NATed connections) survive the swap.
+//! it with one `nft -f -` transaction that declares the chains (a no-op when they exist),
+//! flushes every rule of our table and adds the rules again. The kernel applies a
+//! transaction atomically, so there is never a moment without rules, a failed load leaves
+//! the previous rules in place, and reconcile after a crash is the same operation as any
+//! other change: whatever leaked is simply not rendered again. Base chains stay
+//! registered (no hook churn); if our declarations do not match what exists (an older
+//! layout), the tables are deleted and re-created in one transaction instead.
+//! Conntrack entries (existing NATed connections) survive either way.
 //!
 //! Text scripts were chosen over the JSON interface (the `nftables` crate also spawns
-//! `nft`, with `-j`): both cost one process spawn per change, which dominates; measured on
-//! the development host (2 shared cores, under load) a 45-rule table loads in ~20 ms as
-//! text and ~22 ms as JSON.
+//! `nft`, with `-j`): both cost one process spawn per change, which is small next to the
+//! kernel's commit; measured on the development host (2 shared cores, under load) a
+//! 45-rule table loads in ~20 ms as text and ~22 ms as JSON.
 //!
 //! Layout of `table ip <name>`:
 //! - `prerouting`/`output` (nat, dstnat): packets to a local address jump to `ports`;
@@ -95,68 +98,128 @@ pub(crate) fn valid_name(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
-/// Render the full transaction for `table`.
-pub(crate) fn render(table: &str, m: &NftModel) -> String {
-    let mut s = String::new();
-    // `table x {}` + `delete table x` makes the delete succeed whether or not it existed.
-    let _ = writeln!(s, "table ip {table} {{}}\ndelete table ip {table}");
-    let _ = writeln!(s, "table ip {table} {{");
-    let _ = writeln!(s, "  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;");
-    let _ = writeln!(s, "    ip daddr 127.0.0.0/8 return\n    fib daddr type local jump ports\n  }}");
-    let _ = writeln!(s, "  chain output {{\n    type nat hook output priority -100; policy accept;");
-    let _ = writeln!(s, "    fib daddr type local jump ports\n  }}");
-    let _ = writeln!(s, "  chain ports {{");
-    for p in &m.ports {
-        let daddr = match p.host_ip {
-            Some(ip) if !ip.is_unspecified() => format!("ip daddr {ip} "),
-            _ => String::new(),
-        };
-        let proto = p.proto.as_str();
-        let _ = writeln!(
-            s,
-            "    {daddr}{proto} dport {} dnat to {}:{}",
-            p.host_port, p.container_ip, p.container_port
-        );
-    }
-    let _ = writeln!(s, "  }}");
-    let _ = writeln!(s, "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;");
+/// How a transaction installs the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Declare the chains (a no-op when they exist), flush every rule, add the rules.
+    /// Base chains stay registered, so no netfilter hook is re-registered: this is the
+    /// fast path of every change.
+    Update,
+    /// Delete and re-create the tables: the fallback when the existing tables do not
+    /// match our declarations (e.g. written by an older berth).
+    Replace,
+}
+
+const BASE_CHAINS: [(&str, &str); 4] = [
+    ("prerouting", "type nat hook prerouting priority dstnat; policy accept;"),
+    ("output", "type nat hook output priority -100; policy accept;"),
+    ("postrouting", "type nat hook postrouting priority srcnat; policy accept;"),
+    ("forward", "type filter hook forward priority filter; policy accept;"),
+];
+
+/// Rules of each chain of the `ip` table, in order.
+fn ip_rules(m: &NftModel) -> Vec<(&'static str, Vec<String>)> {
+    let pre = vec!["ip daddr 127.0.0.0/8 return".to_string(), "fib daddr type local jump ports".to_string()];
+    let out = vec!["fib daddr type local jump ports".to_string()];
+    let ports = m
+        .ports
+        .iter()
+        .map(|p| {
+            let daddr = match p.host_ip {
+                Some(ip) if !ip.is_unspecified() => format!("ip daddr {ip} "),
+                _ => String::new(),
+            };
+            format!("{daddr}{} dport {} dnat to {}:{}", p.proto.as_str(), p.host_port, p.container_ip, p.container_port)
+        })
+        .collect();
+    let mut post = Vec::new();
     for n in &m.networks {
         let (br, sub) = (&n.bridge, n.subnet);
-        let _ = writeln!(s, "    oifname \"{br}\" ip saddr 127.0.0.0/8 masquerade");
-        let _ = writeln!(s, "    oifname \"{br}\" ip saddr {sub} ct status dnat masquerade");
+        post.push(format!("oifname \"{br}\" ip saddr 127.0.0.0/8 masquerade"));
+        post.push(format!("oifname \"{br}\" ip saddr {sub} ct status dnat masquerade"));
         if !n.internal {
-            let _ = writeln!(s, "    ip saddr {sub} oifname != \"{br}\" masquerade");
+            post.push(format!("ip saddr {sub} oifname != \"{br}\" masquerade"));
         }
     }
-    let _ = writeln!(s, "  }}");
-    let _ = writeln!(s, "  chain forward {{\n    type filter hook forward priority filter; policy accept;");
+    let mut fwd = Vec::new();
     for n in m.networks.iter().filter(|n| n.internal) {
         let br = &n.bridge;
-        let _ = writeln!(s, "    iifname \"{br}\" oifname != \"{br}\" drop");
-        let _ = writeln!(s, "    oifname \"{br}\" iifname != \"{br}\" drop");
+        fwd.push(format!("iifname \"{br}\" oifname != \"{br}\" drop"));
+        fwd.push(format!("oifname \"{br}\" iifname != \"{br}\" drop"));
     }
-    let _ = writeln!(s, "    ct status dnat accept");
+    fwd.push("ct status dnat accept".to_string());
     if m.networks.len() > 1 {
-        let all: Vec<String> = m.networks.iter().map(|n| format!("\"{}\"", n.bridge)).collect();
-        let set = all.join(", ");
+        let set = m.networks.iter().map(|n| format!("\"{}\"", n.bridge)).collect::<Vec<_>>().join(", ");
         for n in &m.networks {
             let br = &n.bridge;
-            let _ = writeln!(s, "    iifname \"{br}\" oifname != \"{br}\" oifname {{ {set} }} drop");
+            fwd.push(format!("iifname \"{br}\" oifname != \"{br}\" oifname {{ {set} }} drop"));
         }
     }
-    let _ = writeln!(s, "  }}\n}}");
-    let _ = writeln!(s, "table bridge {table} {{}}\ndelete table bridge {table}");
-    let no_icc: Vec<&NftNetwork> = m.networks.iter().filter(|n| !n.icc && !n.veths.is_empty()).collect();
-    if !no_icc.is_empty() {
-        let _ = writeln!(s, "table bridge {table} {{");
-        let _ = writeln!(s, "  chain forward {{\n    type filter hook forward priority filter; policy accept;");
-        for n in no_icc {
+    vec![("prerouting", pre), ("output", out), ("ports", ports), ("postrouting", post), ("forward", fwd)]
+}
+
+/// Rules of the `bridge` table's forward chain (empty: no table needed).
+fn bridge_rules(m: &NftModel) -> Vec<String> {
+    m.networks
+        .iter()
+        .filter(|n| !n.icc && !n.veths.is_empty())
+        .map(|n| {
             // `meta ibrname` needs nft_meta_bridge, absent on some kernels: match the ports.
-            let set: Vec<String> = n.veths.iter().map(|v| format!("\"{v}\"")).collect();
-            let set = set.join(", ");
-            let _ = writeln!(s, "    iifname {{ {set} }} oifname {{ {set} }} drop");
+            let set = n.veths.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", ");
+            format!("iifname {{ {set} }} oifname {{ {set} }} drop")
+        })
+        .collect()
+}
+
+fn write_chains(s: &mut String, family: &str, table: &str, chains: &[(&str, Option<&str>)]) {
+    let _ = writeln!(s, "table {family} {table} {{");
+    for (name, decl) in chains {
+        match decl {
+            Some(d) => {
+                let _ = writeln!(s, "  chain {name} {{\n    {d}\n  }}");
+            }
+            None => {
+                let _ = writeln!(s, "  chain {name} {{\n  }}");
+            }
         }
-        let _ = writeln!(s, "  }}\n}}");
+    }
+    let _ = writeln!(s, "}}");
+}
+
+fn write_rules(s: &mut String, family: &str, table: &str, chains: &[(&str, Vec<String>)]) {
+    let _ = writeln!(s, "table {family} {table} {{");
+    for (name, rules) in chains {
+        let _ = writeln!(s, "  chain {name} {{");
+        for r in rules {
+            let _ = writeln!(s, "    {r}");
+        }
+        let _ = writeln!(s, "  }}");
+    }
+    let _ = writeln!(s, "}}");
+}
+
+/// Render one atomic transaction installing the model in `table`.
+pub(crate) fn render(table: &str, m: &NftModel, mode: Mode) -> String {
+    let mut s = String::new();
+    let mut ip_chains: Vec<(&str, Option<&str>)> = BASE_CHAINS.iter().map(|(n, d)| (*n, Some(*d))).collect();
+    ip_chains.push(("ports", None));
+    if mode == Mode::Replace {
+        // `table x {}` + `delete table x` makes the delete succeed whether or not it existed.
+        let _ = writeln!(s, "table ip {table} {{}}\ndelete table ip {table}");
+    }
+    write_chains(&mut s, "ip", table, &ip_chains);
+    let _ = writeln!(s, "flush table ip {table}");
+    write_rules(&mut s, "ip", table, &ip_rules(m));
+    let br = bridge_rules(m);
+    if br.is_empty() {
+        let _ = writeln!(s, "table bridge {table} {{}}\ndelete table bridge {table}");
+    } else {
+        if mode == Mode::Replace {
+            let _ = writeln!(s, "table bridge {table} {{}}\ndelete table bridge {table}");
+        }
+        write_chains(&mut s, "bridge", table, &[("forward", Some(BASE_CHAINS[3].1))]);
+        let _ = writeln!(s, "flush table bridge {table}");
+        write_rules(&mut s, "bridge", table, &[("forward", br)]);
     }
     s
 }
@@ -217,16 +280,21 @@ mod tests {
                 },
             ],
         };
-        let s = render("t1", &m);
+        let s = render("t1", &m, Mode::Replace);
         assert!(s.starts_with("table ip t1 {}\ndelete table ip t1\n"));
+        let u = render("t1", &m, Mode::Update);
+        assert!(!u.contains("delete table ip"));
+        assert!(u.contains("flush table ip t1\n"));
+        assert!(u.contains("flush table bridge t1\n"));
         assert!(s.contains("    tcp dport 8080 dnat to 10.1.0.2:80\n"));
         assert!(s.contains("    ip daddr 127.0.0.1 udp dport 5353 dnat to 10.1.0.2:53\n"));
         assert!(s.contains("ip saddr 10.1.0.0/24 oifname != \"br-a\" masquerade"));
         assert!(!s.contains("ip saddr 10.2.0.0/24 oifname != \"br-b\" masquerade"));
         assert!(s.contains("iifname \"br-b\" oifname != \"br-b\" drop"));
         assert!(s.contains("iifname { \"veth1\", \"veth2\" } oifname { \"veth1\", \"veth2\" } drop"));
-        let empty = render("t1", &NftModel::default());
+        let empty = render("t1", &NftModel::default(), Mode::Update);
         assert!(!empty.contains("table bridge t1 {\n"));
+        assert!(empty.contains("table bridge t1 {}\ndelete table bridge t1"));
     }
 
     #[test]
