@@ -580,3 +580,31 @@ async fn works_inside_a_tokio_runtime() {
     // the guard's cleanup runs blocking work: do it off the async workers
     tokio::task::spawn_blocking(move || drop(ctx)).await.unwrap();
 }
+
+#[test]
+fn tables_of_an_older_layout_are_replaced() {
+    require_root!();
+    let ctx = Ctx::new(15);
+    // an `output` base chain with another priority cannot be re-declared: update fails
+    let old = format!(
+        "table ip {0} {{\n chain output {{\n type nat hook output priority 0; policy accept;\n }}\n chain stale {{\n }}\n}}\n",
+        ctx.cfg.nft_table
+    );
+    let mut child = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(old.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    let m = ctx.mgr();
+    let net = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
+    let ns = m.create_netns(&ctx.id("c")).unwrap();
+    let hp = free_port();
+    m.connect(&ep(&ctx, "c", &ns, &net.spec.id, vec![PortBinding::new(hp, 80, Proto::Tcp)])).unwrap();
+    let t = nft_table(&ctx.cfg);
+    assert!(t.contains(&format!("dport {hp}")), "{t}");
+    assert!(!t.contains("chain stale"), "{t}");
+    assert!(t.contains("type nat hook output priority -100"), "{t}");
+}
