@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+pub use crate::lint::{CheckConfig, Warning};
 pub use crate::mount::{CacheSharing, Expander, Mount, MountType};
 
 /// A parsed Dockerfile.
@@ -23,18 +24,11 @@ pub struct Dockerfile {
     pub meta_args: Vec<Instruction>,
     /// Build stages, one per `FROM`, in file order.
     pub stages: Vec<Stage>,
-    /// Non-fatal findings, for the build output (BuildKit prints them as
-    /// `[WARNING]: ...`).
+    /// Build-check findings ([`crate::lint`] rules), sorted by line, with rules
+    /// skipped by `# check=skip=...` left out.
     pub warnings: Vec<Warning>,
-}
-
-/// A non-fatal parser finding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Warning {
-    /// 1-based line the warning is about.
-    pub line: usize,
-    /// BuildKit's wording, e.g. `Empty continuation line found in: RUN a b`.
-    pub message: String,
+    /// The `# check=` directive (default when absent).
+    pub check: CheckConfig,
 }
 
 impl Dockerfile {

@@ -51,7 +51,8 @@
 //!
 //! # Warnings
 //!
-//! Non-fatal findings (empty continuation lines) are in [`Dockerfile::warnings`].
+//! BuildKit's build checks that need only the file ([`lint`]) are in
+//! [`Dockerfile::warnings`], honouring `# check=skip=...`.
 //!
 //! # Example
 //!
@@ -81,6 +82,7 @@ mod error;
 mod expand;
 mod history;
 mod ignore;
+pub mod lint;
 mod mount;
 mod parse;
 mod scope;

@@ -104,13 +104,24 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         )
         .at(last_line, last_line));
     }
-    Ok(Dockerfile {
+    let check = match directives.iter().find(|d| d.name == "check") {
+        Some(d) => CheckConfig::parse(&d.value).map_err(|m| syntax(m).at(d.line, d.line))?,
+        None => CheckConfig::default(),
+    };
+    let mut df = Dockerfile {
         directives,
         escape,
         meta_args,
         stages,
         warnings,
-    })
+        check,
+    };
+    let mut found = std::mem::take(&mut df.warnings);
+    crate::lint::lint(&df, &mut found);
+    found.retain(|w| df.check.enabled(&w.rule));
+    found.sort_by_key(|w| w.line);
+    df.warnings = found;
+    Ok(df)
 }
 
 /// Dumps the logical-line AST in BuildKit's `Node.Dump()` format, one
@@ -382,10 +393,11 @@ fn logical_lines(text: &str) -> Result<Logical, ParseError> {
             }
         }
         if empty_continuation {
-            warnings.push(Warning {
-                line: lines.line,
-                message: format!("Empty continuation line found in: {buf}"),
-            });
+            warnings.push(crate::lint::warning(
+                "NoEmptyContinuation",
+                "Empty continuation line".into(),
+                lines.line,
+            ));
         }
         let mut node = node_from_line(&buf, d.escape, false).map_err(|e| {
             let keyword = buf.split_whitespace().next().unwrap_or_default();
