@@ -425,6 +425,8 @@ fn listings_match_go_archive_tar() {
         .env("GOPROXY", "off")
         .env("GOTOOLCHAIN", "local")
         .env("GO111MODULE", "off")
+        .env("GOCACHE", s.dir.join("gocache"))
+        .env("GOPATH", s.dir.join("gopath"))
         .output()
         .expect("run go");
     assert!(
