@@ -74,7 +74,8 @@
 //! process exit abruptly (no destructors, like SIGKILL) at that step; `tests/crash.rs`
 //! kills a helper process at every step of create/connect/disconnect and checks that
 //! `reconcile` leaves no interface, rule, reservation or address behind
-//! (HARDENING B17). Points: `network:bridge`, `network:created`, `connect:ports`,
+//! (HARDENING B17). `NetManager::inject_failure(Some(point))` (same feature) turns a
+//! point into an ordinary error instead, to check each operation's own rollback. Points: `network:bridge`, `network:created`, `connect:ports`,
 //! `connect:veth`, `connect:master`, `connect:container`, `connect:rules`,
 //! `disconnect:rules`.
 //!

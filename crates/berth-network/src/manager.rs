@@ -74,6 +74,8 @@ pub struct NetManager {
     cfg: NetConfig,
     state: Mutex<State>,
     dns: DnsServer,
+    #[cfg(feature = "fault-injection")]
+    fail_at: Mutex<Option<String>>,
     _runtime: OwnRuntime,
 }
 
@@ -190,7 +192,32 @@ impl NetManager {
         };
         let dns_addr = SocketAddr::from((cfg.dns_address, cfg.dns_port));
         let dns = DnsServer::new(handle, dns_addr, upstreams(&cfg));
-        Ok(NetManager { cfg, state: Mutex::new(State::default()), dns, _runtime: OwnRuntime(rt) })
+        Ok(NetManager {
+            cfg,
+            state: Mutex::new(State::default()),
+            dns,
+            #[cfg(feature = "fault-injection")]
+            fail_at: Mutex::new(None),
+            _runtime: OwnRuntime(rt),
+        })
+    }
+
+    /// A named step of an operation: the crash point of `BERTH_NETWORK_CRASH_AT`, and with
+    /// [`NetManager::inject_failure`] an ordinary error, so the caller's rollback runs.
+    fn step(&self, name: &str) -> Result<()> {
+        crash_point(name);
+        #[cfg(feature = "fault-injection")]
+        if self.fail_at.lock().unwrap_or_else(|p| p.into_inner()).as_deref() == Some(name) {
+            return Err(NetError::io(format!("injected failure at {name}"), std::io::Error::other("injected")));
+        }
+        Ok(())
+    }
+
+    /// Tests (feature `fault-injection`): make the named step fail with an error.
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub fn inject_failure(&self, point: Option<&str>) {
+        *self.fail_at.lock().unwrap_or_else(|p| p.into_inner()) = point.map(str::to_string);
     }
 
     /// The configuration this manager was built with.
@@ -308,8 +335,7 @@ impl NetManager {
             ifindex: Some(ifindex),
         };
         st.networks.insert(spec.id.clone(), NetState { info: info.clone(), pool: Some(pool) });
-        crash_point("network:created");
-        if let Err(e) = self.apply_rules(&st) {
+        if let Err(e) = self.step("network:created").and_then(|_| self.apply_rules(&st)) {
             st.networks.remove(&spec.id);
             let _ = nl.del_link(ifindex);
             return Err(e);
@@ -327,12 +353,11 @@ impl NetManager {
         let idx = match existing {
             Some(i) => i,
             None => {
-                let i = nl.add_bridge(bridge, spec.mtu.unwrap_or(DEFAULT_MTU), self.group())?;
-                crash_point("network:bridge");
-                i
+                nl.add_bridge(bridge, spec.mtu.unwrap_or(DEFAULT_MTU), self.group())?
             }
         };
         let res = (|| {
+            self.step("network:bridge")?;
             nl.set_alias(idx, &self.bridge_alias(&spec.id))?;
             nl.add_addr(idx, gw, subnet.prefix_len())?;
             nl.set_up(idx)?;
@@ -461,12 +486,15 @@ impl NetManager {
     ) -> Result<Endpoint> {
         // 1. host ports
         let (ports, reserved) = self.reserve_ports(st, &spec.container_id, &spec.ports)?;
-        crash_point("connect:ports");
         let release = |st: &mut State| {
             for k in &reserved {
                 st.reservations.remove(k);
             }
         };
+        if let Err(e) = self.step("connect:ports") {
+            release(st);
+            return Err(e);
+        }
         // 2. kernel plumbing
         let veth_host = format!("veth{}", &sha_hex(&[&self.cfg.nft_table, &spec.network_id, &spec.container_id])[..9]);
         let mac = mac.unwrap_or_else(|| mac_from_ip(ip));
@@ -497,7 +525,7 @@ impl NetManager {
         st.endpoints.insert(key.clone(), EpState { spec: spec.clone(), ep: ep.clone() });
         // 3. rules and DNS
         let rest = self.apply_rules(st).and_then(|_| {
-            crash_point("connect:rules");
+            self.step("connect:rules")?;
             flush_udp(&ep.ports);
             self.refresh_dns(st, Some(&spec.container_id))
         });
@@ -553,11 +581,11 @@ impl NetManager {
             }
         }
         let idx = nl.add_veth(veth_host, &ifname, nsfile.as_raw_fd(), mtu, self.group())?;
-        crash_point("connect:veth");
         let res = (|| {
+            self.step("connect:veth")?;
             nl.set_alias(idx, &self.veth_alias(&spec.network_id, &spec.container_id))?;
             nl.set_master(idx, br_idx)?;
-            crash_point("connect:master");
+            self.step("connect:master")?;
             // With br_netfilter, a DNATed packet going back to the container it came from
             // is bridged out of its ingress port: allow that (hairpin NAT).
             write_sysctl(&format!("/sys/class/net/{veth_host}/brport/hairpin_mode"), "1")?;
@@ -575,14 +603,14 @@ impl NetManager {
                 if !internal && !cn.has_default_route()? {
                     cn.add_default_route(gw, ci)?;
                 }
-                Ok(())
-            })
+                Ok::<_, NetError>(())
+            })?;
+            self.step("connect:container")
         })();
         if let Err(e) = res {
             let _ = nl.del_link(idx);
             return Err(e);
         }
-        crash_point("connect:container");
         Ok(ifname)
     }
 

@@ -166,3 +166,54 @@ fn crash_during_disconnect_converges_to_the_database() {
     assert!(std::net::TcpListener::bind(("0.0.0.0", hp)).is_ok());
     ctx.mgr = Some(m);
 }
+
+/// Errors (not crashes) at every step: the operation undoes everything it did.
+#[test]
+fn injected_failures_roll_back_completely() {
+    require_root!();
+    let ctx = Ctx::new(24);
+    let m = ctx.mgr();
+    for point in ["network:bridge", "network:created"] {
+        m.inject_failure(Some(point));
+        let spec = NetworkSpec::bridge(ctx.id("n"), "n");
+        let err = m.create_network(&spec).unwrap_err();
+        assert!(err.to_string().contains("injected"), "{point}: {err}");
+        let bridge = format!("br-{}", &spec.id[..spec.id.len().min(12)]);
+        assert!(!Command::new("ip").args(["link", "show", &bridge]).output().unwrap().status.success(), "{point}");
+        assert!(m.networks().is_empty(), "{point}");
+    }
+    m.inject_failure(None);
+    // 5 usable addresses: a leak at any of the 5 failing steps would exhaust it
+    let mut spec = NetworkSpec::bridge(ctx.id("n"), "n");
+    spec.subnet = Some("10.224.0.0/29".parse().unwrap());
+    let net = m.create_network(&spec).unwrap();
+    let cid = ctx.id("c");
+    let ns = m.create_netns(&cid).unwrap();
+    let hp = free_port();
+    let ports = vec![PortBinding::new(hp, 80, Proto::Tcp), PortBinding::new(hp, 53, Proto::Udp)];
+    let espec = ep(&ctx, "c", &ns, &net.spec.id, ports);
+    for point in ["connect:ports", "connect:veth", "connect:master", "connect:container", "connect:rules"] {
+        m.inject_failure(Some(point));
+        let err = m.connect(&espec).unwrap_err();
+        assert!(err.to_string().contains("injected"), "{point}: {err}");
+        assert_eq!(links_in(&ns), 1, "{point}: veth left in the container");
+        assert_eq!(our_links(&ctx.cfg), vec![net.bridge.clone().unwrap()], "{point}");
+        assert!(!nft_table(&ctx.cfg).contains("dnat to"), "{point}: rule left behind");
+        assert!(std::net::TcpListener::bind(("0.0.0.0", hp)).is_ok(), "{point}: tcp port still taken");
+        assert!(std::net::UdpSocket::bind(("0.0.0.0", hp)).is_ok(), "{point}: udp port still taken");
+        assert!(m.endpoints().is_empty(), "{point}");
+        assert!(lookup(&ns, "c").is_empty(), "{point}: dns serving");
+    }
+    m.inject_failure(None);
+    let others: Vec<_> = (0..4)
+        .map(|i| {
+            let id = format!("o{i}");
+            let ons = m.create_netns(&ctx.id(&id)).unwrap();
+            m.connect(&ep(&ctx, &id, &ons, &net.spec.id, vec![])).unwrap()
+        })
+        .collect();
+    assert_eq!(others.len(), 4);
+    let e = m.connect(&espec).unwrap();
+    assert_eq!(e.ports.len(), 2);
+    assert_eq!(lookup(&ns, "c"), vec![e.ip]);
+}
