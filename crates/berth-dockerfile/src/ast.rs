@@ -41,9 +41,9 @@ impl Dockerfile {
     }
 
     /// Index of the stage called `name` (stage names are lowercase; the lookup is
-    /// case-insensitive like BuildKit's).
+    /// case-insensitive like BuildKit's; with duplicate names the last one wins).
     pub fn stage_index(&self, name: &str) -> Option<usize> {
-        self.stages.iter().position(|s| {
+        self.stages.iter().rposition(|s| {
             s.name
                 .as_deref()
                 .is_some_and(|n| n.eq_ignore_ascii_case(name))

@@ -13,6 +13,7 @@
 //! [`CheckConfig`]; skipped rules are not reported, and `error=true` is for the
 //! builder to turn warnings into a failed build.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::ast::{Dockerfile, InstructionKind};
@@ -157,8 +158,12 @@ pub(crate) fn lint(df: &Dockerfile, out: &mut Vec<Warning>) {
         ));
     }
 
-    let mut names: Vec<&str> = Vec::new();
-    for (si, stage) in df.stages.iter().enumerate() {
+    let mut names: HashSet<&str> = HashSet::new();
+    // Whether each stage ends with a SHELL set (its own or inherited from an
+    // earlier stage it is based on), and the latest stage of each name.
+    let mut shell_after: Vec<bool> = Vec::with_capacity(df.stages.len());
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    for stage in df.stages.iter() {
         // FROM [--flags] base [AS name], as written.
         let words: Vec<&str> = stage.original.split_whitespace().collect();
         let from_kw = words.first().copied().unwrap_or_default();
@@ -196,14 +201,13 @@ pub(crate) fn lint(df: &Dockerfile, out: &mut Vec<Warning>) {
                     stage.start_line,
                 ));
             }
-            if names.contains(&name) {
+            if !names.insert(name) {
                 out.push(warning(
                     "DuplicateStageName",
                     format!("Duplicate stage name {name:?}, stage names should be unique"),
                     stage.start_line,
                 ));
             }
-            names.push(name);
         }
         if let Some(p) = stage.platform.as_deref() {
             if p == "$TARGETPLATFORM" || p == "${TARGETPLATFORM}" {
@@ -216,7 +220,9 @@ pub(crate) fn lint(df: &Dockerfile, out: &mut Vec<Warning>) {
         }
 
         // SHELL may come from an earlier stage used as base.
-        let mut has_shell = stage_sets_shell(df, si);
+        let mut has_shell = by_name
+            .get(stage.base.as_str())
+            .is_some_and(|&b| shell_after[b]);
         let mut last_once: [Option<usize>; 3] = [None; 3];
         for inst in &stage.instructions {
             let line = inst.start_line;
@@ -281,28 +287,10 @@ pub(crate) fn lint(df: &Dockerfile, out: &mut Vec<Warning>) {
                 _ => {}
             }
         }
-    }
-}
-
-/// Whether a stage inherits a SHELL from an earlier stage it is based on.
-fn stage_sets_shell(df: &Dockerfile, mut si: usize) -> bool {
-    // Follow FROM <earlier stage> links; each step goes strictly backwards.
-    loop {
-        let base = &df.stages[si].base;
-        let Some(prev) = df.stages[..si]
-            .iter()
-            .position(|s| s.name.as_deref() == Some(base.as_str()))
-        else {
-            return false;
-        };
-        if df.stages[prev]
-            .instructions
-            .iter()
-            .any(|i| matches!(i.kind, InstructionKind::Shell(_)))
-        {
-            return true;
+        shell_after.push(has_shell);
+        if let Some(name) = stage.name.as_deref() {
+            by_name.insert(name, shell_after.len() - 1);
         }
-        si = prev;
     }
 }
 

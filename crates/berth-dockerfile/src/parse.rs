@@ -21,6 +21,9 @@ pub const MAX_DOCKERFILE_SIZE: usize = 16 << 20;
 /// Longest physical line accepted, in bytes (Go's `bufio.Scanner` limit, which is
 /// what Docker enforces).
 pub const MAX_LINE_SIZE: usize = 64 * 1024 - 1;
+/// Most build stages accepted (real Dockerfiles have a handful; the bound keeps
+/// stage-graph work small).
+pub const MAX_STAGES: usize = 10_000;
 
 const INSTRUCTIONS: &[&str] = &[
     "ADD",
@@ -82,6 +85,12 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         let cmd = node.cmd.clone();
         let locate = |e: ParseError| e.at(start, end).on(&cmd);
         if node.cmd.eq_ignore_ascii_case("from") {
+            if stages.len() >= MAX_STAGES {
+                return Err(locate(ParseError::new(
+                    ParseErrorKind::Limit,
+                    format!("too many build stages (maximum {MAX_STAGES})"),
+                )));
+            }
             stages.push(parse_from(&node).map_err(locate)?);
             continue;
         }

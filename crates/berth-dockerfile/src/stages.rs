@@ -2,7 +2,8 @@
 //! resolved with BuildKit's rules, so the builder can order and parallelise stages.
 //!
 //! - `FROM x` names an *earlier* stage only if one is called exactly `x` (stage
-//!   names are lowercase, and BuildKit compares the base name as written);
+//!   names are lowercase, and BuildKit compares the base name as written; with
+//!   duplicate names the latest earlier one wins);
 //!   `scratch` is the empty image; anything else is an image reference.
 //! - `COPY --from=x` and `--mount=from=x` accept a stage index (`0`), a stage name
 //!   (case-insensitive) or an image reference; naming the current or a later stage
@@ -44,7 +45,7 @@ impl Dockerfile {
         }
         if let Some(i) = self.stages[..index.min(self.stages.len())]
             .iter()
-            .position(|s| s.name.as_deref() == Some(base))
+            .rposition(|s| s.name.as_deref() == Some(base))
         {
             return Ok(SourceRef::Stage(i));
         }

@@ -3,7 +3,7 @@
 
 use berth_dockerfile::{
     expand, expand_words, parse, IgnoreMatcher, Mount, ParseErrorKind, MAX_DOCKERFILE_SIZE,
-    MAX_LINE_SIZE,
+    MAX_LINE_SIZE, MAX_STAGES,
 };
 
 /// Small deterministic PRNG (xorshift64*), so failures are reproducible.
@@ -250,4 +250,21 @@ fn many_heredocs_and_flags() {
         parse(&unknown).unwrap_err().kind(),
         ParseErrorKind::InvalidFlag
     );
+}
+
+#[test]
+fn many_chained_stages() {
+    let mut text = String::from("FROM scratch AS s0\nSHELL [\"sh\"]\n");
+    for i in 1..MAX_STAGES {
+        text.push_str(&format!("FROM s{} AS s{i}\nCMD x\n", i - 1));
+    }
+    let df = parse(&text).expect("parses");
+    assert_eq!(df.stages.len(), MAX_STAGES);
+    // Every stage inherits the SHELL, so no JSONArgsRecommended warnings.
+    assert!(df.warnings.is_empty(), "{:?}", &df.warnings[..1]);
+    let last = MAX_STAGES - 1;
+    let base = format!("s{}", last - 1);
+    assert_eq!(df.stage_dependencies(last, &base).unwrap(), vec![last - 1]);
+    text.push_str("FROM one-too-many\n");
+    assert_eq!(parse(&text).unwrap_err().kind(), ParseErrorKind::Limit);
 }
