@@ -1030,11 +1030,16 @@ fn copy_files(node: &Node, cmd: &str) -> Result<CopyFiles, ParseError> {
     }
     let mut sources = Vec::new();
     let mut inline = Vec::new();
+    // Later heredocs of the same name win, as in BuildKit's lookup map.
+    let bodies: HashMap<&str, &str> = node
+        .heredocs
+        .iter()
+        .map(|d| (d.name.as_str(), d.content.as_str()))
+        .collect();
     for src in srcs {
         match parse_heredoc_word(src)? {
             Some(h) => {
-                let doc = node.heredocs.iter().rev().find(|d| d.name == h.name);
-                let content = doc.map(|d| d.content.as_str()).unwrap_or_default();
+                let content = bodies.get(h.name.as_str()).copied().unwrap_or_default();
                 inline.push(InlineFile {
                     data: if h.chomp {
                         chomp_tabs(content)

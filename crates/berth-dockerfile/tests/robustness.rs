@@ -243,6 +243,20 @@ fn many_heredocs_and_flags() {
         berth_dockerfile::InstructionKind::Run(r) => assert_eq!(r.command.heredocs.len(), 2_000),
         k => panic!("unexpected {k:?}"),
     }
+    // Many heredoc sources on one (continued) COPY line.
+    let mut copy = String::from("FROM a\nCOPY");
+    for i in 0..50_000 {
+        copy.push_str(&format!(" <<H{i} \\\n"));
+    }
+    copy.push_str(" /dest\n");
+    for i in 0..50_000 {
+        copy.push_str(&format!("H{i}\n"));
+    }
+    let df = parse(&copy).expect("many heredoc sources parse");
+    match &df.stages[0].instructions[0].kind {
+        berth_dockerfile::InstructionKind::Copy(c) => assert_eq!(c.files.inline.len(), 50_000),
+        k => panic!("unexpected {k:?}"),
+    }
     let flags = format!("FROM a\nCOPY {} a b\n", "--exclude=x ".repeat(5_000));
     assert!(parse(&flags).is_ok());
     let unknown = format!("FROM a\nCOPY --{} a b\n", "y".repeat(60_000));
