@@ -8,7 +8,97 @@
 
 use std::io::{self, BufReader, Cursor, Read};
 
-use crate::error::ArchiveError;
+use crate::error::{ArchiveError, ArchiveErrorKind};
+
+/// Why a compressed stream could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CompressError {
+    /// The stream ends in the middle of a gzip member or zstd frame.
+    #[error("invalid archive: {format}: unexpected end of stream (truncated)")]
+    Truncated {
+        /// `"gzip"` or `"zstd"`.
+        format: &'static str,
+    },
+    /// Corrupt data, bad checksum, or trailing garbage after the last member/frame.
+    #[error("invalid archive: {format}: {detail}")]
+    Corrupt {
+        /// `"gzip"` or `"zstd"`.
+        format: &'static str,
+        /// The decoder's message.
+        detail: String,
+    },
+    /// A zstd frame asks for a window larger than [`ZSTD_WINDOW_LOG_MAX`].
+    #[error("archive limit exceeded: zstd frame window larger than 2^{max_log} bytes")]
+    WindowTooLarge {
+        /// The configured cap (log2 bytes).
+        max_log: u32,
+    },
+    /// More than the allowed number of bytes would be decompressed.
+    #[error("archive limit exceeded: decompressed size exceeds {max} bytes")]
+    TooLarge {
+        /// The configured cap.
+        max: u64,
+    },
+    /// A compression berth does not read (xz, bzip2).
+    #[error("unsupported archive feature: {format} compression")]
+    Unsupported {
+        /// The detected format.
+        format: &'static str,
+    },
+    /// Reading the compressed bytes themselves failed.
+    #[error("read compressed stream: {0}")]
+    Read(#[source] io::Error),
+}
+
+impl CompressError {
+    /// The coarse class of this error.
+    pub fn kind(&self) -> ArchiveErrorKind {
+        match self {
+            CompressError::Truncated { .. } | CompressError::Corrupt { .. } => {
+                ArchiveErrorKind::InvalidArchive
+            }
+            CompressError::WindowTooLarge { .. } | CompressError::TooLarge { .. } => {
+                ArchiveErrorKind::LimitExceeded
+            }
+            CompressError::Unsupported { .. } => ArchiveErrorKind::Unsupported,
+            CompressError::Read(_) => ArchiveErrorKind::Io,
+        }
+    }
+
+    fn into_io(self) -> io::Error {
+        io::Error::other(self)
+    }
+
+    /// Classifies an error coming out of a decoder.
+    fn from_decoder(format: &'static str, e: io::Error) -> Self {
+        if e.get_ref().is_some_and(|inner| inner.is::<CompressError>()) {
+            let inner = e
+                .into_inner()
+                .expect("get_ref returned Some, so there is an inner error");
+            return *inner
+                .downcast::<CompressError>()
+                .expect("checked with is::<CompressError>() above");
+        }
+        let text = e.to_string();
+        if format == "zstd"
+            && (text.contains("Frame requires too much memory") || text.contains("window"))
+        {
+            return CompressError::WindowTooLarge {
+                max_log: ZSTD_WINDOW_LOG_MAX,
+            };
+        }
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof => CompressError::Truncated { format },
+            io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::Other => {
+                CompressError::Corrupt {
+                    format,
+                    detail: text,
+                }
+            }
+            _ => CompressError::Read(e),
+        }
+    }
+}
 
 /// Largest zstd window (log2 bytes) a frame may request: 128 MiB, zstd's own default limit.
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
@@ -51,10 +141,11 @@ fn sniff_unsupported(prefix: &[u8]) -> Option<&'static str> {
 }
 
 /// Wraps `r`, detecting its compression, and returns a reader of the decompressed bytes that
-/// fails with a [`ArchiveError::Limit`] (tunneled through `io::Error`; use
-/// [`crate::TarReader`] or [`crate::apply_layer`], which unwrap it) once more than `max_bytes`
-/// would be produced. Truncated input and trailing garbage fail the read with an
-/// invalid-archive error.
+/// fails with [`CompressError::TooLarge`] once more than `max_bytes` would be produced.
+/// Truncated input and trailing garbage fail the read with [`CompressError::Truncated`] /
+/// [`CompressError::Corrupt`]. These travel inside the `io::Error` returned by `read`
+/// (`io::Error::other(CompressError)`); [`crate::TarReader`] and [`crate::apply_layer`]
+/// unwrap them into [`ArchiveError::Compress`].
 pub fn decompress<'a, R: Read + 'a>(
     mut r: R,
     max_bytes: u64,
@@ -63,9 +154,9 @@ pub fn decompress<'a, R: Read + 'a>(
     (&mut r)
         .take(6)
         .read_to_end(&mut prefix)
-        .map_err(ArchiveError::from_read)?;
-    if let Some(name) = sniff_unsupported(&prefix) {
-        return Err(ArchiveError::Unsupported(format!("{name} compression")));
+        .map_err(CompressError::Read)?;
+    if let Some(format) = sniff_unsupported(&prefix) {
+        return Err(CompressError::Unsupported { format }.into());
     }
     let kind = sniff(&prefix);
     let input = BufReader::with_capacity(READ_BUF, Cursor::new(prefix).chain(r));
@@ -76,9 +167,9 @@ pub fn decompress<'a, R: Read + 'a>(
         }),
         Compression::Zstd => {
             let mut d = zstd::stream::read::Decoder::with_buffer(input)
-                .map_err(|e| ArchiveError::Invalid(format!("zstd: {e}")))?;
+                .map_err(|e| CompressError::from_decoder("zstd", e))?;
             d.window_log_max(ZSTD_WINDOW_LOG_MAX)
-                .map_err(|e| ArchiveError::Invalid(format!("zstd: {e}")))?;
+                .map_err(|e| CompressError::from_decoder("zstd", e))?;
             Box::new(StrictZstd { inner: d })
         }
     };
@@ -89,45 +180,30 @@ pub fn decompress<'a, R: Read + 'a>(
     }))
 }
 
-/// Maps gzip decoder errors to invalid-archive errors with a clear message.
+/// Maps gzip decoder errors to [`CompressError`]s.
 struct StrictGzip<R> {
     inner: R,
 }
 
 impl<R: Read> Read for StrictGzip<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).map_err(|e| {
-            let msg = if e.kind() == io::ErrorKind::UnexpectedEof {
-                "gzip: unexpected end of stream (truncated)".to_string()
-            } else {
-                format!("gzip: {e}")
-            };
-            ArchiveError::Invalid(msg).into_io()
-        })
+        self.inner
+            .read(buf)
+            .map_err(|e| CompressError::from_decoder("gzip", e).into_io())
     }
 }
 
-/// Maps zstd decoder errors (window too large, truncated frame, garbage) to invalid-archive
-/// errors.
+/// Maps zstd decoder errors (window too large, truncated frame, garbage) to
+/// [`CompressError`]s.
 struct StrictZstd<R> {
     inner: R,
 }
 
 impl<R: Read> Read for StrictZstd<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).map_err(|e| {
-            let text = e.to_string();
-            if text.contains("Frame requires too much memory") || text.contains("window") {
-                ArchiveError::limit(format!(
-                    "zstd: frame window larger than 2^{ZSTD_WINDOW_LOG_MAX} bytes"
-                ))
-                .into_io()
-            } else if e.kind() == io::ErrorKind::UnexpectedEof {
-                ArchiveError::invalid("zstd: unexpected end of stream (truncated)").into_io()
-            } else {
-                ArchiveError::Invalid(format!("zstd: {text}")).into_io()
-            }
-        })
+        self.inner
+            .read(buf)
+            .map_err(|e| CompressError::from_decoder("zstd", e).into_io())
     }
 }
 
@@ -151,11 +227,7 @@ impl<R: Read> Read for CapReader<R> {
         let n = self.inner.read(&mut buf[..len])?;
         self.read += n as u64;
         if self.read > self.max {
-            return Err(ArchiveError::limit(format!(
-                "decompressed size exceeds {} bytes",
-                self.max
-            ))
-            .into_io());
+            return Err(CompressError::TooLarge { max: self.max }.into_io());
         }
         Ok(n)
     }

@@ -7,6 +7,9 @@
 
 use std::io;
 
+use crate::compress::CompressError;
+use crate::tar::TarError;
+
 /// Coarse class of an [`ArchiveError`], for mapping to a status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ArchiveErrorKind {
@@ -24,9 +27,16 @@ pub enum ArchiveErrorKind {
     Io,
 }
 
-/// Error returned by every fallible function of this crate.
+/// Error returned by the public functions of this crate: the decompression and tar errors
+/// of those modules, or an apply/pack/path error.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
+    /// The compressed stream is bad or too big.
+    #[error(transparent)]
+    Compress(#[from] CompressError),
+    /// The tar stream is bad or too big.
+    #[error(transparent)]
+    Tar(#[from] TarError),
     /// The archive is malformed, truncated or hostile.
     #[error("invalid archive: {0}")]
     Invalid(String),
@@ -62,6 +72,8 @@ impl ArchiveError {
     /// The coarse class of this error.
     pub fn kind(&self) -> ArchiveErrorKind {
         match self {
+            ArchiveError::Compress(e) => e.kind(),
+            ArchiveError::Tar(e) => e.kind(),
             ArchiveError::Invalid(_) => ArchiveErrorKind::InvalidArchive,
             ArchiveError::Limit(_) => ArchiveErrorKind::LimitExceeded,
             ArchiveError::Unsupported(_) => ArchiveErrorKind::Unsupported,
@@ -71,14 +83,6 @@ impl ArchiveError {
             }
             ArchiveError::Io { .. } => ArchiveErrorKind::Io,
         }
-    }
-
-    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
-        ArchiveError::Invalid(msg.into())
-    }
-
-    pub(crate) fn limit(msg: impl Into<String>) -> Self {
-        ArchiveError::Limit(msg.into())
     }
 
     /// Builds an error for a failed filesystem operation on `path` (bytes, shown lossily).
@@ -97,34 +101,13 @@ impl ArchiveError {
         }
     }
 
-    /// Converts an error raised while *reading* an archive stream. Errors this crate tunneled
-    /// through `io::Error` (limits, corrupt compression) come back out unchanged; a short read
-    /// means a truncated archive.
+    /// Converts an error raised while *reading* an archive stream (see
+    /// [`TarError::from_read`]).
     pub(crate) fn from_read(e: io::Error) -> Self {
-        if e.get_ref().is_some_and(|inner| inner.is::<ArchiveError>()) {
-            let inner = e
-                .into_inner()
-                .expect("get_ref returned Some, so there is an inner error");
-            return *inner
-                .downcast::<ArchiveError>()
-                .expect("checked with is::<ArchiveError>() above");
+        match TarError::from_read(e) {
+            TarError::Compress(c) => ArchiveError::Compress(c),
+            t => ArchiveError::Tar(t),
         }
-        match e.kind() {
-            io::ErrorKind::UnexpectedEof => ArchiveError::invalid("unexpected end of archive"),
-            io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput => {
-                ArchiveError::Invalid(format!("corrupt stream: {e}"))
-            }
-            _ => ArchiveError::Io {
-                op: "read",
-                path: "archive stream".into(),
-                source: e,
-            },
-        }
-    }
-
-    /// Wraps this error in an `io::Error` so it can travel through `Read` adapters.
-    pub(crate) fn into_io(self) -> io::Error {
-        io::Error::other(self)
     }
 }
 
@@ -134,10 +117,14 @@ mod tests {
 
     #[test]
     fn tunneled_errors_come_back_out() {
-        let e = ArchiveError::limit("too big").into_io();
+        let e = io::Error::other(CompressError::TooLarge { max: 5 });
         let back = ArchiveError::from_read(e);
         assert_eq!(back.kind(), ArchiveErrorKind::LimitExceeded);
-        assert_eq!(back.to_string(), "archive limit exceeded: too big");
+        assert_eq!(
+            back.to_string(),
+            "archive limit exceeded: decompressed size exceeds 5 bytes"
+        );
+        assert!(matches!(back, ArchiveError::Compress(_)));
     }
 
     #[test]

@@ -95,7 +95,7 @@ mod root;
 mod tar;
 
 pub use apply::{apply_layer, apply_layer_at, ApplyOptions, ApplyStats, WhiteoutMode};
-pub use compress::{decompress, sniff, Compression, ZSTD_WINDOW_LOG_MAX};
+pub use compress::{decompress, sniff, CompressError, Compression, ZSTD_WINDOW_LOG_MAX};
 pub use copy::copy_tree;
 pub use digest::{DigestReader, DigestWriter};
 pub use error::{ArchiveError, ArchiveErrorKind};
@@ -107,6 +107,6 @@ pub use root::{
 /// Open flags taken by [`open_in_root`] (re-exported so callers need not name rustix).
 pub use rustix::fs::OFlags;
 pub use tar::{
-    Entry, EntryType, Header, Record, TarLimits, TarReader, TarWriter, Timestamp, BLOCK,
+    Entry, EntryType, Header, Record, TarError, TarLimits, TarReader, TarWriter, Timestamp, BLOCK,
     MAX_META_SIZE, MAX_PATH_LEN,
 };

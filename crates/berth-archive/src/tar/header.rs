@@ -1,6 +1,6 @@
 //! Tar header model and the field codecs shared by the reader and the writer.
 
-use crate::error::ArchiveError;
+use super::error::TarError;
 
 /// A PAX record or extended attribute: (key, value), both raw bytes.
 pub type Record = (Vec<u8>, Vec<u8>);
@@ -136,7 +136,7 @@ pub(crate) fn parse_string(field: &[u8]) -> &[u8] {
 
 /// Parses a numeric field like Go's `parseNumeric`: base-256 when the high bit is set,
 /// otherwise octal padded with spaces/NULs.
-pub(crate) fn parse_numeric(field: &[u8]) -> Result<i64, ArchiveError> {
+pub(crate) fn parse_numeric(field: &[u8]) -> Result<i64, TarError> {
     if let Some(&first) = field.first() {
         if first & 0x80 != 0 {
             let inv = if first & 0x40 != 0 { 0xffu8 } else { 0 };
@@ -147,12 +147,12 @@ pub(crate) fn parse_numeric(field: &[u8]) -> Result<i64, ArchiveError> {
                     c &= 0x7f;
                 }
                 if x >> 56 > 0 {
-                    return Err(ArchiveError::invalid("base-256 number overflows"));
+                    return Err(TarError::malformed("base-256 number overflows"));
                 }
                 x = (x << 8) | u64::from(c);
             }
             if x >> 63 > 0 {
-                return Err(ArchiveError::invalid("base-256 number overflows"));
+                return Err(TarError::malformed("base-256 number overflows"));
             }
             let v = x as i64;
             return Ok(if inv == 0xff { !v } else { v });
@@ -161,7 +161,7 @@ pub(crate) fn parse_numeric(field: &[u8]) -> Result<i64, ArchiveError> {
     parse_octal(field)
 }
 
-fn parse_octal(field: &[u8]) -> Result<i64, ArchiveError> {
+fn parse_octal(field: &[u8]) -> Result<i64, TarError> {
     let trimmed = trim(field, |b| b == b' ' || b == 0);
     let s = parse_string(trimmed);
     if s.is_empty() {
@@ -170,14 +170,14 @@ fn parse_octal(field: &[u8]) -> Result<i64, ArchiveError> {
     let mut x: u64 = 0;
     for &c in s {
         if !(b'0'..=b'7').contains(&c) {
-            return Err(ArchiveError::invalid("malformed octal number in header"));
+            return Err(TarError::malformed("malformed octal number in header"));
         }
         x = x
             .checked_mul(8)
             .and_then(|x| x.checked_add(u64::from(c - b'0')))
-            .ok_or_else(|| ArchiveError::invalid("octal number overflows"))?;
+            .ok_or_else(|| TarError::malformed("octal number overflows"))?;
     }
-    i64::try_from(x).map_err(|_| ArchiveError::invalid("octal number overflows"))
+    i64::try_from(x).map_err(|_| TarError::malformed("octal number overflows"))
 }
 
 fn trim(b: &[u8], pred: impl Fn(u8) -> bool) -> &[u8] {
@@ -205,8 +205,8 @@ pub(crate) fn parse_decimal(s: &[u8], signed: bool) -> Option<i64> {
 }
 
 /// Parses a PAX time (`secs[.fraction]`) like Go's `parsePAXTime`.
-pub(crate) fn parse_pax_time(s: &[u8]) -> Result<Timestamp, ArchiveError> {
-    let bad = || ArchiveError::invalid("malformed PAX time record");
+pub(crate) fn parse_pax_time(s: &[u8]) -> Result<Timestamp, TarError> {
+    let bad = || TarError::malformed("malformed PAX time record");
     let (ss, sn) = match s.iter().position(|&b| b == b'.') {
         Some(i) => (&s[..i], &s[i + 1..]),
         None => (s, &b""[..]),
@@ -250,8 +250,8 @@ pub(crate) fn format_pax_time(t: Timestamp) -> Vec<u8> {
 
 /// Parses the records of a PAX extended header like Go's `parsePAX`/`parsePAXRecord`:
 /// `"<len> <key>=<value>\n"` repeated; any malformed record fails the whole header.
-pub(crate) fn parse_pax_records(mut s: &[u8]) -> Result<Vec<Record>, ArchiveError> {
-    let bad = |why: &str| ArchiveError::Invalid(format!("malformed PAX record: {why}"));
+pub(crate) fn parse_pax_records(mut s: &[u8]) -> Result<Vec<Record>, TarError> {
+    let bad = |why: &str| TarError::Malformed(format!("malformed PAX record: {why}"));
     let mut out = Vec::new();
     while !s.is_empty() {
         let sp = s

@@ -5,10 +5,12 @@
 //! bound every allocation, and hand out names as bytes; the writer must be byte-for-byte
 //! deterministic so that layer digests are reproducible.
 
+mod error;
 mod header;
 mod reader;
 mod writer;
 
+pub use error::TarError;
 pub use header::{EntryType, Header, Record, Timestamp, BLOCK, MAX_META_SIZE, MAX_PATH_LEN};
 pub use reader::{Entry, TarLimits, TarReader};
 pub use writer::TarWriter;

@@ -2,6 +2,7 @@
 
 use std::io::{self, Read};
 
+use super::error::TarError;
 use super::header::{
     checksums, parse_decimal, parse_numeric, parse_pax_records, parse_pax_time, parse_string,
     EntryType, Header, Timestamp, BLOCK, MAX_META_SIZE, MAX_PATH_LEN,
@@ -134,34 +135,34 @@ impl<R: Read> TarReader<R> {
         Ok(n)
     }
 
-    fn skip(&mut self, n: u64) -> Result<(), ArchiveError> {
-        let copied = io::copy(&mut (&mut self.r).take(n), &mut io::sink())
-            .map_err(ArchiveError::from_read)?;
+    fn skip(&mut self, n: u64) -> Result<(), TarError> {
+        let copied =
+            io::copy(&mut (&mut self.r).take(n), &mut io::sink()).map_err(TarError::from_read)?;
         if copied != n {
-            return Err(ArchiveError::invalid("unexpected end of archive"));
+            return Err(TarError::Truncated);
         }
         Ok(())
     }
 
     /// Reads a block; `Ok(false)` on a clean EOF before its first byte.
-    fn read_block(&mut self, blk: &mut [u8; BLOCK]) -> Result<bool, ArchiveError> {
+    fn read_block(&mut self, blk: &mut [u8; BLOCK]) -> Result<bool, TarError> {
         let mut got = 0;
         while got < BLOCK {
             match self.r.read(&mut blk[got..]) {
                 Ok(0) if got == 0 => return Ok(false),
-                Ok(0) => return Err(ArchiveError::invalid("unexpected end of archive")),
+                Ok(0) => return Err(TarError::Truncated),
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(ArchiveError::from_read(e)),
+                Err(e) => return Err(TarError::from_read(e)),
             }
         }
         Ok(true)
     }
 
     /// Reads the payload of a meta header (PAX or GNU long name), bounded.
-    fn read_meta(&mut self, size: u64, what: &str) -> Result<Vec<u8>, ArchiveError> {
+    fn read_meta(&mut self, size: u64, what: &str) -> Result<Vec<u8>, TarError> {
         if size > MAX_META_SIZE {
-            return Err(ArchiveError::Limit(format!(
+            return Err(TarError::Limit(format!(
                 "{what} of {size} bytes exceeds {MAX_META_SIZE}"
             )));
         }
@@ -169,16 +170,16 @@ impl<R: Read> TarReader<R> {
         (&mut self.r)
             .take(size)
             .read_to_end(&mut buf)
-            .map_err(ArchiveError::from_read)?;
+            .map_err(TarError::from_read)?;
         if buf.len() as u64 != size {
-            return Err(ArchiveError::invalid("unexpected end of archive"));
+            return Err(TarError::Truncated);
         }
         self.skip(padding(size))?;
         Ok(buf)
     }
 
     /// Reads headers until a real entry (or a global PAX header) and returns it.
-    pub(crate) fn next_header(&mut self) -> Result<Option<Header>, ArchiveError> {
+    pub(crate) fn next_header(&mut self) -> Result<Option<Header>, TarError> {
         if self.done {
             return Ok(None);
         }
@@ -199,11 +200,11 @@ impl<R: Read> TarReader<R> {
                 if !self.read_block(&mut blk)? || blk.iter().all(|&b| b == 0) {
                     return self.end(pax.is_some() || long_name.is_some() || long_link.is_some());
                 }
-                return Err(ArchiveError::invalid("zero block followed by a header"));
+                return Err(TarError::malformed("zero block followed by a header"));
             }
             self.headers += 1;
             if self.headers > self.limits.max_entries {
-                return Err(ArchiveError::Limit(format!(
+                return Err(TarError::Limit(format!(
                     "archive has more than {} entries",
                     self.limits.max_entries
                 )));
@@ -237,7 +238,7 @@ impl<R: Read> TarReader<R> {
                         long_link = Some(name);
                     }
                 }
-                b'S' => return Err(ArchiveError::Unsupported("GNU sparse file".into())),
+                b'S' => return Err(TarError::Unsupported("GNU sparse file".into())),
                 _ => {
                     if let Some(recs) = &pax {
                         merge_pax(&mut hdr, recs)?;
@@ -257,31 +258,29 @@ impl<R: Read> TarReader<R> {
         }
     }
 
-    fn end(&mut self, dangling_meta: bool) -> Result<Option<Header>, ArchiveError> {
+    fn end(&mut self, dangling_meta: bool) -> Result<Option<Header>, TarError> {
         self.done = true;
         if dangling_meta {
-            return Err(ArchiveError::invalid(
-                "archive ends after an extended header",
-            ));
+            return Err(TarError::malformed("archive ends after an extended header"));
         }
         Ok(None)
     }
 
-    fn finish_entry(&mut self, mut hdr: Header) -> Result<Header, ArchiveError> {
+    fn finish_entry(&mut self, mut hdr: Header) -> Result<Header, TarError> {
         if hdr.name.len() > MAX_PATH_LEN || hdr.link_name.len() > MAX_PATH_LEN {
-            return Err(ArchiveError::Invalid(format!(
+            return Err(TarError::Malformed(format!(
                 "entry name longer than {MAX_PATH_LEN} bytes"
             )));
         }
         if hdr.name.is_empty() {
-            return Err(ArchiveError::invalid("entry with an empty name"));
+            return Err(TarError::malformed("entry with an empty name"));
         }
         if hdr.entry_type.header_only() {
             hdr.size = 0;
         }
         self.bytes = self.bytes.saturating_add(hdr.size);
         if self.bytes > self.limits.max_bytes {
-            return Err(ArchiveError::Limit(format!(
+            return Err(TarError::Limit(format!(
                 "archive data exceeds {} bytes",
                 self.limits.max_bytes
             )));
@@ -297,11 +296,11 @@ fn padding(size: u64) -> u64 {
 }
 
 /// Parses one header block (checksum, fields, format-dependent name prefix).
-fn parse_block(blk: &[u8; BLOCK]) -> Result<Header, ArchiveError> {
+fn parse_block(blk: &[u8; BLOCK]) -> Result<Header, TarError> {
     let chksum = parse_numeric(&blk[148..156])?;
     let (unsigned, signed) = checksums(blk);
     if chksum != unsigned && chksum != signed {
-        return Err(ArchiveError::invalid("header checksum mismatch"));
+        return Err(TarError::malformed("header checksum mismatch"));
     }
     let magic = &blk[257..263];
     let version = &blk[263..265];
@@ -322,9 +321,9 @@ fn parse_block(blk: &[u8; BLOCK]) -> Result<Header, ArchiveError> {
         other => EntryType::Other(other),
     };
     let size = parse_numeric(&blk[124..136])?;
-    let size = u64::try_from(size).map_err(|_| ArchiveError::invalid("negative size in header"))?;
-    let id = |f: &[u8]| -> Result<u64, ArchiveError> {
-        u64::try_from(parse_numeric(f)?).map_err(|_| ArchiveError::invalid("negative id"))
+    let size = u64::try_from(size).map_err(|_| TarError::malformed("negative size in header"))?;
+    let id = |f: &[u8]| -> Result<u64, TarError> {
+        u64::try_from(parse_numeric(f)?).map_err(|_| TarError::malformed("negative id"))
     };
     let mode = parse_numeric(&blk[100..108])?;
     let mut h = Header {
@@ -342,9 +341,9 @@ fn parse_block(blk: &[u8; BLOCK]) -> Result<Header, ArchiveError> {
         h.uname = parse_string(&blk[265..297]).to_vec();
         h.gname = parse_string(&blk[297..329]).to_vec();
         if matches!(h.entry_type, EntryType::Char | EntryType::Block) {
-            let dev = |f: &[u8]| -> Result<u32, ArchiveError> {
+            let dev = |f: &[u8]| -> Result<u32, TarError> {
                 u32::try_from(parse_numeric(f)?)
-                    .map_err(|_| ArchiveError::invalid("device number out of range"))
+                    .map_err(|_| TarError::malformed("device number out of range"))
             };
             h.dev_major = dev(&blk[329..337])?;
             h.dev_minor = dev(&blk[337..345])?;
@@ -367,16 +366,16 @@ fn parse_block(blk: &[u8; BLOCK]) -> Result<Header, ArchiveError> {
 }
 
 /// Applies PAX records to a header like Go's `mergePAX` (empty values keep the ustar value).
-fn merge_pax(h: &mut Header, recs: &[(Vec<u8>, Vec<u8>)]) -> Result<(), ArchiveError> {
+fn merge_pax(h: &mut Header, recs: &[(Vec<u8>, Vec<u8>)]) -> Result<(), TarError> {
     let bad = |k: &[u8]| {
-        ArchiveError::Invalid(format!(
+        TarError::Malformed(format!(
             "malformed PAX {} record",
             String::from_utf8_lossy(k)
         ))
     };
     for (k, v) in recs {
         if k.starts_with(b"GNU.sparse.") {
-            return Err(ArchiveError::Unsupported("GNU sparse file (PAX)".into()));
+            return Err(TarError::Unsupported("GNU sparse file (PAX)".into()));
         }
         if v.is_empty() {
             continue;

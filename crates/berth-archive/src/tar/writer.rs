@@ -2,6 +2,7 @@
 
 use std::io::{self, Read, Write};
 
+use super::error::TarError;
 use super::header::{
     checksums, format_octal, format_pax_record, format_pax_time, EntryType, Header, BLOCK,
 };
@@ -41,7 +42,7 @@ impl<W: Write> TarWriter<W> {
 
         // Name: plain, or prefix/name split, or PAX.
         if h.name.contains(&0) || h.link_name.contains(&0) {
-            return Err(ArchiveError::invalid("entry name contains NUL"));
+            return Err(TarError::malformed("entry name contains NUL").into());
         }
         if h.name.len() <= 100 {
             blk[..h.name.len()].copy_from_slice(&h.name);
@@ -105,7 +106,7 @@ impl<W: Write> TarWriter<W> {
             if !format_octal(&mut blk[329..337], u64::from(h.dev_major))
                 || !format_octal(&mut blk[337..345], u64::from(h.dev_minor))
             {
-                return Err(ArchiveError::Unsupported("device number too large".into()));
+                return Err(TarError::Unsupported("device number too large".into()).into());
             }
         } else {
             format_octal(&mut blk[329..337], 0);
@@ -155,7 +156,11 @@ impl<W: Write> TarWriter<W> {
                         Ok(n) => n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => {
-                            return Err(ArchiveError::fs("read", &h.name, e));
+                            return Err(TarError::ReadSource {
+                                path: String::from_utf8_lossy(&h.name).into_owned(),
+                                source: e,
+                            }
+                            .into());
                         }
                     }
                 };
@@ -174,20 +179,18 @@ impl<W: Write> TarWriter<W> {
         for (k, v) in records {
             data.extend(format_pax_record(k, v));
         }
-        self.write_meta(b'x', b"PaxHeaders.0/x", &data)
+        Ok(self.write_meta(b'x', b"PaxHeaders.0/x", &data)?)
     }
 
     /// Writes the end-of-archive marker (two zero blocks) and returns the writer.
     pub fn finish(mut self) -> Result<W, ArchiveError> {
         self.put(&ZERO)?;
         self.put(&ZERO)?;
-        self.w
-            .flush()
-            .map_err(|e| ArchiveError::fs("write", b"archive", e))?;
+        self.w.flush().map_err(TarError::Write)?;
         Ok(self.w)
     }
 
-    fn write_meta(&mut self, flag: u8, name: &[u8], data: &[u8]) -> Result<(), ArchiveError> {
+    fn write_meta(&mut self, flag: u8, name: &[u8], data: &[u8]) -> Result<(), TarError> {
         let mut blk = [0u8; BLOCK];
         let n = name.len().min(100);
         blk[..n].copy_from_slice(&name[..n]);
@@ -205,10 +208,8 @@ impl<W: Write> TarWriter<W> {
         self.put(&ZERO[..pad(data.len() as u64)])
     }
 
-    fn put(&mut self, b: &[u8]) -> Result<(), ArchiveError> {
-        self.w
-            .write_all(b)
-            .map_err(|e| ArchiveError::fs("write", b"archive", e))?;
+    fn put(&mut self, b: &[u8]) -> Result<(), TarError> {
+        self.w.write_all(b).map_err(TarError::Write)?;
         self.written += b.len() as u64;
         Ok(())
     }
