@@ -764,6 +764,7 @@ impl NetManager {
                     subnet,
                     internal: n.info.spec.internal,
                     icc: n.info.spec.enable_icc,
+                    masquerade: n.info.spec.masquerade,
                     veths: st
                         .endpoints
                         .values()

@@ -72,6 +72,7 @@ pub(crate) struct NftNetwork {
     pub subnet: Ipv4Net,
     pub internal: bool,
     pub icc: bool,
+    pub masquerade: bool,
     /// Host-side veths attached to the bridge (only needed when `icc` is false).
     pub veths: Vec<String>,
 }
@@ -137,7 +138,7 @@ fn ip_rules(m: &NftModel) -> Vec<(&'static str, Vec<String>)> {
         let (br, sub) = (&n.bridge, n.subnet);
         post.push(format!("oifname \"{br}\" ip saddr 127.0.0.0/8 masquerade"));
         post.push(format!("oifname \"{br}\" ip saddr {sub} ct status dnat masquerade"));
-        if !n.internal {
+        if !n.internal && n.masquerade {
             post.push(format!("ip saddr {sub} oifname != \"{br}\" masquerade"));
         }
     }
@@ -260,8 +261,8 @@ mod tests {
     fn render_shapes() {
         let m = NftModel {
             networks: vec![
-                NftNetwork { bridge: "br-a".into(), subnet: "10.1.0.0/24".parse().unwrap(), internal: false, icc: true, veths: vec![] },
-                NftNetwork { bridge: "br-b".into(), subnet: "10.2.0.0/24".parse().unwrap(), internal: true, icc: false, veths: vec!["veth1".into(), "veth2".into()] },
+                NftNetwork { bridge: "br-a".into(), subnet: "10.1.0.0/24".parse().unwrap(), internal: false, icc: true, masquerade: true, veths: vec![] },
+                NftNetwork { bridge: "br-b".into(), subnet: "10.2.0.0/24".parse().unwrap(), internal: true, icc: false, masquerade: true, veths: vec!["veth1".into(), "veth2".into()] },
             ],
             ports: vec![
                 NftPort {

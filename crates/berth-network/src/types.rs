@@ -94,6 +94,13 @@ pub struct NetworkSpec {
     pub enable_icc: bool,
     /// MTU of the bridge and veths; `None` = 1500.
     pub mtu: Option<u32>,
+    /// `com.docker.network.bridge.enable_ip_masquerade`: source-NAT egress traffic.
+    #[serde(default = "default_true")]
+    pub masquerade: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl NetworkSpec {
@@ -110,6 +117,7 @@ impl NetworkSpec {
             bridge_name: None,
             enable_icc: true,
             mtu: None,
+            masquerade: true,
         }
     }
 

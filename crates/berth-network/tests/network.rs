@@ -182,6 +182,21 @@ fn networks_are_isolated_and_internal_has_no_egress() {
     assert!(fetch_from(&i2, &i1_ep.ip.to_string(), 80).contains("i1-token"));
     // and the internal network is not reachable from other networks
     assert!(!fetch_from(&a2, &i1_ep.ip.to_string(), 80).contains("i1-token"));
+    // enable_ip_masquerade=false: packets leave with the container's own address, which
+    // the outside namespace has no route back to
+    let m = ctx.mgr();
+    let mut nspec = NetworkSpec::bridge(ctx.id("n"), "nomasq");
+    nspec.masquerade = false;
+    let n = m.create_network(&nspec).unwrap();
+    let n1 = m.create_netns(&ctx.id("n1")).unwrap();
+    m.connect(&ep(&ctx, "n1", &n1, &n.spec.id, vec![])).unwrap();
+    assert!(!fetch_from(&n1, &out_ip.to_string(), 80).contains("outside-token"));
+    // ...and with a route back, the un-NATed traffic works
+    let out_name = out_ns.file_name().unwrap().to_str().unwrap().to_string();
+    let back = out_ip.octets();
+    let via = format!("{}.{}.{}.1", back[0], back[1], back[2]);
+    run("ip", &["-n", &out_name, "route", "add", &n.subnet.unwrap().to_string(), "via", &via]);
+    assert!(fetch_from(&n1, &out_ip.to_string(), 80).contains("outside-token"));
 }
 
 #[test]
