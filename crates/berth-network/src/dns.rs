@@ -277,7 +277,15 @@ async fn serve_udp(sock: Arc<tokio::net::UdpSocket>, shared: Arc<Shared>, cid: S
 
 async fn serve_tcp(listener: tokio::net::TcpListener, shared: Arc<Shared>, cid: String, limit: Arc<Semaphore>) {
     loop {
-        let Ok((mut conn, _)) = listener.accept().await else { continue };
+        let mut conn = match listener.accept().await {
+            Ok((c, _)) => c,
+            Err(e) => {
+                // e.g. EMFILE: back off instead of spinning
+                tracing::debug!(container = %cid, error = %e, "dns tcp accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let Ok(permit) = limit.clone().try_acquire_owned() else { continue };
         let (shared, cid) = (shared.clone(), cid.clone());
         tokio::spawn(async move {
