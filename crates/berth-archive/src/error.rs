@@ -1,9 +1,10 @@
-//! The one error type of this crate.
+//! The crate's public error type.
 //!
-//! Every module of the crate (decompression, tar parsing, apply, pack) feeds the same callers
-//! (image unpack, `load`, `cp`, build `ADD`), and they only need to tell "the input is bad"
-//! from "a limit was hit" from "the host failed", so the crate has one error enum with a
-//! [`ArchiveError::kind`] that the API edge maps to an HTTP status.
+//! The stream layers have their own error enums ([`CompressError`] for decompression,
+//! [`TarError`] for the tar reader/writer); [`ArchiveError`] wraps them and adds the errors
+//! of the filesystem side (apply, pack, paths in a root). Every one has a `kind()` returning
+//! the same small [`ArchiveErrorKind`], which is all the API edge needs to choose a status:
+//! bad input, limit hit, unsupported, out of space, not found, host I/O failure.
 
 use std::io;
 
