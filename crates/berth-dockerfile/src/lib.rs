@@ -1,7 +1,8 @@
 //! berth-dockerfile: the Dockerfile and `.dockerignore` parser used by `berth build`.
 //!
 //! Pure code: no I/O, no global state, no panics on any input (it is fuzzed), and
-//! bounded work (see [`MAX_DOCKERFILE_SIZE`], [`MAX_LINE_SIZE`], [`MAX_STAGES`],
+//! bounded work (see [`MAX_DOCKERFILE_SIZE`], [`MAX_LINE_SIZE`], [`MAX_INSTRUCTIONS`],
+//! [`MAX_STAGES`],
 //! [`MAX_EXPANSION_DEPTH`], [`MAX_EXPANSION_GROWTH`], [`MAX_SCOPE_BYTES`];
 //! everything is linear in the input size).
 //!
@@ -94,7 +95,9 @@ pub use ast::*;
 pub use error::{ParseError, ParseErrorKind};
 pub use history::{go_quote_slice, HISTORY_COMMENT};
 pub use ignore::{IgnoreError, IgnoreErrorKind, IgnoreMatcher};
-pub use parse::{dump_ast, parse, MAX_DOCKERFILE_SIZE, MAX_LINE_SIZE, MAX_STAGES};
+pub use parse::{
+    dump_ast, parse, MAX_DOCKERFILE_SIZE, MAX_INSTRUCTIONS, MAX_LINE_SIZE, MAX_STAGES,
+};
 pub use scope::{ScopeState, StageScope, MAX_SCOPE_BYTES};
 pub use shell::{
     expand, expand_heredoc, expand_words, ExpandError, ExpandErrorKind, Lexer, MAX_EXPANSION_DEPTH,

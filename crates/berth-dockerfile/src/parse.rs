@@ -21,6 +21,10 @@ pub const MAX_DOCKERFILE_SIZE: usize = 16 << 20;
 /// Longest physical line accepted, in bytes (Go's `bufio.Scanner` limit, which is
 /// what Docker enforces).
 pub const MAX_LINE_SIZE: usize = 64 * 1024 - 1;
+/// Most instructions accepted (FROM lines included). Each parsed instruction costs
+/// a few hundred bytes, so this bounds memory for files of many tiny lines; real
+/// Dockerfiles are far smaller (and images cannot have more than ~127 layers).
+pub const MAX_INSTRUCTIONS: usize = 100_000;
 /// Most build stages accepted (real Dockerfiles have a handful; the bound keeps
 /// stage-graph work small).
 pub const MAX_STAGES: usize = 10_000;
@@ -442,6 +446,13 @@ fn logical_lines(text: &str) -> Result<Logical, ParseError> {
                 }
                 node.heredocs.push(doc);
             }
+        }
+        if nodes.len() >= MAX_INSTRUCTIONS {
+            return Err(ParseError::new(
+                ParseErrorKind::Limit,
+                format!("too many instructions (maximum {MAX_INSTRUCTIONS})"),
+            )
+            .at(start, lines.line));
         }
         node.start = start;
         node.end = lines.line;

@@ -3,7 +3,7 @@
 
 use berth_dockerfile::{
     expand, expand_words, parse, IgnoreMatcher, Mount, ParseErrorKind, MAX_DOCKERFILE_SIZE,
-    MAX_LINE_SIZE, MAX_STAGES,
+    MAX_INSTRUCTIONS, MAX_LINE_SIZE, MAX_STAGES,
 };
 
 /// Small deterministic PRNG (xorshift64*), so failures are reproducible.
@@ -162,13 +162,25 @@ fn random_input_never_panics() {
 #[test]
 fn ten_megabyte_dockerfile() {
     let mut text = String::from("FROM busybox\n");
-    let line =
-        "RUN echo some reasonably long command line with --flags and words \\\n    && true\n";
+    let line = format!(
+        "RUN echo some reasonably long command line with --flags and words \\\n    && {} \\\n    && true\n",
+        "x".repeat(120)
+    );
     while text.len() < 10 << 20 {
-        text.push_str(line);
+        text.push_str(&line);
     }
     let df = parse(&text).expect("large but valid Dockerfile parses");
-    assert!(df.stages[0].instructions.len() > 100_000);
+    assert!(df.stages[0].instructions.len() > 40_000);
+}
+
+#[test]
+fn many_tiny_instructions_hit_the_limit() {
+    let text = format!("FROM a\n{}", "RUN\n".repeat(MAX_INSTRUCTIONS));
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.kind(), ParseErrorKind::Limit);
+    assert_eq!(e.line, MAX_INSTRUCTIONS + 1);
+    let ok = format!("FROM a\n{}", "RUN\n".repeat(MAX_INSTRUCTIONS - 1));
+    assert!(parse(&ok).is_ok());
 }
 
 #[test]
