@@ -121,7 +121,9 @@ pub fn expand_words(
 
 /// Expands a heredoc body whose delimiter was not quoted: only `$` expansions and
 /// escapes are processed, quotes are kept as they are (BuildKit's `ExpandRaw`, which
-/// always uses `\` as escape).
+/// always uses `\` as escape). Like BuildKit, every backslash escapes the next
+/// character, so `\n` becomes `n` and `\\` becomes `\`; quote the delimiter
+/// (`<<"EOF"`) to keep a body verbatim.
 pub fn expand_heredoc(
     content: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
@@ -921,6 +923,10 @@ mod tests {
         assert_eq!(
             expand_heredoc("echo \"$A\" '$A' \\$A\n", &l).unwrap(),
             "echo \"1\" '1' $A\n"
+        );
+        assert_eq!(
+            expand_heredoc("printf 'a\\nb' \\\\\n", &l).unwrap(),
+            "printf 'anb' \\\n"
         );
     }
 
