@@ -1,10 +1,13 @@
 //! berth-dockerfile: the Dockerfile and `.dockerignore` parser used by `berth build`.
 //!
-//! Pure code: no I/O, no global state, no panics on any input (it is fuzzed), and
-//! bounded work (see [`MAX_DOCKERFILE_SIZE`], [`MAX_LINE_SIZE`], [`MAX_INSTRUCTIONS`],
-//! [`MAX_STAGES`],
-//! [`MAX_EXPANSION_DEPTH`], [`MAX_EXPANSION_GROWTH`], [`MAX_SCOPE_BYTES`];
-//! everything is linear in the input size).
+//! Pure code: no I/O, no global state, no panics on any input (it is fuzzed: the
+//! entry point is [`parse`]), and bounded work: see [`MAX_DOCKERFILE_SIZE`],
+//! [`MAX_LINE_SIZE`], [`MAX_INSTRUCTIONS`], [`MAX_STAGES`], [`MAX_EXPANSION_DEPTH`],
+//! [`MAX_EXPANSION_GROWTH`] and [`MAX_SCOPE_BYTES`]; every step is linear in the
+//! input size.
+//!
+//! The parser is checked against BuildKit's own parser test files and shell-lexer
+//! tables (`tests/buildkit_compat.rs`, opt-in) besides its own golden files.
 //!
 //! # Why it is shaped like this
 //!
@@ -21,8 +24,9 @@
 //!    variables are visible depends on build args and the base image, which only
 //!    the builder knows.
 //! 3. **Expansion** ([`expand`], [`expand_words`], [`Instruction::expanded`],
-//!    [`ScopeState`]): BuildKit's shell lexer (`$V`, `${V:-x}`, `${V#p}`, quoting
-//!    and escapes) and its ARG/ENV scoping rules, as small pure helpers.
+//!    [`ScopeState`], [`StageScope`]): BuildKit's shell lexer (`$V`, `${V:-x}`,
+//!    `${V#p}`, `${V/p/r}`, quoting and escapes) and its ARG/ENV scoping rules, as
+//!    small pure helpers the builder drives instruction by instruction.
 //!
 //! `.dockerignore` handling ([`IgnoreMatcher`]) lives here too because it is the
 //! other half of "what the build sees" and shares the same no-I/O constraints.
