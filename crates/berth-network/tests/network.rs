@@ -33,8 +33,9 @@ fn dns_resolves_names_and_aliases_on_user_network_only() {
     assert_eq!(lookup(&cli_ns, "front.end"), vec![web_ep.ip]);
     assert_eq!(lookup(&cli_ns, "web.user"), vec![web_ep.ip]);
     assert_eq!(lookup(&cli_ns, "www.user"), vec![web_ep.ip]);
-    assert_eq!(lookup(&cli_ns, &ctx.id("web")[..10]), vec![web_ep.ip]);
+    assert_eq!(lookup(&cli_ns, &web.names[1]), vec![web_ep.ip], "short id");
     assert_eq!(lookup(&web_ns, "cli"), vec![cli_ep.ip]);
+    assert_eq!(lookup_tcp(&web_ns, "cli"), vec![cli_ep.ip], "dns over tcp");
     assert!(lookup(&cli_ns, "nosuchcontainer").is_empty());
 
     // the default bridge: no embedded DNS at all

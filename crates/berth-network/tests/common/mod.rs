@@ -63,7 +63,7 @@ impl Ctx {
     /// `k` (0..=40) makes pools and names unique between tests of this binary.
     pub fn new(k: u8) -> Ctx {
         let pid = std::process::id();
-        let tag = format!("{:x}{k:02}", pid % 0xfffff);
+        let tag = format!("{:05x}{k:02}", pid % 0xfffff);
         let tmp = tempfile::tempdir().expect("temp dir");
         let cfg = NetConfig {
             bridge_name: format!("bb{tag}"),
@@ -285,4 +285,52 @@ pub fn udp_socket_in(ns: &Path, port: u16) -> std::net::UdpSocket {
     })
     .join()
     .expect("netns thread")
+}
+
+/// Resolve `name` over DNS-over-TCP against 127.0.0.11 from inside `ns`.
+pub fn lookup_tcp(ns: &Path, name: &str) -> Vec<Ipv4Addr> {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    use std::str::FromStr;
+    let ns = ns.to_path_buf();
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&ns).expect("open netns");
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns on a valid namespace fd only changes this short-lived thread.
+        let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns");
+        let Ok(mut s) = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 11], 53)), Duration::from_secs(3))
+        else {
+            return vec![];
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut q = Message::query();
+        q.metadata.id = 4242;
+        q.add_query(Query::query(Name::from_str(&format!("{name}.")).expect("name"), RecordType::A));
+        let bytes = q.to_vec().expect("encode");
+        let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(&bytes);
+        if s.write_all(&out).is_err() {
+            return vec![];
+        }
+        let mut len = [0u8; 2];
+        if s.read_exact(&mut len).is_err() {
+            return vec![];
+        }
+        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+        if s.read_exact(&mut buf).is_err() {
+            return vec![];
+        }
+        let r = Message::from_vec(&buf).expect("decode");
+        r.answers
+            .iter()
+            .filter_map(|a| match &a.data {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            })
+            .collect()
+    })
+    .join()
+    .expect("dns thread")
 }
