@@ -17,7 +17,7 @@ use rustix::io::Errno;
 
 use crate::error::ArchiveError;
 use crate::idmap::IdMap;
-use crate::root::{components, join, list_dir, open_root, openat_in_root};
+use crate::root::{components, join, list_dir, open_root, openat_in_root, MAX_DEPTH};
 use crate::tar::{EntryType, Header, Record, TarWriter, Timestamp};
 
 /// The overflow id shown for unmapped owners.
@@ -74,6 +74,7 @@ pub fn pack_at<W: Write>(
         w: TarWriter::new(out),
         opts,
         seen: HashMap::new(),
+        depth: 0,
     };
     let src = opts
         .src
@@ -148,6 +149,8 @@ struct Packer<'o, W: Write> {
     opts: &'o PackOptions,
     /// (dev, inode) of multiply linked non-directories -> first archive name.
     seen: HashMap<(u64, u64), Vec<u8>>,
+    /// Current directory nesting.
+    depth: usize,
 }
 
 impl<W: Write> Packer<'_, W> {
@@ -288,7 +291,16 @@ impl<W: Write> Packer<'_, W> {
             wh.mode &= 0o777;
             self.w.append(&wh, &mut std::io::empty())?;
         }
-        self.walk(dir.as_fd(), &name)
+        if self.depth >= MAX_DEPTH {
+            return Err(ArchiveError::Limit(format!(
+                "{} is nested more than {MAX_DEPTH} directories deep",
+                String::from_utf8_lossy(arch)
+            )));
+        }
+        self.depth += 1;
+        let r = self.walk(dir.as_fd(), &name);
+        self.depth -= 1;
+        r
     }
 
     fn is_opaque(&self, fd: BorrowedFd<'_>) -> bool {

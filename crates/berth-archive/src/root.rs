@@ -211,9 +211,21 @@ fn mkdir_all(
     Ok(fd)
 }
 
+/// Deepest directory nesting walked by recursive operations (remove, pack). A hostile tree
+/// deeper than this fails the operation instead of exhausting the stack or descriptors.
+pub(crate) const MAX_DEPTH: usize = 2048;
+
 /// Removes `name` in `dir` recursively without following any symlink; a missing `name` is
-/// not an error. Returns whether something was removed.
+/// not an error. Returns whether something was removed. Fails with `ELOOP` on trees nested
+/// deeper than [`MAX_DEPTH`].
 pub(crate) fn remove_all_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<bool, Errno> {
+    remove_all_depth(dir, name, 0)
+}
+
+fn remove_all_depth(dir: BorrowedFd<'_>, name: &[u8], depth: usize) -> Result<bool, Errno> {
+    if depth > MAX_DEPTH {
+        return Err(Errno::LOOP);
+    }
     match rfs::unlinkat(dir, name, AtFlags::empty()) {
         Ok(()) => return Ok(true),
         Err(Errno::NOENT) => return Ok(false),
@@ -231,7 +243,7 @@ pub(crate) fn remove_all_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<bool, Er
         Err(e) => return Err(e),
     };
     for child in list_dir(sub.as_fd())? {
-        remove_all_at(sub.as_fd(), &child)?;
+        remove_all_depth(sub.as_fd(), &child, depth + 1)?;
     }
     match rfs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
         Ok(()) => Ok(true),
@@ -305,6 +317,28 @@ mod tests {
         mkdir_all_in_root_at(fd.as_fd(), b"dangling/z", 0o755).expect("mkdir dangling");
         assert!(root.join("nowhere/deep/z").is_dir());
         assert!(!Path::new("/nowhere").exists());
+    }
+
+    #[test]
+    fn remove_all_is_depth_bounded() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let fd = open_root(tmp.path()).expect("root");
+        let mut chain = vec![fd];
+        for _ in 0..MAX_DEPTH + 10 {
+            let cur = chain.last().expect("chain starts non-empty");
+            rfs::mkdirat(cur, "d", Mode::from_raw_mode(0o755)).expect("mkdir");
+            let next = rfs::openat(cur, "d", OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
+                .expect("open");
+            chain.push(next);
+        }
+        assert_eq!(remove_all_at(chain[0].as_fd(), b"d"), Err(Errno::LOOP));
+        // Clean up bottom-up through the held descriptors.
+        while chain.len() > 1 {
+            chain.pop();
+            let parent = chain.last().expect("len > 1");
+            rfs::unlinkat(parent, "d", AtFlags::REMOVEDIR).expect("rmdir");
+        }
+        assert!(!tmp.path().join("d").exists());
     }
 
     #[test]
