@@ -100,7 +100,8 @@ pub use error::{ParseError, ParseErrorKind};
 pub use history::{go_quote_slice, HISTORY_COMMENT};
 pub use ignore::{IgnoreError, IgnoreErrorKind, IgnoreMatcher};
 pub use parse::{
-    dump_ast, parse, MAX_DOCKERFILE_SIZE, MAX_INSTRUCTIONS, MAX_LINE_SIZE, MAX_STAGES,
+    dump_ast, parse, parse_onbuild_trigger, MAX_DOCKERFILE_SIZE, MAX_INSTRUCTIONS, MAX_LINE_SIZE,
+    MAX_STAGES,
 };
 pub use scope::{ScopeState, StageScope, MAX_SCOPE_BYTES};
 pub use shell::{

@@ -137,6 +137,45 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     Ok(df)
 }
 
+/// Parses one ONBUILD trigger taken from a base image's config (`OnBuild` list,
+/// the [`Onbuild::expression`] text, heredoc bodies included), as BuildKit does
+/// when a stage is built `FROM` that image. `line` is the stage's `FROM` line, which
+/// the instruction and any error are attributed to.
+///
+/// ```
+/// use berth_dockerfile::{parse_onbuild_trigger, InstructionKind};
+/// let i = parse_onbuild_trigger("RUN <<EOF\necho hi\nEOF", 3).unwrap();
+/// assert_eq!(i.start_line, 3);
+/// assert!(matches!(i.kind, InstructionKind::Run(_)));
+/// ```
+pub fn parse_onbuild_trigger(trigger: &str, line: usize) -> Result<Instruction, ParseError> {
+    let at = |e: ParseError| e.at(line, line);
+    if trigger.len() > MAX_DOCKERFILE_SIZE {
+        return Err(at(ParseError::new(
+            ParseErrorKind::Limit,
+            "onbuild trigger is too large",
+        )));
+    }
+    let Logical {
+        mut nodes, escape, ..
+    } = logical_lines(trigger).map_err(at)?;
+    if nodes.len() != 1 {
+        return Err(at(syntax("onbuild trigger should be a single expression")));
+    }
+    let mut node = nodes.remove(0);
+    node.start = line;
+    node.end = line;
+    if let Some(sub) = &mut node.sub {
+        sub.start = line;
+        sub.end = line;
+    }
+    let cmd = node.cmd.clone();
+    if cmd.eq_ignore_ascii_case("from") {
+        return Err(at(invalid_arg("FROM isn't allowed as an ONBUILD trigger")).on(&cmd));
+    }
+    to_instruction(&node, escape).map_err(|e| at(e).on(&cmd))
+}
+
 /// Dumps the logical-line AST in BuildKit's `Node.Dump()` format, one
 /// s-expression per instruction. Only for differential tests against BuildKit's
 /// parser test files; not a stable API.
@@ -1466,6 +1505,27 @@ mod tests {
 
     fn err(text: &str) -> String {
         parse(&format!("FROM a\n{text}\n")).unwrap_err().message
+    }
+
+    #[test]
+    fn onbuild_triggers() {
+        let df = parse("FROM a\nONBUILD COPY <<EOF /f\ndata\nEOF\nONBUILD RUN make\n").unwrap();
+        for inst in &df.stages[0].instructions {
+            let InstructionKind::Onbuild(o) = &inst.kind else {
+                panic!("{inst:?}");
+            };
+            let t = parse_onbuild_trigger(&o.expression, 1).unwrap();
+            assert_eq!(t.kind, o.trigger.kind);
+        }
+        assert_eq!(
+            parse_onbuild_trigger("RUN a\nRUN b", 2)
+                .unwrap_err()
+                .message,
+            "onbuild trigger should be a single expression"
+        );
+        assert_eq!(parse_onbuild_trigger("", 2).unwrap_err().line, 2);
+        assert!(parse_onbuild_trigger("FROM x", 2).is_err());
+        assert!(parse_onbuild_trigger("RUNN x", 2).is_err());
     }
 
     #[test]

@@ -150,6 +150,7 @@ fn random_input_never_panics() {
         let _ = expand(&text, &lookup, '\\');
         let _ = expand_words(&text, &lookup, '`');
         let _ = Mount::parse(&text, None);
+        let _ = berth_dockerfile::parse_onbuild_trigger(&text, 1);
         if let Ok(m) = IgnoreMatcher::new(&text) {
             let _ = m.matches(&text);
             let _ = m.dir_may_contain_exceptions(&text);
