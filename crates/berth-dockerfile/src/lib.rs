@@ -82,6 +82,8 @@
 //! assert_eq!(stage.lookup("GREETING").as_deref(), Some("hi there"));
 //! ```
 
+#![warn(missing_docs)]
+
 mod ast;
 mod error;
 mod expand;
