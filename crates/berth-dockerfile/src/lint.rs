@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::ast::{Dockerfile, InstructionKind};
+use crate::error::{syntax, ParseError};
 use crate::mount::parse_go_bool;
 
 /// A non-fatal finding.
@@ -52,7 +53,8 @@ pub struct CheckConfig {
 
 impl CheckConfig {
     /// Parses the directive value, e.g. `skip=JSONArgsRecommended;error=true`.
-    pub fn parse(s: &str) -> Result<CheckConfig, String> {
+    /// The error carries no line; [`crate::parse`] attributes it to the directive.
+    pub fn parse(s: &str) -> Result<CheckConfig, ParseError> {
         let mut c = CheckConfig::default();
         let s = s.trim();
         if s.is_empty() {
@@ -60,7 +62,7 @@ impl CheckConfig {
         }
         for part in s.splitn(3, ';') {
             let Some((k, v)) = part.split_once('=') else {
-                return Err(format!("invalid check option {part:?}"));
+                return Err(syntax(format!("invalid check option {part:?}")));
             };
             let v = v.trim();
             match k.trim() {
@@ -69,12 +71,12 @@ impl CheckConfig {
                 "experimental" => {}
                 "error" => {
                     c.error = parse_go_bool(v).ok_or_else(|| {
-                        format!(
+                        syntax(format!(
                             "failed to parse check option {part:?}: strconv.ParseBool: parsing {v:?}: invalid syntax"
-                        )
+                        ))
                     })?
                 }
-                k => return Err(format!("invalid check option {k:?}")),
+                k => return Err(syntax(format!("invalid check option {k:?}"))),
             }
         }
         Ok(c)

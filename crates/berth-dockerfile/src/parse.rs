@@ -118,7 +118,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         .at(last_line, last_line));
     }
     let check = match directives.iter().find(|d| d.name == "check") {
-        Some(d) => CheckConfig::parse(&d.value).map_err(|m| syntax(m).at(d.line, d.line))?,
+        Some(d) => CheckConfig::parse(&d.value).map_err(|e| e.at(d.line, d.line))?,
         None => CheckConfig::default(),
     };
     let mut df = Dockerfile {
