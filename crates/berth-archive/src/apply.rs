@@ -64,6 +64,10 @@ pub struct ApplyOptions {
     pub id_map: Option<IdMap>,
     /// Create character and block devices; without it they are skipped with a warning.
     pub allow_devices: bool,
+    /// Ignore an entry naming the root itself (`./`) instead of applying its owner, mode and
+    /// times to the root: Docker's `Untar` does so for `docker cp` and `ADD`, while layer
+    /// unpack applies it.
+    pub skip_root_entry: bool,
     /// Refuse to replace a directory with a non-directory or the reverse (Docker's
     /// `NoOverwriteDirNonDir`, used by `docker cp`).
     pub no_overwrite_dir_non_dir: bool,
@@ -85,6 +89,7 @@ impl Default for ApplyOptions {
             force_owner: None,
             id_map: None,
             allow_devices: root,
+            skip_root_entry: false,
             no_overwrite_dir_non_dir: false,
             max_entries: limits.max_entries,
             max_bytes: limits.max_bytes,
@@ -435,6 +440,9 @@ impl<'a> Applier<'a> {
                 "entry {} would replace the root directory",
                 String::from_utf8_lossy(&h.name)
             )));
+        }
+        if self.opts.skip_root_entry {
+            return Ok(());
         }
         let fd = openat_in_root(
             self.root,

@@ -531,3 +531,29 @@ fn userns_remap_shifts_owners_both_ways() {
     let err = berth_archive::apply_layer(&root, &tar[..], &opts).expect_err("unmapped");
     assert_eq!(err.kind(), berth_archive::ArchiveErrorKind::InvalidArchive);
 }
+
+#[test]
+fn root_entry_applies_for_layers_and_is_skipped_for_cp() {
+    if skip_unless_root("root_entry") {
+        return;
+    }
+    let s = Scratch::new("root-entry");
+    let tar = common::RawTar::new()
+        .entry(common::Raw::new(b"./", b'5').mode(0o700).owner(5, 6), b"")
+        .file(b"./f", b"f")
+        .finish();
+    let layer = s.sub("layer");
+    berth_archive::apply_layer(&layer, &tar[..], &ApplyOptions::default()).expect("layer");
+    let m = std::fs::metadata(&layer).expect("stat");
+    assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o700, 5, 6));
+    let cp = s.sub("cp");
+    std::fs::set_permissions(&cp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let opts = ApplyOptions {
+        skip_root_entry: true,
+        ..ApplyOptions::default()
+    };
+    berth_archive::apply_layer(&cp, &tar[..], &opts).expect("cp");
+    let m = std::fs::metadata(&cp).expect("stat");
+    assert_eq!((m.mode() & 0o7777, m.uid()), (0o755, 0));
+    assert!(cp.join("f").exists());
+}
