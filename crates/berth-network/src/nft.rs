@@ -16,6 +16,8 @@
 //! 45-rule table loads in ~20 ms as text and ~22 ms as JSON.
 //!
 //! Layout of `table ip <name>`:
+//! - `guard` (filter, raw): nothing from a bridge may be addressed to 127.0.0.0/8, which
+//!   `route_localnet` would otherwise route to the host's loopback services.
 //! - `prerouting`/`output` (nat, dstnat): packets to a local address jump to `ports`;
 //!   external packets addressed to 127/8 never do (CVE-2020-8558).
 //! - `ports`: one DNAT rule per published port.
@@ -111,7 +113,8 @@ pub(crate) enum Mode {
     Replace,
 }
 
-const BASE_CHAINS: [(&str, &str); 4] = [
+const BASE_CHAINS: [(&str, &str); 5] = [
+    ("guard", "type filter hook prerouting priority raw; policy accept;"),
     ("prerouting", "type nat hook prerouting priority dstnat; policy accept;"),
     ("output", "type nat hook output priority -100; policy accept;"),
     ("postrouting", "type nat hook postrouting priority srcnat; policy accept;"),
@@ -156,7 +159,24 @@ fn ip_rules(m: &NftModel) -> Vec<(&'static str, Vec<String>)> {
             fwd.push(format!("iifname \"{br}\" oifname != \"{br}\" oifname {{ {set} }} drop"));
         }
     }
-    vec![("prerouting", pre), ("output", out), ("ports", ports), ("postrouting", post), ("forward", fwd)]
+    // `route_localnet` on a bridge would also let a container (with CAP_NET_RAW, or
+    // NET_ADMIN in its own namespace) reach services the host binds to 127.0.0.0/8:
+    // nothing addressed to loopback may come in from a bridge (the replies of
+    // loopback-published ports are addressed to the gateway until de-NATed later).
+    let guard = if m.networks.is_empty() {
+        vec![]
+    } else {
+        let set = m.networks.iter().map(|n| format!("\"{}\"", n.bridge)).collect::<Vec<_>>().join(", ");
+        vec![format!("iifname {{ {set} }} ip daddr 127.0.0.0/8 drop")]
+    };
+    vec![
+        ("guard", guard),
+        ("prerouting", pre),
+        ("output", out),
+        ("ports", ports),
+        ("postrouting", post),
+        ("forward", fwd),
+    ]
 }
 
 /// Rules of the `bridge` table's forward chain (empty: no table needed).
@@ -293,6 +313,7 @@ mod tests {
         assert!(!s.contains("ip saddr 10.2.0.0/24 oifname != \"br-b\" masquerade"));
         assert!(s.contains("iifname \"br-b\" oifname != \"br-b\" drop"));
         assert!(s.contains("iifname { \"veth1\", \"veth2\" } oifname { \"veth1\", \"veth2\" } drop"));
+        assert!(s.contains("iifname { \"br-a\", \"br-b\" } ip daddr 127.0.0.0/8 drop"));
         let empty = render("t1", &NftModel::default(), Mode::Update);
         assert!(!empty.contains("table bridge t1 {\n"));
         assert!(empty.contains("table bridge t1 {}\ndelete table bridge t1"));

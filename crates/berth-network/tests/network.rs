@@ -624,3 +624,41 @@ fn tables_of_an_older_layout_are_replaced() {
     assert!(!t.contains("chain stale"), "{t}");
     assert!(t.contains("type nat hook output priority -100"), "{t}");
 }
+
+/// `route_localnet` on the bridge must not expose the host's loopback services to a
+/// container that routes 127.0.0.0/8 towards its gateway (CVE-2020-8558 class).
+#[test]
+fn containers_cannot_reach_host_loopback_services() {
+    require_root!();
+    let mut ctx = Ctx::new(16);
+    let secret = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let sp = secret.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        while let Ok((mut c, _)) = secret.accept() {
+            use std::io::Write;
+            let _ = c.write_all(b"HOSTSECRET\n");
+        }
+    });
+    let m = ctx.mgr();
+    let net = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
+    let ns = m.create_netns(&ctx.id("evil")).unwrap();
+    let hp = free_port();
+    let binding = PortBinding { host_ip: Some(Ipv4Addr::LOCALHOST), ..PortBinding::new(hp, 80, Proto::Tcp) };
+    let e = m.connect(&ep(&ctx, "evil", &ns, &net.spec.id, vec![binding])).unwrap();
+    ctx.httpd(&ns, 80, "evil-token");
+    // the "container" (root in its namespace) routes 127.0.0.2 to the host
+    let script = format!(
+        "echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet; echo 1 > /proc/sys/net/ipv4/conf/eth0/route_localnet; \
+         ip route del 127.0.0.0/8 dev lo table local; ip route add 127.0.0.2/32 via {} dev eth0",
+        e.gateway
+    );
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(["sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!fetch_from(&ns, "127.0.0.2", sp).contains("HOSTSECRET"));
+    // while the loopback-published port keeps working
+    assert!(fetch_host(SocketAddr::from((Ipv4Addr::LOCALHOST, hp))).contains("evil-token"));
+}
