@@ -29,6 +29,8 @@ const DIR_CACHE_MAX: usize = 256;
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
 const WHITEOUT_OPAQUE: &[u8] = b".wh..wh..opq";
+/// Where aufs-era layers keep the targets of hard links.
+const AUFS_LINK_DIR: &[u8] = b".wh..wh.plnk";
 
 /// How OCI whiteout entries (`.wh.<name>`, `.wh..wh..opq`) are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,9 +160,14 @@ pub fn apply_layer_at<R: Read>(
         created: HashSet::new(),
         buf: vec![0u8; COPY_BUF],
         stats: ApplyStats::default(),
+        aufs_links: false,
     };
     while let Some(h) = reader.next_header()? {
         a.entry(&h, &mut reader)?;
+    }
+    if a.aufs_links {
+        remove_all_at(root, AUFS_LINK_DIR)
+            .map_err(|e| ArchiveError::fs("remove", AUFS_LINK_DIR, e))?;
     }
     a.finish_dir_times()?;
     let mut rest = reader.into_inner();
@@ -179,6 +186,8 @@ struct Applier<'a> {
     created: HashSet<Vec<u8>>,
     buf: Vec<u8>,
     stats: ApplyStats,
+    /// `.wh..wh.plnk/` was populated and must be removed at the end.
+    aufs_links: bool,
 }
 
 fn ts(t: Timestamp) -> Timespec {
@@ -210,6 +219,18 @@ impl<'a> Applier<'a> {
             )));
         }
         let path = join(&comps);
+        if let Some(&top) = comps.first() {
+            if top.starts_with(WHITEOUT_META_PREFIX) && top != WHITEOUT_OPAQUE {
+                // aufs metadata (Docker skips it). Regular files in `.wh..wh.plnk/` are the
+                // targets of the layer's hard links: created, then removed at the end.
+                let plnk_file =
+                    top == AUFS_LINK_DIR && comps.len() == 2 && h.entry_type == EntryType::Regular;
+                if !plnk_file {
+                    return Ok(());
+                }
+                self.aufs_links = true;
+            }
+        }
         let Some((base, parent_comps)) = comps.split_last() else {
             return self.root_entry(h);
         };

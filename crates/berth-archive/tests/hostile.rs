@@ -727,3 +727,33 @@ fn a1_17_link_floods_are_bounded_and_inode_exhaustion_is_reported() {
     assert!(err.to_string().contains("inodes"), "{err}");
     std::fs::set_permissions(&mnt, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
+
+#[test]
+fn aufs_hardlink_dir_is_resolved_then_removed() {
+    if skip_unless_root("aufs_plnk") {
+        return;
+    }
+    let s = Scratch::new("aufs");
+    let sent = Sentinels::new(&s);
+    let tar = RawTar::new()
+        .dir(b".wh..wh.plnk/")
+        .file(b".wh..wh.plnk/1234.56", b"shared")
+        .dir(b"bin/")
+        .hardlink(b"bin/a", b".wh..wh.plnk/1234.56")
+        .hardlink(b"bin/b", b"/.wh..wh.plnk/1234.56")
+        .dir(b".wh..wh.orph/")
+        .file(b".wh..wh.orph/x", b"orphan")
+        .file(b".wh..wh.aufs", b"")
+        .finish();
+    for mode in [WhiteoutMode::Remove, WhiteoutMode::Overlay] {
+        let root = s.sub(&format!("root-{mode:?}"));
+        apply(&root, &tar, mode).expect("apply");
+        assert_eq!(read(&root.join("bin/a")), b"shared");
+        let m = std::fs::metadata(root.join("bin/b")).expect("b");
+        assert_eq!(m.nlink(), 2);
+        for meta in [".wh..wh.plnk", ".wh..wh.orph", ".wh..wh.aufs"] {
+            assert!(!lexists(&root.join(meta)), "{meta} left behind");
+        }
+    }
+    sent.check();
+}
