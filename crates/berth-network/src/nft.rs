@@ -113,12 +113,14 @@ pub(crate) enum Mode {
     Replace,
 }
 
+const FORWARD_DECL: &str = "type filter hook forward priority filter; policy accept;";
+
 const BASE_CHAINS: [(&str, &str); 5] = [
     ("guard", "type filter hook prerouting priority raw; policy accept;"),
     ("prerouting", "type nat hook prerouting priority dstnat; policy accept;"),
     ("output", "type nat hook output priority -100; policy accept;"),
     ("postrouting", "type nat hook postrouting priority srcnat; policy accept;"),
-    ("forward", "type filter hook forward priority filter; policy accept;"),
+    ("forward", FORWARD_DECL),
 ];
 
 /// Rules of each chain of the `ip` table, in order.
@@ -238,7 +240,7 @@ pub(crate) fn render(table: &str, m: &NftModel, mode: Mode) -> String {
         if mode == Mode::Replace {
             let _ = writeln!(s, "table bridge {table} {{}}\ndelete table bridge {table}");
         }
-        write_chains(&mut s, "bridge", table, &[("forward", Some(BASE_CHAINS[3].1))]);
+        write_chains(&mut s, "bridge", table, &[("forward", Some(FORWARD_DECL))]);
         let _ = writeln!(s, "flush table bridge {table}");
         write_rules(&mut s, "bridge", table, &[("forward", br)]);
     }
@@ -307,6 +309,7 @@ mod tests {
         assert!(!u.contains("delete table ip"));
         assert!(u.contains("flush table ip t1\n"));
         assert!(u.contains("flush table bridge t1\n"));
+        assert!(u.contains("table bridge t1 {\n  chain forward {\n    type filter hook forward"));
         assert!(s.contains("    tcp dport 8080 dnat to 10.1.0.2:80\n"));
         assert!(s.contains("    ip daddr 127.0.0.1 udp dport 5353 dnat to 10.1.0.2:53\n"));
         assert!(s.contains("ip saddr 10.1.0.0/24 oifname != \"br-a\" masquerade"));
