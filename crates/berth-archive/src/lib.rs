@@ -30,11 +30,12 @@
 //!
 //! Measured with `cargo run --release -p berth-archive --example bench` on the shared
 //! 2-core dev machine: gzip layers read at ~300 MB/s (zlib-rs inflate), zstd at >1 GB/s,
-//! and 20k small files apply at ~15k entries/s (faster than GNU tar on the same files).
+//! and 20k small files apply at 10-15k entries/s (GNU tar: ~4k/s on the same files).
 //!
-//! All fallible functions return [`ArchiveError`], whose [`ArchiveError::kind`] tells the API
-//! edge which status to use (one error type for the whole crate: every module feeds the same
-//! callers, who only need to tell bad input from limits from host failures).
+//! Public functions return [`ArchiveError`]; the stream modules have their own enums
+//! ([`CompressError`], [`TarError`]) that it wraps, and every one has a `kind()` returning
+//! [`ArchiveErrorKind`], which is all the API edge needs to pick a status (bad input, limit
+//! hit, unsupported, out of space, not found, host failure).
 //!
 //! # Public API
 //!
@@ -52,6 +53,8 @@
 //! * user namespaces: [`IdMap`] / [`IdRange`] in [`ApplyOptions::id_map`] and
 //!   [`PackOptions::id_map`]
 //! * copy between roots: [`copy_tree`]`(src_root, src, dst_root, dst, &ApplyOptions)`
+//! * errors: [`ArchiveError`] (wrapping [`CompressError`] and [`TarError`]) and
+//!   [`ArchiveErrorKind`] from `kind()`
 //! * paths in a root: [`open_root`], [`open_in_root`], [`open_in_root_at`],
 //!   [`mkdir_all_in_root`], [`mkdir_all_in_root_at`], [`clean_path`]
 //!
