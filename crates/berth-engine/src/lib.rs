@@ -8,6 +8,7 @@
 pub mod container;
 pub mod content;
 pub mod digest;
+pub mod distribution;
 pub mod engine;
 pub mod error;
 pub mod image;

@@ -1,0 +1,780 @@
+//! HTTP side of the registry client: endpoints (HTTPS or plain HTTP), TLS trust from
+//! `certs.d`, authentication (Bearer token challenges with a per-scope cache, Basic,
+//! anonymous) and bounded retries with backoff.
+//!
+//! A [`Session`] is made per operation and repository; it probes `GET /v2/` once to pick the
+//! scheme and learn the auth challenge, then [`Session::send`] runs requests, adding the right
+//! `Authorization` header and retrying what is worth retrying.
+
+use super::{DistributionError, DistributionErrorKind, Result};
+use base64::Engine as _;
+use reqwest::{Method, StatusCode};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Registry settings from the daemon configuration.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// `insecure-registries`: `host[:port]` or CIDR; plain HTTP and unverified TLS allowed.
+    pub insecure: Vec<String>,
+    /// `registry-mirrors` for Docker Hub (`https://mirror.example`), tried before docker.io.
+    pub mirrors: Vec<String>,
+    /// Directories holding `<host[:port]>/ca.crt` (+ `client.cert`/`client.key`).
+    pub certs_dirs: Vec<PathBuf>,
+    /// A read that sees no byte for this long fails (then is retried).
+    pub read_timeout: Duration,
+    /// Attempts per request (first try included).
+    pub max_attempts: u32,
+    /// Layers downloaded at once per pull.
+    pub max_concurrent_downloads: usize,
+    /// Layers uploaded at once per push.
+    pub max_concurrent_uploads: usize,
+    /// First backoff delay; doubles per attempt, capped at 10 s (and `Retry-After` capped at 30 s).
+    pub backoff: Duration,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        Self {
+            insecure: Vec::new(),
+            mirrors: Vec::new(),
+            certs_dirs: vec![PathBuf::from("/etc/berth/certs.d"), PathBuf::from("/etc/docker/certs.d")],
+            read_timeout: Duration::from_secs(30),
+            max_attempts: 5,
+            max_concurrent_downloads: 3,
+            max_concurrent_uploads: 5,
+            backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+impl RegistryOptions {
+    /// Defaults, overlaid with `insecure-registries`, `registry-mirrors`,
+    /// `max-concurrent-downloads`/`-uploads` from `/etc/berth/daemon.json` and the environment
+    /// (`BERTH_INSECURE_REGISTRIES` comma list, `BERTH_CERTS_D`, `BERTH_REGISTRY_READ_TIMEOUT`
+    /// seconds, `BERTH_REGISTRY_MAX_ATTEMPTS`, `BERTH_REGISTRY_BACKOFF_MS`).
+    pub fn from_system() -> Self {
+        let mut o = Self::default();
+        if let Ok(s) = std::fs::read_to_string("/etc/berth/daemon.json") {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&s) {
+                o.apply_daemon_json(&v);
+            }
+        }
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let Some(v) = env("BERTH_INSECURE_REGISTRIES") {
+            o.insecure.extend(v.split(',').map(|s| s.trim().to_string()));
+        }
+        if let Some(v) = env("BERTH_CERTS_D") {
+            o.certs_dirs.insert(0, PathBuf::from(v));
+        }
+        if let Some(v) = env("BERTH_REGISTRY_READ_TIMEOUT").and_then(|v| v.parse::<f64>().ok()) {
+            o.read_timeout = Duration::from_secs_f64(v.max(0.1));
+        }
+        if let Some(v) = env("BERTH_REGISTRY_MAX_ATTEMPTS").and_then(|v| v.parse::<u32>().ok()) {
+            o.max_attempts = v.clamp(1, 20);
+        }
+        if let Some(v) = env("BERTH_REGISTRY_BACKOFF_MS").and_then(|v| v.parse::<u64>().ok()) {
+            o.backoff = Duration::from_millis(v);
+        }
+        o
+    }
+
+    /// Read the dockerd `daemon.json` keys this module understands.
+    pub fn apply_daemon_json(&mut self, v: &serde_json::Value) {
+        let list = |k: &str| -> Vec<String> {
+            v[k].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+        };
+        self.insecure.extend(list("insecure-registries"));
+        self.mirrors.extend(list("registry-mirrors"));
+        if let Some(n) = v["max-concurrent-downloads"].as_u64() {
+            self.max_concurrent_downloads = (n as usize).clamp(1, 32);
+        }
+        if let Some(n) = v["max-concurrent-uploads"].as_u64() {
+            self.max_concurrent_uploads = (n as usize).clamp(1, 32);
+        }
+    }
+}
+
+static OPTIONS: OnceLock<RegistryOptions> = OnceLock::new();
+
+/// Set the options once at daemon start (otherwise [`RegistryOptions::from_system`] is used).
+/// Returns false when they were already set.
+pub fn configure(opts: RegistryOptions) -> bool {
+    OPTIONS.set(opts).is_ok()
+}
+
+pub fn options() -> &'static RegistryOptions {
+    OPTIONS.get_or_init(RegistryOptions::from_system)
+}
+
+/// Credentials as clients send them in `X-Registry-Auth` (and `POST /auth`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct Credentials {
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub serveraddress: String,
+    #[serde(default)]
+    pub identitytoken: String,
+    #[serde(default)]
+    pub registrytoken: String,
+}
+
+impl Credentials {
+    /// Decode an `X-Registry-Auth` header: base64url (or standard base64) JSON. Empty or
+    /// unreadable headers mean anonymous, as in Docker.
+    pub fn from_header(h: &str) -> Option<Self> {
+        let h = h.trim();
+        if h.is_empty() {
+            return None;
+        }
+        let engines = [
+            base64::engine::general_purpose::URL_SAFE,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            base64::engine::general_purpose::STANDARD,
+            base64::engine::general_purpose::STANDARD_NO_PAD,
+        ];
+        let bytes = engines.iter().find_map(|e| e.decode(h).ok())?;
+        let c: Credentials = serde_json::from_slice(&bytes).ok()?;
+        (!c.is_empty()).then_some(c)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.username.is_empty() && self.password.is_empty() && self.identitytoken.is_empty() && self.registrytoken.is_empty()
+    }
+
+    /// Encode for an `X-Registry-Auth` header.
+    pub fn to_header(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE.encode(json)
+    }
+
+    fn basic(&self) -> Option<String> {
+        if self.username.is_empty() && self.password.is_empty() {
+            return None;
+        }
+        let raw = format!("{}:{}", self.username, self.password);
+        Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw)))
+    }
+}
+
+/// The host the API is served on for a reference's domain (`docker.io` → `registry-1.docker.io`).
+pub fn api_host(domain: &str) -> &str {
+    if domain == crate::reference::DEFAULT_DOMAIN || domain == "index.docker.io" {
+        "registry-1.docker.io"
+    } else {
+        domain
+    }
+}
+
+/// The key `docker login` stores credentials under in `config.json`.
+pub fn auth_key(domain: &str) -> String {
+    if domain == crate::reference::DEFAULT_DOMAIN || domain == "index.docker.io" || domain == "registry-1.docker.io" {
+        "https://index.docker.io/v1/".into()
+    } else {
+        domain.to_string()
+    }
+}
+
+fn split_host(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+}
+
+/// Loopback registries use plain HTTP when HTTPS does not answer, as in Docker.
+pub fn is_loopback(host: &str) -> bool {
+    let h = split_host(host);
+    h == "localhost" || h.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+}
+
+fn in_cidr(ip: std::net::IpAddr, cidr: &str) -> bool {
+    let Some((net, bits)) = cidr.split_once('/') else { return false };
+    let (Ok(net), Ok(bits)) = (net.parse::<std::net::IpAddr>(), bits.parse::<u32>()) else { return false };
+    match (ip, net) {
+        (std::net::IpAddr::V4(a), std::net::IpAddr::V4(b)) if bits <= 32 => {
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            (u32::from(a) & mask) == (u32::from(b) & mask)
+        }
+        (std::net::IpAddr::V6(a), std::net::IpAddr::V6(b)) if bits <= 128 => {
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            (u128::from(a) & mask) == (u128::from(b) & mask)
+        }
+        _ => false,
+    }
+}
+
+/// Listed in `insecure-registries` (by `host[:port]` or CIDR).
+pub fn is_listed_insecure(opts: &RegistryOptions, host: &str) -> bool {
+    let ip = split_host(host).parse::<std::net::IpAddr>().ok();
+    opts.insecure.iter().any(|e| {
+        let e = e.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/');
+        e == host || e == split_host(host) && !host.contains(':') || ip.is_some_and(|ip| in_cidr(ip, e))
+    })
+}
+
+/// HTTP clients per registry host: one verifying TLS (system roots + `certs.d`), and for
+/// insecure registries one that does not verify.
+fn http_client(host: &str, verify: bool) -> Result<reqwest::Client> {
+    static CLIENTS: OnceLock<Mutex<HashMap<(String, bool), reqwest::Client>>> = OnceLock::new();
+    let map = CLIENTS.get_or_init(Default::default);
+    if let Some(c) = map.lock().ok().and_then(|m| m.get(&(host.to_string(), verify)).cloned()) {
+        return Ok(c);
+    }
+    let opts = options();
+    let mut b = reqwest::Client::builder()
+        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(15))
+        .read_timeout(opts.read_timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::limited(10));
+    if !verify {
+        b = b.danger_accept_invalid_certs(true);
+    }
+    for dir in &opts.certs_dirs {
+        let d = dir.join(host);
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let mut cert = None;
+        let mut key = None;
+        for e in rd.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.ends_with(".crt") {
+                let pem = std::fs::read(&p)?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                    .map_err(|e| DistributionError::internal(format!("{}: {e}", p.display())))?;
+                for c in certs {
+                    b = b.add_root_certificate(c);
+                }
+            } else if name.ends_with(".cert") {
+                cert = Some(std::fs::read(&p)?);
+            } else if name.ends_with(".key") {
+                key = Some(std::fs::read(&p)?);
+            }
+        }
+        if let (Some(mut c), Some(k)) = (cert, key) {
+            c.extend_from_slice(b"\n");
+            c.extend_from_slice(&k);
+            let id = reqwest::Identity::from_pem(&c).map_err(|e| DistributionError::internal(format!("{}: client certificate: {e}", d.display())))?;
+            b = b.identity(id);
+        }
+    }
+    let c = b.build().map_err(|e| DistributionError::internal(format!("http client: {e}")))?;
+    if let Ok(mut m) = map.lock() {
+        m.insert((host.to_string(), verify), c.clone());
+    }
+    Ok(c)
+}
+
+/// A parsed `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    None,
+    Basic,
+    Bearer { realm: String, service: Option<String> },
+}
+
+/// Parse `Bearer realm="…",service="…",scope="…"` or `Basic realm="…"`.
+pub fn parse_challenge(h: &str) -> Challenge {
+    let h = h.trim();
+    let (scheme, rest) = h.split_once(' ').unwrap_or((h, ""));
+    let mut params = HashMap::new();
+    let mut s = rest.trim();
+    while !s.is_empty() {
+        let Some((k, v)) = s.split_once('=') else { break };
+        let k = k.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let v = v.trim_start();
+        let (val, tail) = if let Some(q) = v.strip_prefix('"') {
+            match q.find('"') {
+                Some(i) => (q[..i].to_string(), &q[i + 1..]),
+                None => (q.to_string(), ""),
+            }
+        } else {
+            match v.find(',') {
+                Some(i) => (v[..i].trim().to_string(), &v[i..]),
+                None => (v.trim().to_string(), ""),
+            }
+        };
+        params.insert(k, val);
+        s = tail.trim_start().trim_start_matches(',').trim_start();
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "basic" => Challenge::Basic,
+        "bearer" => match params.remove("realm") {
+            Some(realm) => Challenge::Bearer { realm, service: params.remove("service") },
+            None => Challenge::None,
+        },
+        _ => Challenge::None,
+    }
+}
+
+type TokenKey = (String, String, String);
+
+fn token_cache() -> &'static Mutex<HashMap<TokenKey, (String, Instant)>> {
+    static T: OnceLock<Mutex<HashMap<TokenKey, (String, Instant)>>> = OnceLock::new();
+    T.get_or_init(Default::default)
+}
+
+/// A registry connection for one operation on one repository.
+pub struct Session {
+    /// `127.0.0.1:5000`, `docker.io`.
+    pub domain: String,
+    /// `library/busybox`.
+    pub repo: String,
+    /// `https://host` or `http://host`.
+    pub base: String,
+    http: reqwest::Client,
+    creds: Option<Credentials>,
+    challenge: Mutex<Challenge>,
+    /// Scope string requested in tokens (`repository:x:pull,push`).
+    scope: Mutex<Vec<String>>,
+    opts: &'static RegistryOptions,
+}
+
+/// What a request body is built from on each attempt.
+pub enum Body {
+    Empty,
+    Bytes(bytes::Bytes),
+    /// A file streamed from the start (re-opened per attempt), with its length.
+    File(PathBuf, u64, Option<super::ProgressSink>, Option<String>),
+}
+
+impl Session {
+    /// Probe the registry (`GET /v2/`), picking HTTPS, or HTTP where allowed.
+    pub async fn open(domain: &str, repo: &str, creds: Option<Credentials>, actions: &str) -> Result<Self> {
+        let opts = options();
+        let host = api_host(domain).to_string();
+        let listed = is_listed_insecure(opts, &host);
+        let plain_ok = listed || is_loopback(&host);
+        let mut last_err = None;
+        let candidates: Vec<(String, bool)> = {
+            let mut v = vec![(format!("https://{host}"), true)];
+            if listed {
+                v.push((format!("https://{host}"), false));
+            }
+            if plain_ok {
+                v.push((format!("http://{host}"), true));
+            }
+            v
+        };
+        for (base, verify) in candidates {
+            let http = http_client(&host, verify)?;
+            let url = format!("{base}/v2/");
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match http.get(&url).send().await {
+                    Ok(resp) => {
+                        let challenge = resp
+                            .headers()
+                            .get(reqwest::header::WWW_AUTHENTICATE)
+                            .and_then(|v| v.to_str().ok())
+                            .map(parse_challenge)
+                            .unwrap_or(Challenge::None);
+                        if resp.status().is_server_error() || resp.status() == StatusCode::TOO_MANY_REQUESTS {
+                            if attempt < opts.max_attempts {
+                                let delay = retry_delay(opts, attempt, resp.headers());
+                                tokio::time::sleep(delay).await;
+                                continue;
+                            }
+                            return Err(DistributionError::unavailable(format!(
+                                "Get \"{url}\": received unexpected HTTP status: {}",
+                                resp.status()
+                            )));
+                        }
+                        tracing::debug!(%url, ?challenge, "registry endpoint");
+                        return Ok(Self {
+                            domain: domain.to_string(),
+                            repo: repo.to_string(),
+                            base,
+                            http,
+                            creds,
+                            challenge: Mutex::new(challenge),
+                            scope: Mutex::new(vec![format!("repository:{repo}:{actions}")]),
+                            opts,
+                        });
+                    }
+                    Err(e) => {
+                        let tls_or_proto = e.is_connect() && format!("{e:?}").to_ascii_lowercase().contains("tls")
+                            || e.is_request() && !e.is_timeout();
+                        let retryable = (e.is_connect() || e.is_timeout()) && !tls_or_proto;
+                        tracing::debug!(%url, "registry probe failed: {e:?}");
+                        last_err = Some(format!("Get \"{url}\": {}", error_chain(&e)));
+                        if retryable && attempt < opts.max_attempts && !plain_ok {
+                            tokio::time::sleep(retry_delay(opts, attempt, &Default::default())).await;
+                            continue;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        Err(DistributionError::unavailable(last_err.unwrap_or_else(|| format!("registry {host}: unreachable"))))
+    }
+
+    /// Also ask for `pull` on another repository (cross-repository mounts).
+    pub fn add_scope(&self, scope: String) {
+        if let Ok(mut s) = self.scope.lock() {
+            if !s.contains(&scope) {
+                s.push(scope);
+            }
+        }
+    }
+
+    pub fn url(&self, tail: &str) -> String {
+        format!("{}/v2/{}/{}", self.base, self.repo, tail)
+    }
+
+    fn user(&self) -> String {
+        self.creds.as_ref().map(|c| c.username.clone()).unwrap_or_default()
+    }
+
+    /// The `Authorization` header for the next request, fetching a token when needed.
+    async fn authorization(&self, force_new: bool) -> Result<Option<String>> {
+        let ch = self.challenge.lock().map(|c| c.clone()).unwrap_or(Challenge::None);
+        match ch {
+            Challenge::None => Ok(None),
+            Challenge::Basic => Ok(self.creds.as_ref().and_then(|c| c.basic())),
+            Challenge::Bearer { realm, service } => {
+                if let Some(c) = &self.creds {
+                    if !c.registrytoken.is_empty() {
+                        return Ok(Some(format!("Bearer {}", c.registrytoken)));
+                    }
+                }
+                let scopes = self.scope.lock().map(|s| s.clone()).unwrap_or_default();
+                let key = (realm.clone(), self.user(), scopes.join(" "));
+                if !force_new {
+                    if let Some((tok, exp)) = token_cache().lock().ok().and_then(|m| m.get(&key).cloned()) {
+                        if exp > Instant::now() {
+                            return Ok(Some(format!("Bearer {tok}")));
+                        }
+                    }
+                }
+                let (tok, ttl) = self.fetch_token(&realm, service.as_deref(), &scopes).await?;
+                if let Ok(mut m) = token_cache().lock() {
+                    if m.len() > 256 {
+                        m.clear();
+                    }
+                    m.insert(key, (tok.clone(), Instant::now() + ttl));
+                }
+                Ok(Some(format!("Bearer {tok}")))
+            }
+        }
+    }
+
+    async fn fetch_token(&self, realm: &str, service: Option<&str>, scopes: &[String]) -> Result<(String, Duration)> {
+        let mut q: Vec<(&str, &str)> = Vec::new();
+        if let Some(s) = service {
+            q.push(("service", s));
+        }
+        for s in scopes {
+            q.push(("scope", s));
+        }
+        let realm_url = reqwest::Url::parse(realm).map_err(|e| DistributionError::invalid(format!("invalid token realm {realm:?}: {e}")))?;
+        let realm_host = realm_url.host_str().unwrap_or("").to_string();
+        let http = http_client(&format!("{}{}", realm_host, realm_url.port().map(|p| format!(":{p}")).unwrap_or_default()), true)?;
+        let mut attempt = 0;
+        let resp = loop {
+            attempt += 1;
+            let mut req = http.get(realm_url.clone()).query(&q);
+            if let Some(b) = self.creds.as_ref().and_then(|c| c.basic()) {
+                req = req.header(reqwest::header::AUTHORIZATION, b);
+            }
+            match req.send().await {
+                Ok(r) if (r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS) && attempt < self.opts.max_attempts => {
+                    tokio::time::sleep(retry_delay(self.opts, attempt, r.headers())).await;
+                }
+                Ok(r) => break r,
+                Err(e) if attempt < self.opts.max_attempts && (e.is_connect() || e.is_timeout()) => {
+                    tokio::time::sleep(retry_delay(self.opts, attempt, &Default::default())).await;
+                }
+                Err(e) => return Err(DistributionError::unavailable(format!("Get \"{realm}\": {}", error_chain(&e)))),
+            }
+        };
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let body = read_capped(resp, 64 << 10).await.unwrap_or_default();
+            let detail = registry_error_text(&body).unwrap_or_else(|| "unauthorized: incorrect username or password".into());
+            return Err(DistributionError::new(DistributionErrorKind::Unauthorized, format!("Get \"{realm}\": {detail}")));
+        }
+        if !status.is_success() {
+            return Err(DistributionError::unavailable(format!("Get \"{realm}\": token server answered {status}")));
+        }
+        let body = read_capped(resp, 1 << 20).await?;
+        #[derive(serde::Deserialize)]
+        struct Tok {
+            #[serde(default)]
+            token: String,
+            #[serde(default)]
+            access_token: String,
+            #[serde(default)]
+            expires_in: Option<u64>,
+        }
+        let t: Tok = serde_json::from_slice(&body).map_err(|e| DistributionError::invalid(format!("token server {realm}: invalid answer: {e}")))?;
+        let tok = if t.token.is_empty() { t.access_token } else { t.token };
+        if tok.is_empty() {
+            return Err(DistributionError::invalid(format!("token server {realm}: no token in answer")));
+        }
+        // Refresh a little before expiry; at least 60 s validity is assumed per the spec.
+        let ttl = Duration::from_secs(t.expires_in.unwrap_or(60).clamp(10, 24 * 3600)).saturating_sub(Duration::from_secs(5));
+        Ok((tok, ttl))
+    }
+
+    /// Send a request with auth and retries (429/5xx/connection errors/timeouts, a bounded
+    /// number of times). Any other answer is returned for the caller to judge.
+    pub async fn send(&self, method: Method, url: &str, headers: &[(&str, String)], body: &Body) -> Result<reqwest::Response> {
+        let mut attempt = 0u32;
+        let mut refreshed = false;
+        let mut force_new = false;
+        loop {
+            attempt += 1;
+            let mut req = self.http.request(method.clone(), url);
+            for (k, v) in headers {
+                req = req.header(*k, v);
+            }
+            if let Some(a) = self.authorization(force_new).await? {
+                req = req.header(reqwest::header::AUTHORIZATION, a);
+            }
+            force_new = false;
+            req = match body {
+                Body::Empty => req,
+                Body::Bytes(b) => req.body(b.clone()),
+                Body::File(p, len, sink, id) => {
+                    let f = tokio::fs::File::open(p).await?;
+                    let stream = tokio_util_stream(f, *len, sink.clone(), id.clone());
+                    req.header(reqwest::header::CONTENT_LENGTH, len.to_string()).body(reqwest::Body::wrap_stream(stream))
+                }
+            };
+            match req.send().await {
+                Ok(resp) => {
+                    let st = resp.status();
+                    if st == StatusCode::UNAUTHORIZED && !refreshed {
+                        refreshed = true;
+                        // A new challenge (first contact, or a different scheme): adopt it;
+                        // an expired token: fetch a new one.
+                        if let Some(h) = resp.headers().get(reqwest::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()) {
+                            let ch = parse_challenge(h);
+                            if let Ok(mut c) = self.challenge.lock() {
+                                *c = ch;
+                            }
+                        }
+                        force_new = true;
+                        attempt -= 1;
+                        continue;
+                    }
+                    if (st.is_server_error() && st != StatusCode::NOT_IMPLEMENTED || st == StatusCode::TOO_MANY_REQUESTS)
+                        && attempt < self.opts.max_attempts
+                    {
+                        let delay = retry_delay(self.opts, attempt, resp.headers());
+                        tracing::info!(%url, status = %st, ?delay, attempt, "registry: retrying");
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Ok(resp);
+                }
+                Err(e) => {
+                    let retryable = e.is_connect() || e.is_timeout() || e.is_request() || e.is_body();
+                    if retryable && attempt < self.opts.max_attempts {
+                        let delay = retry_delay(self.opts, attempt, &Default::default());
+                        tracing::info!(%url, ?delay, attempt, "registry: retrying after {}", error_chain(&e));
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Err(DistributionError::unavailable(format!(
+                        "{method} \"{url}\": {} (after {attempt} attempts)",
+                        error_chain(&e)
+                    )));
+                }
+            }
+        }
+    }
+
+    /// GET a small document (manifest, config), capped at `max` bytes.
+    pub async fn get_small(&self, url: &str, accept: &str, max: u64) -> Result<(bytes::Bytes, Option<String>, Option<String>)> {
+        let resp = self.send(Method::GET, url, &[("Accept", accept.to_string())], &Body::Empty).await?;
+        let resp = self.check(resp, url).await?;
+        if resp.content_length().is_some_and(|l| l > max) {
+            return Err(DistributionError::invalid(format!("{url}: document too large ({} bytes, limit {max})", resp.content_length().unwrap_or(0))));
+        }
+        let ct = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|s| s.split(';').next().unwrap_or(s).trim().to_string());
+        let dcd = resp.headers().get("Docker-Content-Digest").and_then(|v| v.to_str().ok()).map(String::from);
+        let body = read_capped(resp, max).await?;
+        Ok((body, ct, dcd))
+    }
+
+    /// Turn a non-success answer into an error naming what failed.
+    pub async fn check(&self, resp: reqwest::Response, what: &str) -> Result<reqwest::Response> {
+        let st = resp.status();
+        if st.is_success() {
+            return Ok(resp);
+        }
+        let body = read_capped(resp, 64 << 10).await.unwrap_or_default();
+        let detail = registry_error_text(&body).unwrap_or_else(|| format!("unexpected HTTP status: {st}"));
+        let kind = match st {
+            StatusCode::NOT_FOUND => DistributionErrorKind::NotFound,
+            StatusCode::UNAUTHORIZED => DistributionErrorKind::Unauthorized,
+            StatusCode::FORBIDDEN => DistributionErrorKind::Denied,
+            StatusCode::BAD_REQUEST => DistributionErrorKind::Invalid,
+            _ => DistributionErrorKind::Unavailable,
+        };
+        Err(DistributionError::new(kind, format!("{what}: {detail}")))
+    }
+}
+
+/// A file as a byte stream for an upload body, reporting progress.
+fn tokio_util_stream(
+    f: tokio::fs::File,
+    len: u64,
+    sink: Option<super::ProgressSink>,
+    id: Option<String>,
+) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+    use tokio::io::AsyncReadExt;
+    futures::stream::unfold((f, 0u64, Instant::now()), move |(mut f, sent, mut last)| {
+        let sink = sink.clone();
+        let id = id.clone();
+        async move {
+            let mut buf = vec![0u8; 256 << 10];
+            match f.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    let sent = sent + n as u64;
+                    if let (Some(s), Some(id)) = (&sink, &id) {
+                        if last.elapsed() > Duration::from_millis(100) || sent == len {
+                            last = Instant::now();
+                            s(super::Progress { id: Some(id.clone()), status: "Pushing".into(), current: Some(sent), total: Some(len), aux: None });
+                        }
+                    }
+                    Some((Ok(bytes::Bytes::from(buf)), (f, sent, last)))
+                }
+                Err(e) => Some((Err(e), (f, sent, last))),
+            }
+        }
+    })
+}
+
+/// Backoff before attempt `attempt + 1`: `Retry-After` (seconds, capped at 30 s) when given,
+/// else exponential from the configured base, capped at 10 s, with a little jitter.
+pub fn retry_delay(opts: &RegistryOptions, attempt: u32, headers: &reqwest::header::HeaderMap) -> Duration {
+    if let Some(s) = headers.get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok()) {
+        return Duration::from_secs(s.min(30));
+    }
+    let exp = opts.backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(10));
+    let jitter = Duration::from_millis(rand::random::<u64>() % 50);
+    exp.min(Duration::from_secs(10)) + jitter
+}
+
+/// Read a response body, refusing more than `max` bytes.
+pub async fn read_capped(mut resp: reqwest::Response, max: u64) -> Result<bytes::Bytes> {
+    let mut out = bytes::BytesMut::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if out.len() as u64 + c.len() as u64 > max {
+                    return Err(DistributionError::invalid(format!("{}: response larger than {max} bytes", resp.url())));
+                }
+                out.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(out.freeze()),
+            Err(e) => return Err(DistributionError::unavailable(format!("{}: {}", resp.url(), error_chain(&e)))),
+        }
+    }
+}
+
+/// `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}` → `manifest unknown: manifest unknown`
+/// (Docker prints the lowercased code, then the message).
+pub fn registry_error_text(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let errs = v["errors"].as_array()?;
+    let parts: Vec<String> = errs
+        .iter()
+        .map(|e| {
+            let code = e["code"].as_str().unwrap_or("unknown").to_ascii_lowercase().replace('_', " ");
+            let msg = e["message"].as_str().unwrap_or("");
+            if msg.is_empty() {
+                code
+            } else {
+                format!("{code}: {msg}")
+            }
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// An error with its sources, short (`error sending request: connection refused`).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        assert_eq!(
+            parse_challenge(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#),
+            Challenge::Bearer { realm: "https://auth.docker.io/token".into(), service: Some("registry.docker.io".into()) }
+        );
+        assert_eq!(parse_challenge(r#"Basic realm="Registry Realm""#), Challenge::Basic);
+        assert_eq!(parse_challenge("Bearer"), Challenge::None);
+        assert_eq!(parse_challenge(""), Challenge::None);
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(api_host("docker.io"), "registry-1.docker.io");
+        assert_eq!(auth_key("docker.io"), "https://index.docker.io/v1/");
+        assert!(is_loopback("127.0.0.1:5000"));
+        assert!(is_loopback("localhost:5000"));
+        assert!(is_loopback("[::1]:5000"));
+        assert!(!is_loopback("example.com:5000"));
+        let o = RegistryOptions { insecure: vec!["10.0.0.0/8".into(), "reg.local:5000".into()], ..Default::default() };
+        assert!(is_listed_insecure(&o, "10.1.2.3:5000"));
+        assert!(is_listed_insecure(&o, "reg.local:5000"));
+        assert!(!is_listed_insecure(&o, "reg.local:6000"));
+        assert!(!is_listed_insecure(&o, "11.0.0.1"));
+    }
+
+    #[test]
+    fn credentials_header() {
+        let c = Credentials { username: "u".into(), password: "p?>".into(), serveraddress: "h".into(), ..Default::default() };
+        assert_eq!(Credentials::from_header(&c.to_header()), Some(c));
+        assert_eq!(Credentials::from_header(""), None);
+        assert_eq!(Credentials::from_header("e30="), None); // {}
+        assert_eq!(Credentials::from_header("!!"), None);
+    }
+
+    #[test]
+    fn error_text() {
+        let b = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
+        assert_eq!(registry_error_text(b).unwrap(), "manifest unknown: manifest unknown");
+        assert_eq!(registry_error_text(b"nope"), None);
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        let o = RegistryOptions::default();
+        let mut h = reqwest::header::HeaderMap::new();
+        assert!(retry_delay(&o, 30, &h) <= Duration::from_millis(10_050));
+        h.insert(reqwest::header::RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_delay(&o, 1, &h), Duration::from_secs(2));
+        h.insert(reqwest::header::RETRY_AFTER, "99999".parse().unwrap());
+        assert_eq!(retry_delay(&o, 1, &h), Duration::from_secs(30));
+    }
+}
