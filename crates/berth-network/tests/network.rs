@@ -661,4 +661,19 @@ fn containers_cannot_reach_host_loopback_services() {
     assert!(!fetch_from(&ns, "127.0.0.2", sp).contains("HOSTSECRET"));
     // while the loopback-published port keeps working
     assert!(fetch_host(SocketAddr::from((Ipv4Addr::LOCALHOST, hp))).contains("evil-token"));
+    // and a neighbour host sending to 127.0.0.1 does not reach it either
+    let (out_ns, out_ip) = ctx.outside(16);
+    let o = out_ip.octets();
+    let script = format!(
+        "echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet; echo 1 > /proc/sys/net/ipv4/conf/eth0/route_localnet; \
+         ip route del 127.0.0.0/8 dev lo table local; ip route add 127.0.0.1/32 via {}.{}.{}.1 dev eth0",
+        o[0], o[1], o[2]
+    );
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", out_ns.display()))
+        .args(["sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!fetch_from(&out_ns, "127.0.0.1", hp).contains("evil-token"));
 }
