@@ -123,13 +123,22 @@ fn random_text(rng: &mut Rng, max_tokens: usize) -> String {
 
 #[test]
 fn random_input_never_panics() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    // BERTH_FUZZ_ITERS / BERTH_FUZZ_SEED allow longer local runs.
+    let iters: usize = std::env::var("BERTH_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
+    let seed: u64 = std::env::var("BERTH_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(seed | 1);
     let lookup = |k: &str| {
         k.starts_with(|c: char| c.is_ascii_uppercase())
             .then(|| format!("v-{k}"))
     };
     let mut parsed = 0;
-    for i in 0..5_000 {
+    for i in 0..iters {
         let text = random_text(&mut rng, if i % 10 == 0 { 400 } else { 40 });
         if let Ok(df) = parse(&text) {
             parsed += 1;
@@ -294,4 +303,75 @@ fn many_chained_stages() {
     assert_eq!(df.stage_dependencies(last, &base).unwrap(), vec![last - 1]);
     text.push_str("FROM one-too-many\n");
     assert_eq!(parse(&text).unwrap_err().kind(), ParseErrorKind::Limit);
+}
+
+/// Mutation fuzzing: random edits of the golden Dockerfiles (which reach deep
+/// into every instruction parser) must never panic.
+#[test]
+fn mutated_golden_files_never_panic() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+    let mut seeds = Vec::new();
+    for entry in std::fs::read_dir(&root).expect("testdata exists") {
+        let path = entry.expect("entry").path().join("Dockerfile");
+        if let Ok(t) = std::fs::read_to_string(&path) {
+            seeds.push(t);
+        }
+    }
+    let iters: usize = std::env::var("BERTH_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3_000);
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let lookup = |k: &str| (!k.is_empty()).then(|| format!("<{k}>"));
+    for _ in 0..iters {
+        let mut chars: Vec<char> = seeds[rng.below(seeds.len())].chars().collect();
+        for _ in 0..=rng.below(4) {
+            let len = chars.len().max(1);
+            let at = rng.below(len).min(chars.len());
+            match rng.below(4) {
+                0 => {
+                    let end = (at + rng.below(8)).min(chars.len());
+                    chars.drain(at..end);
+                }
+                1 => {
+                    let tok: Vec<char> = TOKENS[rng.below(TOKENS.len())].chars().collect();
+                    chars.splice(at..at, tok);
+                }
+                2 if at < chars.len() => {
+                    chars[at] = char::from_u32((rng.next() % 0x80) as u32).unwrap_or('x');
+                }
+                _ => {
+                    let end = (at + rng.below(16)).min(chars.len());
+                    let dup: Vec<char> = chars[at..end].to_vec();
+                    chars.splice(at..at, dup);
+                }
+            }
+        }
+        let text: String = chars.into_iter().collect();
+        if let Ok(df) = parse(&text) {
+            let mut scope = berth_dockerfile::ScopeState::default();
+            for d in df.meta_arg_decls() {
+                let _ = scope.declare_meta_arg(&d.name, d.default.as_deref(), df.escape);
+            }
+            for (i, stage) in df.stages.iter().enumerate() {
+                let base = scope
+                    .expand_from(&stage.base, df.escape)
+                    .unwrap_or_default();
+                let _ = df.stage_dependencies(i, &base);
+                let mut s = scope.stage(&[]);
+                for inst in &stage.instructions {
+                    if let Ok(e) = s.apply(inst, df.escape) {
+                        let _ = e.created_by(&[], &s.history_args());
+                    }
+                    let _ = inst.expanded(&lookup, df.escape);
+                    if let berth_dockerfile::InstructionKind::Onbuild(o) = &inst.kind {
+                        let _ = berth_dockerfile::parse_onbuild_trigger(&o.expression, 1);
+                    }
+                    if let berth_dockerfile::InstructionKind::Run(r) = &inst.kind {
+                        let _ = r.command.effective();
+                    }
+                }
+            }
+        }
+    }
 }
