@@ -128,7 +128,13 @@ fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 
 fn decode_tuple(entry_attrs: &[u8]) -> Option<Tuple> {
     let (_, tuple) = attrs(entry_attrs).find(|(t, _)| *t == CTA_TUPLE_ORIG)?;
-    let mut t = Tuple { src: Ipv4Addr::UNSPECIFIED, dst: Ipv4Addr::UNSPECIFIED, sport: 0, dport: 0, proto: 0 };
+    let mut t = Tuple {
+        src: Ipv4Addr::UNSPECIFIED,
+        dst: Ipv4Addr::UNSPECIFIED,
+        sport: 0,
+        dport: 0,
+        proto: 0,
+    };
     for (ty, p) in attrs(tuple) {
         match ty {
             CTA_TUPLE_IP => {
@@ -161,16 +167,23 @@ fn decode_tuple(entry_attrs: &[u8]) -> Option<Tuple> {
 fn walk(data: &[u8], mut on_entry: impl FnMut(&[u8])) -> io::Result<bool> {
     let mut off = 0;
     while off + 16 <= data.len() {
-        let len = u32::from_ne_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]]) as usize;
+        let len =
+            u32::from_ne_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]]) as usize;
         let ty = u16::from_ne_bytes([data[off + 4], data[off + 5]]);
         if len < 16 || off + len > data.len() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "truncated netlink message"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "truncated netlink message",
+            ));
         }
         let body = &data[off + 16..off + len];
         match ty {
             NLMSG_DONE => return Ok(true),
             NLMSG_ERROR => {
-                let code = body.get(..4).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
+                let code = body
+                    .get(..4)
+                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                    .unwrap_or(0);
                 if code != 0 {
                     return Err(io::Error::from_raw_os_error(-code));
                 }
@@ -185,7 +198,10 @@ fn walk(data: &[u8], mut on_entry: impl FnMut(&[u8])) -> io::Result<bool> {
 }
 
 fn open() -> Result<Socket> {
-    let err = |source| ConntrackError::Request { op: "open socket", source };
+    let err = |source| ConntrackError::Request {
+        op: "open socket",
+        source,
+    };
     let mut s = Socket::new(NETLINK_NETFILTER).map_err(err)?;
     s.bind_auto().map_err(err)?;
     s.connect(&SocketAddr::new(0, 0)).map_err(err)?;
@@ -200,7 +216,11 @@ pub(crate) fn flush_udp_ports(ports: &[u16]) -> Result<usize> {
     }
     let sock = open()?;
     let dump_err = |source| ConntrackError::Request { op: "dump", source };
-    sock.send(&message(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, 1, &[]), 0).map_err(dump_err)?;
+    sock.send(
+        &message(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, 1, &[]),
+        0,
+    )
+    .map_err(dump_err)?;
     let mut victims = Vec::new();
     loop {
         let (data, _) = sock.recv_from_full().map_err(dump_err)?;
@@ -216,12 +236,23 @@ pub(crate) fn flush_udp_ports(ports: &[u16]) -> Result<usize> {
             break;
         }
     }
-    let del_err = |source| ConntrackError::Request { op: "delete", source };
+    let del_err = |source| ConntrackError::Request {
+        op: "delete",
+        source,
+    };
     let mut deleted = 0;
     for (i, t) in victims.iter().enumerate() {
         let seq = 2 + i as u32;
-        sock.send(&message(IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, &encode_tuple(t)), 0)
-            .map_err(del_err)?;
+        sock.send(
+            &message(
+                IPCTNL_MSG_CT_DELETE,
+                NLM_F_REQUEST | NLM_F_ACK,
+                seq,
+                &encode_tuple(t),
+            ),
+            0,
+        )
+        .map_err(del_err)?;
         let (data, _) = sock.recv_from_full().map_err(del_err)?;
         match walk(&data, |_| {}) {
             Ok(_) => deleted += 1,
@@ -250,7 +281,10 @@ mod tests {
         assert_eq!(enc.len() & 3, 0);
         assert_eq!(decode_tuple(&enc), Some(t));
         let msg = message(IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, 7, &enc);
-        assert_eq!(u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]) as usize, msg.len());
+        assert_eq!(
+            u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]) as usize,
+            msg.len()
+        );
         let mut seen = None;
         assert!(!walk(&msg, |e| seen = decode_tuple(e)).unwrap());
         assert_eq!(seen, Some(t));

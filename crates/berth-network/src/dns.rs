@@ -115,7 +115,8 @@ impl DnsView {
             let mut ips = Vec::new();
             for n in nets {
                 for r in self.records.get(n).into_iter().flatten() {
-                    if r.names.iter().any(|x| x.eq_ignore_ascii_case(&name)) && !ips.contains(&r.ip) {
+                    if r.names.iter().any(|x| x.eq_ignore_ascii_case(&name)) && !ips.contains(&r.ip)
+                    {
                         ips.push(r.ip);
                     }
                 }
@@ -124,7 +125,10 @@ impl DnsView {
                 return Answer::Local(ips);
             }
         }
-        if nets.iter().all(|n| self.internal.get(n).copied().unwrap_or(false)) {
+        if nets
+            .iter()
+            .all(|n| self.internal.get(n).copied().unwrap_or(false))
+        {
             Answer::Refuse
         } else {
             Answer::Forward
@@ -151,7 +155,9 @@ pub(crate) fn read_upstreams(path: &Path) -> Vec<SocketAddr> {
         .filter_map(|l| {
             let mut it = l.split_whitespace();
             match (it.next(), it.next()) {
-                (Some("nameserver"), Some(a)) => IpAddr::from_str(a.split('%').next().unwrap_or(a)).ok(),
+                (Some("nameserver"), Some(a)) => {
+                    IpAddr::from_str(a.split('%').next().unwrap_or(a)).ok()
+                }
                 _ => None,
             }
         })
@@ -175,9 +181,16 @@ pub(crate) struct DnsServer {
 }
 
 impl DnsServer {
-    pub(crate) fn new(handle: tokio::runtime::Handle, addr: SocketAddr, upstreams: Vec<SocketAddr>) -> Self {
+    pub(crate) fn new(
+        handle: tokio::runtime::Handle,
+        addr: SocketAddr,
+        upstreams: Vec<SocketAddr>,
+    ) -> Self {
         DnsServer {
-            shared: Arc::new(Shared { view: RwLock::new(DnsView::default()), upstreams: RwLock::new(upstreams) }),
+            shared: Arc::new(Shared {
+                view: RwLock::new(DnsView::default()),
+                upstreams: RwLock::new(upstreams),
+            }),
             handle,
             listeners: Mutex::new(HashMap::new()),
             addr,
@@ -189,15 +202,27 @@ impl DnsServer {
     }
 
     pub(crate) fn set_upstreams(&self, up: Vec<SocketAddr>) {
-        *self.shared.upstreams.write().unwrap_or_else(|p| p.into_inner()) = up;
+        *self
+            .shared
+            .upstreams
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = up;
     }
 
     pub(crate) fn listening(&self) -> Vec<String> {
-        self.listeners.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+        self.listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 
     pub(crate) fn is_listening(&self, container: &str) -> bool {
-        self.listeners.lock().unwrap_or_else(|p| p.into_inner()).contains_key(container)
+        self.listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(container)
     }
 
     /// Bind 127.0.0.11:53 (UDP+TCP) inside `netns` and serve it for `container`.
@@ -215,21 +240,40 @@ impl DnsServer {
             Ok::<_, DnsError>((udp, tcp))
         })?;
         let _guard = self.handle.enter();
-        let reg = |source| DnsError::Socket { op: "register", addr, source };
+        let reg = |source| DnsError::Socket {
+            op: "register",
+            addr,
+            source,
+        };
         let udp = Arc::new(tokio::net::UdpSocket::from_std(udp).map_err(reg)?);
         let tcp = tokio::net::TcpListener::from_std(tcp).map_err(reg)?;
         let cid = container.to_string();
         let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-        let t1 = self.handle.spawn(serve_udp(udp, self.shared.clone(), cid.clone(), limit.clone()));
-        let t2 = self.handle.spawn(serve_tcp(tcp, self.shared.clone(), cid.clone(), limit));
-        self.listeners.lock().unwrap_or_else(|p| p.into_inner()).insert(cid, vec![t1, t2]);
+        let t1 = self.handle.spawn(serve_udp(
+            udp,
+            self.shared.clone(),
+            cid.clone(),
+            limit.clone(),
+        ));
+        let t2 = self
+            .handle
+            .spawn(serve_tcp(tcp, self.shared.clone(), cid.clone(), limit));
+        self.listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cid, vec![t1, t2]);
         tracing::debug!(container, "embedded dns listening");
         Ok(())
     }
 
     /// Stop serving a container (its sockets close when the tasks end).
     pub(crate) fn stop(&self, container: &str) {
-        if let Some(tasks) = self.listeners.lock().unwrap_or_else(|p| p.into_inner()).remove(container) {
+        if let Some(tasks) = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(container)
+        {
             for t in tasks {
                 t.abort();
             }
@@ -237,7 +281,13 @@ impl DnsServer {
     }
 
     pub(crate) fn stop_all(&self) {
-        let all: Vec<String> = self.listeners.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        let all: Vec<String> = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
         for c in all {
             self.stop(&c);
         }
@@ -250,7 +300,12 @@ impl Drop for DnsServer {
     }
 }
 
-async fn serve_udp(sock: Arc<tokio::net::UdpSocket>, shared: Arc<Shared>, cid: String, limit: Arc<Semaphore>) {
+async fn serve_udp(
+    sock: Arc<tokio::net::UdpSocket>,
+    shared: Arc<Shared>,
+    cid: String,
+    limit: Arc<Semaphore>,
+) {
     let mut buf = vec![0u8; 4096];
     loop {
         let (n, peer) = match sock.recv_from(&mut buf).await {
@@ -275,7 +330,12 @@ async fn serve_udp(sock: Arc<tokio::net::UdpSocket>, shared: Arc<Shared>, cid: S
     }
 }
 
-async fn serve_tcp(listener: tokio::net::TcpListener, shared: Arc<Shared>, cid: String, limit: Arc<Semaphore>) {
+async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    cid: String,
+    limit: Arc<Semaphore>,
+) {
     loop {
         let mut conn = match listener.accept().await {
             Ok((c, _)) => c,
@@ -286,18 +346,26 @@ async fn serve_tcp(listener: tokio::net::TcpListener, shared: Arc<Shared>, cid: 
                 continue;
             }
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else { continue };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            continue;
+        };
         let (shared, cid) = (shared.clone(), cid.clone());
         tokio::spawn(async move {
             let _permit = permit;
             loop {
-                let Ok(Ok(len)) = tokio::time::timeout(TCP_IDLE, conn.read_u16()).await else { return };
+                let Ok(Ok(len)) = tokio::time::timeout(TCP_IDLE, conn.read_u16()).await else {
+                    return;
+                };
                 let mut q = vec![0u8; len as usize];
                 if conn.read_exact(&mut q).await.is_err() {
                     return;
                 }
-                let Some(resp) = handle_query(&shared, &cid, &q, true).await else { return };
-                let Ok(rlen) = u16::try_from(resp.len()) else { return };
+                let Some(resp) = handle_query(&shared, &cid, &q, true).await else {
+                    return;
+                };
+                let Ok(rlen) = u16::try_from(resp.len()) else {
+                    return;
+                };
                 if conn.write_u16(rlen).await.is_err() || conn.write_all(&resp).await.is_err() {
                     return;
                 }
@@ -328,7 +396,10 @@ async fn handle_query(shared: &Shared, cid: &str, raw: &[u8], tcp: bool) -> Opti
     let qname = q.name().to_ascii();
     let (answer, own_upstreams) = {
         let view = shared.view.read().unwrap_or_else(|p| p.into_inner());
-        (view.lookup(cid, &qname, q.query_type()), view.upstreams.get(cid).cloned())
+        (
+            view.lookup(cid, &qname, q.query_type()),
+            view.upstreams.get(cid).cloned(),
+        )
     };
     match answer {
         Answer::Local(ips) => {
@@ -343,16 +414,31 @@ async fn handle_query(shared: &Shared, cid: &str, raw: &[u8], tcp: bool) -> Opti
         }
         Answer::Ptr(target) => {
             let name = Name::from_str_relaxed(format!("{target}.")).ok()?;
-            reply(ResponseCode::NoError, vec![Record::from_rdata(q.name().clone(), TTL, RData::PTR(PTR(name)))])
+            reply(
+                ResponseCode::NoError,
+                vec![Record::from_rdata(
+                    q.name().clone(),
+                    TTL,
+                    RData::PTR(PTR(name)),
+                )],
+            )
         }
         Answer::Refuse => reply(ResponseCode::ServFail, vec![]),
         Answer::Forward => {
             let ups = match own_upstreams {
                 Some(u) if !u.is_empty() => u,
-                _ => shared.upstreams.read().unwrap_or_else(|p| p.into_inner()).clone(),
+                _ => shared
+                    .upstreams
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
             };
             for up in ups {
-                let res = if tcp { forward_tcp(up, raw).await } else { forward_udp(up, raw, id).await };
+                let res = if tcp {
+                    forward_tcp(up, raw).await
+                } else {
+                    forward_udp(up, raw, id).await
+                };
                 match res {
                     Ok(r) => return Some(r),
                     Err(e) => tracing::debug!(upstream = %up, error = %e, "dns forward failed"),
@@ -364,7 +450,9 @@ async fn handle_query(shared: &Shared, cid: &str, raw: &[u8], tcp: bool) -> Opti
 }
 
 async fn forward_udp(up: SocketAddr, raw: &[u8], id: u16) -> io::Result<Vec<u8>> {
-    let bind: SocketAddr = if up.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().map_err(io::Error::other)?;
+    let bind: SocketAddr = if up.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+        .parse()
+        .map_err(io::Error::other)?;
     let sock = tokio::net::UdpSocket::bind(bind).await?;
     sock.connect(up).await?;
     sock.send(raw).await?;
@@ -391,7 +479,9 @@ async fn forward_tcp(up: SocketAddr, raw: &[u8]) -> io::Result<Vec<u8>> {
         c.read_exact(&mut buf).await?;
         Ok(buf)
     };
-    tokio::time::timeout(UPSTREAM_TIMEOUT, fut).await.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+    tokio::time::timeout(UPSTREAM_TIMEOUT, fut)
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
 }
 
 #[cfg(test)]
@@ -405,11 +495,23 @@ mod tests {
         v.records.insert(
             "n1".into(),
             vec![
-                DnsRecord { names: vec!["web".into(), "alias1".into()], ip: Ipv4Addr::new(10, 0, 0, 2) },
-                DnsRecord { names: vec!["db".into()], ip: Ipv4Addr::new(10, 0, 0, 3) },
+                DnsRecord {
+                    names: vec!["web".into(), "alias1".into()],
+                    ip: Ipv4Addr::new(10, 0, 0, 2),
+                },
+                DnsRecord {
+                    names: vec!["db".into()],
+                    ip: Ipv4Addr::new(10, 0, 0, 3),
+                },
             ],
         );
-        v.records.insert("n2".into(), vec![DnsRecord { names: vec!["other".into()], ip: Ipv4Addr::new(10, 1, 0, 2) }]);
+        v.records.insert(
+            "n2".into(),
+            vec![DnsRecord {
+                names: vec!["other".into()],
+                ip: Ipv4Addr::new(10, 1, 0, 2),
+            }],
+        );
         v.internal.insert("n1".into(), false);
         v.internal.insert("n2".into(), true);
         v
@@ -418,19 +520,39 @@ mod tests {
     #[test]
     fn lookups() {
         let v = view();
-        assert!(matches!(v.lookup("c1", "WEB.", RecordType::A), Answer::Local(ref ips) if ips == &[Ipv4Addr::new(10,0,0,2)]));
-        assert!(matches!(v.lookup("c1", "alias1", RecordType::A), Answer::Local(_)));
-        assert!(matches!(v.lookup("c1", "other", RecordType::A), Answer::Forward));
-        assert!(matches!(v.lookup("c3", "web", RecordType::A), Answer::Refuse));
-        assert!(matches!(v.lookup("nobody", "web", RecordType::A), Answer::Refuse));
-        assert!(matches!(v.lookup("c1", "3.0.0.10.in-addr.arpa.", RecordType::PTR), Answer::Ptr(ref n) if n == "db"));
+        assert!(
+            matches!(v.lookup("c1", "WEB.", RecordType::A), Answer::Local(ref ips) if ips == &[Ipv4Addr::new(10,0,0,2)])
+        );
+        assert!(matches!(
+            v.lookup("c1", "alias1", RecordType::A),
+            Answer::Local(_)
+        ));
+        assert!(matches!(
+            v.lookup("c1", "other", RecordType::A),
+            Answer::Forward
+        ));
+        assert!(matches!(
+            v.lookup("c3", "web", RecordType::A),
+            Answer::Refuse
+        ));
+        assert!(matches!(
+            v.lookup("nobody", "web", RecordType::A),
+            Answer::Refuse
+        ));
+        assert!(
+            matches!(v.lookup("c1", "3.0.0.10.in-addr.arpa.", RecordType::PTR), Answer::Ptr(ref n) if n == "db")
+        );
     }
 
     #[test]
     fn upstreams() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("resolv.conf");
-        std::fs::write(&p, "# x\nnameserver 127.0.0.53\nnameserver 10.0.0.1\nsearch a\nnameserver fe80::1%eth0\n").unwrap();
+        std::fs::write(
+            &p,
+            "# x\nnameserver 127.0.0.53\nnameserver 10.0.0.1\nsearch a\nnameserver fe80::1%eth0\n",
+        )
+        .unwrap();
         let u = read_upstreams(&p);
         assert_eq!(u[0], "10.0.0.1:53".parse().unwrap());
         assert_eq!(u.len(), 2);
@@ -451,19 +573,43 @@ mod tests {
                 up.send_to(&r.to_vec().unwrap(), p).await.unwrap();
             }
         });
-        let shared = Shared { view: RwLock::new(view()), upstreams: RwLock::new(vec![up_addr]) };
+        let shared = Shared {
+            view: RwLock::new(view()),
+            upstreams: RwLock::new(vec![up_addr]),
+        };
         let mut q = Message::query();
         q.metadata.id = 77;
-        q.add_query(hickory_proto::op::Query::query(Name::from_str("db.").unwrap(), RecordType::A));
-        let r = Message::from_vec(&handle_query(&shared, "c1", &q.to_vec().unwrap(), false).await.unwrap()).unwrap();
+        q.add_query(hickory_proto::op::Query::query(
+            Name::from_str("db.").unwrap(),
+            RecordType::A,
+        ));
+        let r = Message::from_vec(
+            &handle_query(&shared, "c1", &q.to_vec().unwrap(), false)
+                .await
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(r.metadata.id, 77);
         assert_eq!(r.answers.len(), 1);
         let mut q2 = Message::query();
         q2.metadata.id = 78;
-        q2.add_query(hickory_proto::op::Query::query(Name::from_str("example.org.").unwrap(), RecordType::A));
-        let r2 = Message::from_vec(&handle_query(&shared, "c1", &q2.to_vec().unwrap(), false).await.unwrap()).unwrap();
+        q2.add_query(hickory_proto::op::Query::query(
+            Name::from_str("example.org.").unwrap(),
+            RecordType::A,
+        ));
+        let r2 = Message::from_vec(
+            &handle_query(&shared, "c1", &q2.to_vec().unwrap(), false)
+                .await
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(r2.metadata.response_code, ResponseCode::NXDomain);
-        let r3 = Message::from_vec(&handle_query(&shared, "c3", &q2.to_vec().unwrap(), false).await.unwrap()).unwrap();
+        let r3 = Message::from_vec(
+            &handle_query(&shared, "c3", &q2.to_vec().unwrap(), false)
+                .await
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(r3.metadata.response_code, ResponseCode::ServFail);
     }
 }

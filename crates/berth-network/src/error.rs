@@ -99,7 +99,9 @@ impl NetError {
     /// Classify the error.
     pub fn kind(&self) -> NetErrorKind {
         match self {
-            NetError::NetworkNotFound(_) | NetError::EndpointNotFound { .. } => NetErrorKind::NotFound,
+            NetError::NetworkNotFound(_) | NetError::EndpointNotFound { .. } => {
+                NetErrorKind::NotFound
+            }
             NetError::EndpointExists { .. }
             | NetError::NetworkExists(_)
             | NetError::ActiveEndpoints(_)
@@ -116,11 +118,17 @@ impl NetError {
     }
 
     pub(crate) fn io(op: impl Into<String>, source: io::Error) -> Self {
-        NetError::Io { op: op.into(), source }
+        NetError::Io {
+            op: op.into(),
+            source,
+        }
     }
 
     pub(crate) fn invalid(what: &'static str, detail: impl Into<String>) -> Self {
-        NetError::Invalid { what, detail: detail.into() }
+        NetError::Invalid {
+            what,
+            detail: detail.into(),
+        }
     }
 }
 

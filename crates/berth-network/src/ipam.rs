@@ -46,7 +46,10 @@ impl IpamError {
 }
 
 fn invalid(what: &'static str, detail: impl Into<String>) -> IpamError {
-    IpamError::Invalid { what, detail: detail.into() }
+    IpamError::Invalid {
+        what,
+        detail: detail.into(),
+    }
 }
 
 type Result<T> = std::result::Result<T, IpamError>;
@@ -57,7 +60,11 @@ pub(crate) fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 }
 
 /// First subnet of `prefix_len` carved from `pools` that overlaps nothing in `taken`.
-pub(crate) fn choose_subnet(pools: &[Ipv4Net], prefix_len: u8, taken: &[Ipv4Net]) -> Result<Ipv4Net> {
+pub(crate) fn choose_subnet(
+    pools: &[Ipv4Net],
+    prefix_len: u8,
+    taken: &[Ipv4Net],
+) -> Result<Ipv4Net> {
     for pool in pools {
         let candidates: Vec<Ipv4Net> = if pool.prefix_len() >= prefix_len {
             vec![pool.trunc()]
@@ -66,7 +73,10 @@ pub(crate) fn choose_subnet(pools: &[Ipv4Net], prefix_len: u8, taken: &[Ipv4Net]
                 .map_err(|e| invalid("default pool", e.to_string()))?
                 .collect()
         };
-        if let Some(net) = candidates.into_iter().find(|c| !taken.iter().any(|t| overlaps(c, t))) {
+        if let Some(net) = candidates
+            .into_iter()
+            .find(|c| !taken.iter().any(|t| overlaps(c, t)))
+        {
             return Ok(net);
         }
     }
@@ -85,42 +95,72 @@ pub(crate) struct Pool {
 
 impl Pool {
     /// Validate subnet/gateway/range and build an empty pool.
-    pub(crate) fn new(subnet: Ipv4Net, gateway: Option<Ipv4Addr>, ip_range: Option<Ipv4Net>) -> Result<Pool> {
+    pub(crate) fn new(
+        subnet: Ipv4Net,
+        gateway: Option<Ipv4Addr>,
+        ip_range: Option<Ipv4Net>,
+    ) -> Result<Pool> {
         if subnet.prefix_len() > 30 {
-            return Err(invalid("subnet", format!("{subnet} is too small (at most /30)")));
+            return Err(invalid(
+                "subnet",
+                format!("{subnet} is too small (at most /30)"),
+            ));
         }
         if subnet.trunc() != subnet {
             return Err(invalid(
                 "subnet",
-                format!("{subnet} has host bits set (did you mean {}?)", subnet.trunc()),
+                format!(
+                    "{subnet} has host bits set (did you mean {}?)",
+                    subnet.trunc()
+                ),
             ));
         }
         let range = match ip_range {
             Some(r) if r.trunc() == r && subnet.contains(&r) => r,
-            Some(r) => return Err(invalid("ip range", format!("{r} is not a subnet of {subnet}"))),
+            Some(r) => {
+                return Err(invalid(
+                    "ip range",
+                    format!("{r} is not a subnet of {subnet}"),
+                ))
+            }
             None => subnet,
         };
         let gateway = match gateway {
             Some(g) => {
                 if !subnet.contains(&g) || g == subnet.network() || g == subnet.broadcast() {
-                    return Err(invalid("gateway", format!("{g} is not a host address of {subnet}")));
+                    return Err(invalid(
+                        "gateway",
+                        format!("{g} is not a host address of {subnet}"),
+                    ));
                 }
                 g
             }
             None => first_host(&subnet),
         };
-        Ok(Pool { subnet, gateway, range, allocated: BTreeMap::new(), last: None })
+        Ok(Pool {
+            subnet,
+            gateway,
+            range,
+            allocated: BTreeMap::new(),
+            last: None,
+        })
     }
 
     fn usable(&self, ip: Ipv4Addr) -> bool {
-        self.subnet.contains(&ip) && ip != self.subnet.network() && ip != self.subnet.broadcast() && ip != self.gateway
+        self.subnet.contains(&ip)
+            && ip != self.subnet.network()
+            && ip != self.subnet.broadcast()
+            && ip != self.gateway
     }
 
     /// Allocate `want` (must be free and inside the subnet) or the next free address.
     pub(crate) fn allocate(&mut self, owner: &str, want: Option<Ipv4Addr>) -> Result<Ipv4Addr> {
         if let Some(ip) = want {
             if !self.usable(ip) {
-                return Err(invalid("ip address", format!("{ip} is not usable in {}", self.subnet)));
+                return Err(invalid(
+                    "ip address",
+                    format!("{ip} is not usable in {}", self.subnet),
+                ));
             }
             if self.allocated.contains_key(&ip) {
                 return Err(IpamError::AddressInUse(ip));
@@ -183,23 +223,41 @@ mod tests {
     #[test]
     fn choose_skips_taken() {
         let pools = [net("172.30.0.0/16")];
-        let taken = [net("172.30.0.0/24"), net("172.30.1.128/25"), net("10.0.0.0/8")];
-        assert_eq!(choose_subnet(&pools, 24, &taken).unwrap(), net("172.30.2.0/24"));
+        let taken = [
+            net("172.30.0.0/24"),
+            net("172.30.1.128/25"),
+            net("10.0.0.0/8"),
+        ];
+        assert_eq!(
+            choose_subnet(&pools, 24, &taken).unwrap(),
+            net("172.30.2.0/24")
+        );
         // a wide host route swallowing the whole pool exhausts it
-        assert!(matches!(choose_subnet(&pools, 24, &[net("172.16.0.0/12")]), Err(IpamError::PoolExhausted)));
+        assert!(matches!(
+            choose_subnet(&pools, 24, &[net("172.16.0.0/12")]),
+            Err(IpamError::PoolExhausted)
+        ));
         // falls through to the next pool
         let pools2 = [net("172.30.0.0/24"), net("192.168.64.0/20")];
-        assert_eq!(choose_subnet(&pools2, 24, &[net("172.30.0.0/24")]).unwrap(), net("192.168.64.0/24"));
+        assert_eq!(
+            choose_subnet(&pools2, 24, &[net("172.30.0.0/24")]).unwrap(),
+            net("192.168.64.0/24")
+        );
     }
 
     #[test]
     fn allocation_sequence_and_reuse() {
         let mut p = Pool::new(net("10.9.0.0/29"), None, None).unwrap();
         assert_eq!(p.gateway, Ipv4Addr::new(10, 9, 0, 1));
-        let a: Vec<_> = (0..5).map(|i| p.allocate(&format!("c{i}"), None).unwrap()).collect();
+        let a: Vec<_> = (0..5)
+            .map(|i| p.allocate(&format!("c{i}"), None).unwrap())
+            .collect();
         assert_eq!(a[0], Ipv4Addr::new(10, 9, 0, 2));
         assert_eq!(a[4], Ipv4Addr::new(10, 9, 0, 6));
-        assert!(matches!(p.allocate("x", None), Err(IpamError::AddressesExhausted(_))));
+        assert!(matches!(
+            p.allocate("x", None),
+            Err(IpamError::AddressesExhausted(_))
+        ));
         p.release(a[1]);
         assert_eq!(p.allocate("y", None).unwrap(), a[1]);
         assert_eq!(p.len(), 5);
@@ -216,10 +274,21 @@ mod tests {
 
     #[test]
     fn requested_and_range() {
-        let mut p = Pool::new(net("10.9.0.0/24"), Some(Ipv4Addr::new(10, 9, 0, 254)), Some(net("10.9.0.128/25"))).unwrap();
+        let mut p = Pool::new(
+            net("10.9.0.0/24"),
+            Some(Ipv4Addr::new(10, 9, 0, 254)),
+            Some(net("10.9.0.128/25")),
+        )
+        .unwrap();
         assert_eq!(p.allocate("a", None).unwrap(), Ipv4Addr::new(10, 9, 0, 128));
-        assert_eq!(p.allocate("b", Some(Ipv4Addr::new(10, 9, 0, 5))).unwrap(), Ipv4Addr::new(10, 9, 0, 5));
-        assert!(matches!(p.allocate("c", Some(Ipv4Addr::new(10, 9, 0, 5))), Err(IpamError::AddressInUse(_))));
+        assert_eq!(
+            p.allocate("b", Some(Ipv4Addr::new(10, 9, 0, 5))).unwrap(),
+            Ipv4Addr::new(10, 9, 0, 5)
+        );
+        assert!(matches!(
+            p.allocate("c", Some(Ipv4Addr::new(10, 9, 0, 5))),
+            Err(IpamError::AddressInUse(_))
+        ));
         assert!(p.allocate("c", Some(Ipv4Addr::new(10, 9, 0, 254))).is_err());
         assert!(p.allocate("c", Some(Ipv4Addr::new(10, 9, 1, 5))).is_err());
         assert!(Pool::new(net("10.9.0.0/24"), Some(Ipv4Addr::new(10, 9, 1, 1)), None).is_err());

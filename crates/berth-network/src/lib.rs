@@ -134,8 +134,10 @@ pub use conntrack::ConntrackError;
 pub use dns::DnsError;
 pub use error::{NetError, NetErrorKind, Result};
 pub use ipam::IpamError;
+pub use manager::NetManager;
 pub use netlink::NetlinkError;
 pub use netns::NetnsError;
 pub use nft::NftError;
-pub use manager::NetManager;
-pub use types::{Driver, Endpoint, EndpointSpec, NetConfig, NetworkInfo, NetworkSpec, PortBinding, Proto};
+pub use types::{
+    Driver, Endpoint, EndpointSpec, NetConfig, NetworkInfo, NetworkSpec, PortBinding, Proto,
+};

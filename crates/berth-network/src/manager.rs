@@ -27,12 +27,12 @@ use crate::dns::{read_upstreams, DnsRecord, DnsServer, DnsView};
 use crate::error::{NetError, Result};
 use crate::ipam::{choose_subnet, overlaps, Pool};
 use crate::netlink::{Link, Netlink};
+use crate::netns;
 use crate::nft::{self, NftModel, NftNetwork, NftPort};
 use crate::types::{
-    format_mac, mac_from_ip, parse_mac, Driver, Endpoint, EndpointSpec, NetConfig, NetworkInfo, NetworkSpec,
-    PortBinding, Proto,
+    format_mac, mac_from_ip, parse_mac, Driver, Endpoint, EndpointSpec, NetConfig, NetworkInfo,
+    NetworkSpec, PortBinding, Proto,
 };
-use crate::netns;
 
 const DEFAULT_MTU: u32 = 1500;
 
@@ -102,7 +102,11 @@ fn crash_point(name: &str) {
 
 /// Drop stale UDP flows of these bindings (logged, never fatal: the rules are in place).
 fn flush_udp(ports: &[PortBinding]) {
-    let udp: Vec<u16> = ports.iter().filter(|p| p.proto == Proto::Udp).map(|p| p.host_port).collect();
+    let udp: Vec<u16> = ports
+        .iter()
+        .filter(|p| p.proto == Proto::Udp)
+        .map(|p| p.host_port)
+        .collect();
     match crate::conntrack::flush_udp_ports(&udp) {
         Ok(0) => {}
         Ok(n) => tracing::debug!(entries = n, "deleted stale udp conntrack entries"),
@@ -119,7 +123,9 @@ fn ensure_ip_forward() -> Result<()> {
     let cur = std::fs::read_to_string(p).map_err(|e| NetError::io(format!("read {p}"), e))?;
     if cur.trim() != "1" {
         write_sysctl(p, "1")?;
-        tracing::info!("enabled net.ipv4.ip_forward=1 (needed for container egress and published ports)");
+        tracing::info!(
+            "enabled net.ipv4.ip_forward=1 (needed for container egress and published ports)"
+        );
     }
     Ok(())
 }
@@ -131,7 +137,10 @@ fn reserve_port(proto: Proto, ip: Ipv4Addr, port: u16) -> std::io::Result<OwnedF
         Proto::Udp => SockType::Datagram,
     };
     let fd = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)?;
-    bind(fd.as_raw_fd(), &SockaddrIn::from(std::net::SocketAddrV4::new(ip, port)))?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(ip, port)),
+    )?;
     Ok(fd)
 }
 
@@ -158,7 +167,10 @@ fn validate_id(what: &'static str, id: &str) -> Result<()> {
     if nft::valid_name(id, 128) {
         Ok(())
     } else {
-        Err(NetError::invalid(what, format!("{id:?} (want 1-128 of [A-Za-z0-9_.-])")))
+        Err(NetError::invalid(
+            what,
+            format!("{id:?} (want 1-128 of [A-Za-z0-9_.-])"),
+        ))
     }
 }
 
@@ -207,8 +219,17 @@ impl NetManager {
     fn step(&self, name: &str) -> Result<()> {
         crash_point(name);
         #[cfg(feature = "fault-injection")]
-        if self.fail_at.lock().unwrap_or_else(|p| p.into_inner()).as_deref() == Some(name) {
-            return Err(NetError::io(format!("injected failure at {name}"), std::io::Error::other("injected")));
+        if self
+            .fail_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_deref()
+            == Some(name)
+        {
+            return Err(NetError::io(
+                format!("injected failure at {name}"),
+                std::io::Error::other("injected"),
+            ));
         }
         Ok(())
     }
@@ -250,7 +271,10 @@ impl NetManager {
     }
 
     fn is_ours(&self, l: &Link) -> bool {
-        l.group == self.group() || l.alias.as_deref().is_some_and(|a| a.starts_with(&self.mark()))
+        l.group == self.group()
+            || l.alias
+                .as_deref()
+                .is_some_and(|a| a.starts_with(&self.mark()))
     }
 
     /// Path of a container's namespace file.
@@ -269,7 +293,12 @@ impl NetManager {
     /// Subnets we must not overlap: host routes and addresses outside our own bridges.
     fn host_subnets(&self, nl: &mut Netlink, ours: &HashSet<u32>) -> Result<Vec<Ipv4Net>> {
         let mut v = nl.route_destinations()?;
-        v.extend(nl.addrs()?.into_iter().filter(|(i, _)| !ours.contains(i)).map(|(_, n)| n));
+        v.extend(
+            nl.addrs()?
+                .into_iter()
+                .filter(|(i, _)| !ours.contains(i))
+                .map(|(_, n)| n),
+        );
         v.retain(|n| !n.network().is_loopback());
         Ok(v)
     }
@@ -281,36 +310,68 @@ impl NetManager {
     pub fn create_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo> {
         validate_id("network id", &spec.id)?;
         let mut st = self.lock();
-        if st.networks.contains_key(&spec.id) || st.networks.values().any(|n| n.info.spec.name == spec.name) {
+        if st.networks.contains_key(&spec.id)
+            || st.networks.values().any(|n| n.info.spec.name == spec.name)
+        {
             return Err(NetError::NetworkExists(spec.name.clone()));
         }
         if spec.driver != Driver::Bridge {
-            let info = NetworkInfo { spec: spec.clone(), subnet: None, gateway: None, bridge: None, ifindex: None };
-            st.networks.insert(spec.id.clone(), NetState { info: info.clone(), pool: None });
+            let info = NetworkInfo {
+                spec: spec.clone(),
+                subnet: None,
+                gateway: None,
+                bridge: None,
+                ifindex: None,
+            };
+            st.networks.insert(
+                spec.id.clone(),
+                NetState {
+                    info: info.clone(),
+                    pool: None,
+                },
+            );
             return Ok(info);
         }
         let bridge = self.resolve_bridge_name(spec);
         if !nft::valid_name(&bridge, 15) {
             return Err(NetError::invalid("bridge name", bridge));
         }
-        if st.networks.values().any(|n| n.info.bridge.as_deref() == Some(bridge.as_str())) {
-            return Err(NetError::invalid("bridge name", format!("{bridge} is used by another network")));
+        if st
+            .networks
+            .values()
+            .any(|n| n.info.bridge.as_deref() == Some(bridge.as_str()))
+        {
+            return Err(NetError::invalid(
+                "bridge name",
+                format!("{bridge} is used by another network"),
+            ));
         }
         let mut nl = Netlink::open()?;
         let links = nl.links()?;
         if links.iter().any(|l| l.name == bridge) {
-            return Err(NetError::invalid("bridge name", format!("a device named {bridge} already exists")));
+            return Err(NetError::invalid(
+                "bridge name",
+                format!("a device named {bridge} already exists"),
+            ));
         }
-        let our_idx: HashSet<u32> = links.iter().filter(|l| self.is_ours(l)).map(|l| l.index).collect();
+        let our_idx: HashSet<u32> = links
+            .iter()
+            .filter(|l| self.is_ours(l))
+            .map(|l| l.index)
+            .collect();
         let nets: Vec<Ipv4Net> = st.networks.values().filter_map(|n| n.info.subnet).collect();
         let subnet = match spec.subnet {
             Some(s) => {
                 if let Some(o) = nets.iter().find(|n| overlaps(n, &s)) {
-                    return Err(NetError::SubnetOverlap(format!("{s} overlaps network subnet {o}")));
+                    return Err(NetError::SubnetOverlap(format!(
+                        "{s} overlaps network subnet {o}"
+                    )));
                 }
                 let host = self.host_subnets(&mut nl, &our_idx)?;
                 if let Some(o) = host.iter().find(|n| overlaps(n, &s)) {
-                    return Err(NetError::SubnetOverlap(format!("{s} overlaps host route {o}")));
+                    return Err(NetError::SubnetOverlap(format!(
+                        "{s} overlaps host route {o}"
+                    )));
                 }
                 s
             }
@@ -334,8 +395,17 @@ impl NetManager {
             bridge: Some(bridge.clone()),
             ifindex: Some(ifindex),
         };
-        st.networks.insert(spec.id.clone(), NetState { info: info.clone(), pool: Some(pool) });
-        if let Err(e) = self.step("network:created").and_then(|_| self.apply_rules(&st)) {
+        st.networks.insert(
+            spec.id.clone(),
+            NetState {
+                info: info.clone(),
+                pool: Some(pool),
+            },
+        );
+        if let Err(e) = self
+            .step("network:created")
+            .and_then(|_| self.apply_rules(&st))
+        {
             st.networks.remove(&spec.id);
             let _ = nl.del_link(ifindex);
             return Err(e);
@@ -345,23 +415,33 @@ impl NetManager {
     }
 
     /// Create (or adopt, when `existing` is its index) the bridge of a resolved spec.
-    fn setup_bridge(&self, nl: &mut Netlink, spec: &NetworkSpec, existing: Option<u32>) -> Result<u32> {
-        let (Some(bridge), Some(subnet), Some(gw)) = (&spec.bridge_name, spec.subnet, spec.gateway) else {
-            return Err(NetError::invalid("network spec", format!("network {} is not resolved", spec.id)));
+    fn setup_bridge(
+        &self,
+        nl: &mut Netlink,
+        spec: &NetworkSpec,
+        existing: Option<u32>,
+    ) -> Result<u32> {
+        let (Some(bridge), Some(subnet), Some(gw)) = (&spec.bridge_name, spec.subnet, spec.gateway)
+        else {
+            return Err(NetError::invalid(
+                "network spec",
+                format!("network {} is not resolved", spec.id),
+            ));
         };
         ensure_ip_forward()?;
         let idx = match existing {
             Some(i) => i,
-            None => {
-                nl.add_bridge(bridge, spec.mtu.unwrap_or(DEFAULT_MTU), self.group())?
-            }
+            None => nl.add_bridge(bridge, spec.mtu.unwrap_or(DEFAULT_MTU), self.group())?,
         };
         let res = (|| {
             self.step("network:bridge")?;
             nl.set_alias(idx, &self.bridge_alias(&spec.id))?;
             nl.add_addr(idx, gw, subnet.prefix_len())?;
             nl.set_up(idx)?;
-            write_sysctl(&format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"), "1")
+            write_sysctl(
+                &format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"),
+                "1",
+            )
         })();
         if let Err(e) = res {
             if existing.is_none() {
@@ -415,7 +495,11 @@ impl NetManager {
         validate_id("container id", container_id)?;
         let nets: Vec<String> = {
             let st = self.lock();
-            st.endpoints.keys().filter(|(_, c)| c == container_id).map(|(n, _)| n.clone()).collect()
+            st.endpoints
+                .keys()
+                .filter(|(_, c)| c == container_id)
+                .map(|(n, _)| n.clone())
+                .collect()
         };
         let mut first_err = None;
         for n in nets {
@@ -468,7 +552,11 @@ impl NetManager {
         match result {
             Ok(ep) => Ok(ep),
             Err(e) => {
-                if let Some(p) = st.networks.get_mut(&spec.network_id).and_then(|n| n.pool.as_mut()) {
+                if let Some(p) = st
+                    .networks
+                    .get_mut(&spec.network_id)
+                    .and_then(|n| n.pool.as_mut())
+                {
                     p.release(ip);
                 }
                 Err(e)
@@ -496,7 +584,10 @@ impl NetManager {
             return Err(e);
         }
         // 2. kernel plumbing
-        let veth_host = format!("veth{}", &sha_hex(&[&self.cfg.nft_table, &spec.network_id, &spec.container_id])[..9]);
+        let veth_host = format!(
+            "veth{}",
+            &sha_hex(&[&self.cfg.nft_table, &spec.network_id, &spec.container_id])[..9]
+        );
         let mac = mac.unwrap_or_else(|| mac_from_ip(ip));
         let plumbed = self.plumb(spec, info, ip, mac, &veth_host, None);
         let ifname = match plumbed {
@@ -522,7 +613,13 @@ impl NetManager {
             ports,
         };
         let key = (spec.network_id.clone(), spec.container_id.clone());
-        st.endpoints.insert(key.clone(), EpState { spec: spec.clone(), ep: ep.clone() });
+        st.endpoints.insert(
+            key.clone(),
+            EpState {
+                spec: spec.clone(),
+                ep: ep.clone(),
+            },
+        );
         // 3. rules and DNS
         let rest = self.apply_rules(st).and_then(|_| {
             self.step("connect:rules")?;
@@ -551,17 +648,24 @@ impl NetManager {
         veth_host: &str,
         want_ifname: Option<&str>,
     ) -> Result<String> {
-        let (Some(subnet), Some(gw), Some(bridge)) = (info.subnet, info.gateway, info.bridge.as_deref()) else {
+        let (Some(subnet), Some(gw), Some(bridge)) =
+            (info.subnet, info.gateway, info.bridge.as_deref())
+        else {
             return Err(NetError::NetworkNotFound(info.spec.id.clone()));
         };
         let mtu = info.spec.mtu.unwrap_or(DEFAULT_MTU);
         let ifname = match want_ifname {
             Some(n) => n.to_string(),
             None => {
-                let names: Vec<String> =
-                    netns::in_netns(&spec.netns_path, || {
-                        Ok::<_, NetError>(Netlink::open()?.links()?.into_iter().map(|l| l.name).collect())
-                    })?;
+                let names: Vec<String> = netns::in_netns(&spec.netns_path, || {
+                    Ok::<_, NetError>(
+                        Netlink::open()?
+                            .links()?
+                            .into_iter()
+                            .map(|l| l.name)
+                            .collect(),
+                    )
+                })?;
                 (0..)
                     .map(|i| format!("eth{i}"))
                     .find(|n| !names.contains(n))
@@ -569,9 +673,9 @@ impl NetManager {
             }
         };
         let mut nl = Netlink::open()?;
-        let br_idx = nl
-            .link_index(bridge)?
-            .ok_or_else(|| NetError::NetworkNotFound(format!("{} (bridge {bridge} missing)", info.spec.id)))?;
+        let br_idx = nl.link_index(bridge)?.ok_or_else(|| {
+            NetError::NetworkNotFound(format!("{} (bridge {bridge} missing)", info.spec.id))
+        })?;
         let nsfile = std::fs::File::open(&spec.netns_path)
             .map_err(|e| NetError::io(format!("open netns {}", spec.netns_path.display()), e))?;
         // a leftover of ours with this name (crash mid-connect) would make the add fail
@@ -588,15 +692,21 @@ impl NetManager {
             self.step("connect:master")?;
             // With br_netfilter, a DNATed packet going back to the container it came from
             // is bridged out of its ingress port: allow that (hairpin NAT).
-            write_sysctl(&format!("/sys/class/net/{veth_host}/brport/hairpin_mode"), "1")?;
+            write_sysctl(
+                &format!("/sys/class/net/{veth_host}/brport/hairpin_mode"),
+                "1",
+            )?;
             nl.set_up(idx)?;
             let internal = info.spec.internal;
             let ifn = ifname.clone();
             netns::in_netns(&spec.netns_path, move || {
                 let mut cn = Netlink::open()?;
-                let ci = cn
-                    .link_index(&ifn)?
-                    .ok_or_else(|| NetError::io(format!("find {ifn} in container"), std::io::ErrorKind::NotFound.into()))?;
+                let ci = cn.link_index(&ifn)?.ok_or_else(|| {
+                    NetError::io(
+                        format!("find {ifn} in container"),
+                        std::io::ErrorKind::NotFound.into(),
+                    )
+                })?;
                 cn.set_mac(ci, mac)?;
                 cn.add_addr(ci, ip, subnet.prefix_len())?;
                 cn.set_up(ci)?;
@@ -617,18 +727,20 @@ impl NetManager {
     /// Put an existing host veth back on its bridge, up, in hairpin mode.
     fn reattach(&self, nl: &mut Netlink, idx: u32, veth: &str, info: &NetworkInfo) -> Result<()> {
         let bridge = info.bridge.as_deref().unwrap_or_default();
-        let br = nl
-            .link_index(bridge)?
-            .ok_or_else(|| NetError::NetworkNotFound(format!("{} (bridge {bridge} missing)", info.spec.id)))?;
+        let br = nl.link_index(bridge)?.ok_or_else(|| {
+            NetError::NetworkNotFound(format!("{} (bridge {bridge} missing)", info.spec.id))
+        })?;
         nl.set_master(idx, br)?;
         write_sysctl(&format!("/sys/class/net/{veth}/brport/hairpin_mode"), "1")?;
         Ok(nl.set_up(idx)?)
     }
 
     fn delete_veth(&self, name: &str) {
-        let r = Netlink::open().and_then(|mut nl| match nl.links()?.into_iter().find(|l| l.name == name) {
-            Some(l) if self.is_ours(&l) => nl.del_link(l.index),
-            _ => Ok(()),
+        let r = Netlink::open().and_then(|mut nl| {
+            match nl.links()?.into_iter().find(|l| l.name == name) {
+                Some(l) if self.is_ours(&l) => nl.del_link(l.index),
+                _ => Ok(()),
+            }
         });
         if let Err(e) = r {
             tracing::warn!(veth = name, error = %e, "could not delete veth");
@@ -657,7 +769,11 @@ impl NetManager {
                 };
                 let span = u32::from(hi - lo) + 1;
                 let start = if any {
-                    let seed = sha_hex(&[container, &b.container_port.to_string(), &format!("{:?}", std::time::SystemTime::now())]);
+                    let seed = sha_hex(&[
+                        container,
+                        &b.container_port.to_string(),
+                        &format!("{:?}", std::time::SystemTime::now()),
+                    ]);
                     u32::from_str_radix(&seed[..8], 16).unwrap_or(0) % span
                 } else {
                     0
@@ -666,7 +782,9 @@ impl NetManager {
                 for i in 0..span {
                     let port = (u32::from(lo) + (start + i) % span) as u16;
                     let clash = st.reservations.keys().any(|(p, rip, rport)| {
-                        *p == b.proto && *rport == port && (rip.is_unspecified() || ip.is_unspecified() || *rip == ip)
+                        *p == b.proto
+                            && *rport == port
+                            && (rip.is_unspecified() || ip.is_unspecified() || *rip == ip)
                     });
                     if clash {
                         continue;
@@ -678,18 +796,35 @@ impl NetManager {
                         }
                         Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => continue,
                         Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
-                            return Err(NetError::invalid("host ip", format!("{ip} is not an address of this host")))
+                            return Err(NetError::invalid(
+                                "host ip",
+                                format!("{ip} is not an address of this host"),
+                            ))
                         }
-                        Err(e) => return Err(NetError::io(format!("bind {ip}:{port}/{}", b.proto.as_str()), e)),
+                        Err(e) => {
+                            return Err(NetError::io(
+                                format!("bind {ip}:{port}/{}", b.proto.as_str()),
+                                e,
+                            ))
+                        }
                     }
                 }
                 let Some((port, fd)) = chosen else {
-                    return Err(NetError::PortInUse { endpoint: container.to_string(), host_ip: ip, port: b.host_port });
+                    return Err(NetError::PortInUse {
+                        endpoint: container.to_string(),
+                        host_ip: ip,
+                        port: b.host_port,
+                    });
                 };
                 let key = (b.proto, ip, port);
                 st.reservations.insert(key, fd);
                 keys.push(key);
-                out.push(PortBinding { host_ip: b.host_ip, host_port: port, host_port_end: 0, ..*b });
+                out.push(PortBinding {
+                    host_ip: b.host_ip,
+                    host_port: port,
+                    host_port_end: 0,
+                    ..*b
+                });
             }
             Ok(())
         })();
@@ -710,12 +845,23 @@ impl NetManager {
         let mut st = self.lock();
         let key = (network_id.to_string(), container_id.to_string());
         let Some(eps) = st.endpoints.remove(&key) else {
-            return Err(NetError::EndpointNotFound { container: container_id.into(), network: network_id.into() });
+            return Err(NetError::EndpointNotFound {
+                container: container_id.into(),
+                network: network_id.into(),
+            });
         };
         for b in &eps.ep.ports {
-            st.reservations.remove(&(b.proto, b.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), b.host_port));
+            st.reservations.remove(&(
+                b.proto,
+                b.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                b.host_port,
+            ));
         }
-        if let Some(p) = st.networks.get_mut(network_id).and_then(|n| n.pool.as_mut()) {
+        if let Some(p) = st
+            .networks
+            .get_mut(network_id)
+            .and_then(|n| n.pool.as_mut())
+        {
             p.release(eps.ep.ip);
         }
         let r1 = self.apply_rules(&st);
@@ -724,7 +870,11 @@ impl NetManager {
         self.delete_veth(&eps.ep.veth_host);
         let r2 = self.refresh_dns(&st, None);
         let r3 = self.restore_default_route(&st, container_id);
-        tracing::info!(container = container_id, network = network_id, "endpoint disconnected");
+        tracing::info!(
+            container = container_id,
+            network = network_id,
+            "endpoint disconnected"
+        );
         r1.and(r2).and(r3)
     }
 
@@ -735,10 +885,16 @@ impl NetManager {
             .endpoints
             .values()
             .filter(|e| e.ep.container_id == container_id)
-            .filter(|e| st.networks.get(&e.ep.network_id).is_some_and(|n| !n.info.spec.internal))
+            .filter(|e| {
+                st.networks
+                    .get(&e.ep.network_id)
+                    .is_some_and(|n| !n.info.spec.internal)
+            })
             .collect();
         candidates.sort_by(|a, b| a.ep.ifname.cmp(&b.ep.ifname));
-        let Some(e) = candidates.first() else { return Ok(()) };
+        let Some(e) = candidates.first() else {
+            return Ok(());
+        };
         let (gw, ifname) = (e.ep.gateway, e.ep.ifname.clone());
         netns::in_netns(&e.spec.netns_path, move || {
             let mut nl = Netlink::open()?;
@@ -755,7 +911,11 @@ impl NetManager {
     /// Render and load the nftables table from the model.
     fn apply_rules(&self, st: &State) -> Result<()> {
         let mut m = NftModel::default();
-        let mut nets: Vec<&NetState> = st.networks.values().filter(|n| n.info.spec.driver == Driver::Bridge).collect();
+        let mut nets: Vec<&NetState> = st
+            .networks
+            .values()
+            .filter(|n| n.info.spec.driver == Driver::Bridge)
+            .collect();
         nets.sort_by(|a, b| a.info.spec.id.cmp(&b.info.spec.id));
         for n in nets {
             if let (Some(bridge), Some(subnet)) = (&n.info.bridge, n.info.subnet) {
@@ -775,7 +935,9 @@ impl NetManager {
             }
         }
         let mut eps: Vec<&EpState> = st.endpoints.values().collect();
-        eps.sort_by(|a, b| (&a.ep.network_id, &a.ep.container_id).cmp(&(&b.ep.network_id, &b.ep.container_id)));
+        eps.sort_by(|a, b| {
+            (&a.ep.network_id, &a.ep.container_id).cmp(&(&b.ep.network_id, &b.ep.container_id))
+        });
         for e in eps {
             for p in &e.ep.ports {
                 m.ports.push(NftPort {
@@ -805,12 +967,18 @@ impl NetManager {
         let mut view = DnsView::default();
         let mut netns_of: HashMap<String, PathBuf> = HashMap::new();
         for e in st.endpoints.values() {
-            let Some(net) = st.networks.get(&e.ep.network_id) else { continue };
+            let Some(net) = st.networks.get(&e.ep.network_id) else {
+                continue;
+            };
             if net.info.spec.is_default_bridge() {
                 continue;
             }
-            view.internal.insert(net.info.spec.id.clone(), net.info.spec.internal);
-            view.container_nets.entry(e.ep.container_id.clone()).or_default().push(e.ep.network_id.clone());
+            view.internal
+                .insert(net.info.spec.id.clone(), net.info.spec.internal);
+            view.container_nets
+                .entry(e.ep.container_id.clone())
+                .or_default()
+                .push(e.ep.network_id.clone());
             // Docker answers `name` and `name.<network>` for names and aliases alike
             let netname = net.info.spec.name.to_ascii_lowercase();
             let mut names: Vec<String> = Vec::new();
@@ -826,10 +994,14 @@ impl NetManager {
                     }
                 }
             }
-            view.records.entry(e.ep.network_id.clone()).or_default().push(DnsRecord { names, ip: e.ep.ip });
+            view.records
+                .entry(e.ep.network_id.clone())
+                .or_default()
+                .push(DnsRecord { names, ip: e.ep.ip });
             netns_of.insert(e.ep.container_id.clone(), e.spec.netns_path.clone());
             if !e.spec.dns_servers.is_empty() {
-                view.upstreams.insert(e.ep.container_id.clone(), e.spec.dns_servers.clone());
+                view.upstreams
+                    .insert(e.ep.container_id.clone(), e.spec.dns_servers.clone());
             }
         }
         self.dns.set_view(view);
@@ -864,8 +1036,15 @@ impl NetManager {
         // networks
         for spec in networks {
             if spec.driver != Driver::Bridge {
-                let info = NetworkInfo { spec: spec.clone(), subnet: None, gateway: None, bridge: None, ifindex: None };
-                st.networks.insert(spec.id.clone(), NetState { info, pool: None });
+                let info = NetworkInfo {
+                    spec: spec.clone(),
+                    subnet: None,
+                    gateway: None,
+                    bridge: None,
+                    ifindex: None,
+                };
+                st.networks
+                    .insert(spec.id.clone(), NetState { info, pool: None });
                 continue;
             }
             let mut spec = spec.clone();
@@ -875,8 +1054,13 @@ impl NetManager {
                 Some(s) => s,
                 None => {
                     tracing::warn!(network = %spec.id, "persisted network has no subnet; choosing a new one");
-                    let ours: HashSet<u32> = links.iter().filter(|l| self.is_ours(l)).map(|l| l.index).collect();
-                    let mut taken: Vec<Ipv4Net> = st.networks.values().filter_map(|n| n.info.subnet).collect();
+                    let ours: HashSet<u32> = links
+                        .iter()
+                        .filter(|l| self.is_ours(l))
+                        .map(|l| l.index)
+                        .collect();
+                    let mut taken: Vec<Ipv4Net> =
+                        st.networks.values().filter_map(|n| n.info.subnet).collect();
                     taken.extend(self.host_subnets(&mut nl, &ours)?);
                     choose_subnet(&self.cfg.default_pool, self.cfg.pool_prefix_len, &taken)?
                 }
@@ -901,7 +1085,13 @@ impl NetManager {
                 ifindex: Some(idx),
                 spec: spec.clone(),
             };
-            st.networks.insert(spec.id.clone(), NetState { info, pool: Some(pool) });
+            st.networks.insert(
+                spec.id.clone(),
+                NetState {
+                    info,
+                    pool: Some(pool),
+                },
+            );
         }
         // endpoints
         let links = nl.links()?;
@@ -915,7 +1105,11 @@ impl NetManager {
                 continue;
             }
             let info = net.info.clone();
-            if let Some(p) = st.networks.get_mut(&ep.network_id).and_then(|n| n.pool.as_mut()) {
+            if let Some(p) = st
+                .networks
+                .get_mut(&ep.network_id)
+                .and_then(|n| n.pool.as_mut())
+            {
                 if let Err(e) = p.restore(&ep.container_id, ep.ip) {
                     tracing::warn!(container = %ep.container_id, error = %e, "endpoint dropped");
                     continue;
@@ -924,7 +1118,9 @@ impl NetManager {
             match links.iter().find(|l| l.name == ep.veth_host) {
                 None => {
                     let mac = parse_mac(&ep.mac).unwrap_or_else(|_| mac_from_ip(ep.ip));
-                    if let Err(e) = self.plumb(spec, &info, ep.ip, mac, &ep.veth_host, Some(&ep.ifname)) {
+                    if let Err(e) =
+                        self.plumb(spec, &info, ep.ip, mac, &ep.veth_host, Some(&ep.ifname))
+                    {
                         tracing::warn!(container = %ep.container_id, error = %e, "could not re-plumb endpoint");
                     }
                 }
@@ -941,11 +1137,18 @@ impl NetManager {
                     Ok(fd) => {
                         st.reservations.insert((b.proto, ip, b.host_port), fd);
                     }
-                    Err(e) => tracing::warn!(port = b.host_port, error = %e, "could not re-reserve published port"),
+                    Err(e) => {
+                        tracing::warn!(port = b.host_port, error = %e, "could not re-reserve published port")
+                    }
                 }
             }
-            st.endpoints
-                .insert((ep.network_id.clone(), ep.container_id.clone()), EpState { spec: spec.clone(), ep: ep.clone() });
+            st.endpoints.insert(
+                (ep.network_id.clone(), ep.container_id.clone()),
+                EpState {
+                    spec: spec.clone(),
+                    ep: ep.clone(),
+                },
+            );
         }
         // leaks: links
         let keep: HashSet<String> = st
@@ -981,14 +1184,21 @@ impl NetManager {
         self.refresh_dns(&st, None)?;
         let mut started = HashSet::new();
         for e in st.endpoints.values() {
-            let user = st.networks.get(&e.ep.network_id).is_some_and(|n| !n.info.spec.is_default_bridge());
+            let user = st
+                .networks
+                .get(&e.ep.network_id)
+                .is_some_and(|n| !n.info.spec.is_default_bridge());
             if user && started.insert(e.ep.container_id.clone()) {
                 if let Err(err) = self.dns.listen(&e.ep.container_id, &e.spec.netns_path) {
                     tracing::warn!(container = %e.ep.container_id, error = %err, "could not restart embedded dns");
                 }
             }
         }
-        tracing::info!(networks = st.networks.len(), endpoints = st.endpoints.len(), "network state reconciled");
+        tracing::info!(
+            networks = st.networks.len(),
+            endpoints = st.endpoints.len(),
+            "network state reconciled"
+        );
         Ok(())
     }
 
@@ -1036,7 +1246,10 @@ impl NetManager {
         for line in text.lines() {
             let mut it = line.split_whitespace();
             match (it.next(), it.next()) {
-                (Some("nameserver"), Some(a)) if a.parse::<std::net::IpAddr>().is_ok_and(|ip| !ip.is_loopback()) => {
+                (Some("nameserver"), Some(a))
+                    if a.parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| !ip.is_loopback()) =>
+                {
                     out.push_str(&format!("nameserver {a}\n"));
                     any = true;
                 }
@@ -1055,12 +1268,20 @@ impl NetManager {
 
     /// Snapshot of the endpoints the manager knows (for inspect and tests).
     pub fn endpoints(&self) -> Vec<Endpoint> {
-        self.lock().endpoints.values().map(|e| e.ep.clone()).collect()
+        self.lock()
+            .endpoints
+            .values()
+            .map(|e| e.ep.clone())
+            .collect()
     }
 
     /// Snapshot of the networks the manager knows.
     pub fn networks(&self) -> Vec<NetworkInfo> {
-        self.lock().networks.values().map(|n| n.info.clone()).collect()
+        self.lock()
+            .networks
+            .values()
+            .map(|n| n.info.clone())
+            .collect()
     }
 
     /// Is `path` a namespace file of this manager?
@@ -1082,12 +1303,21 @@ mod tests {
     #[test]
     fn marks_are_per_table() {
         let d = tempfile::tempdir().unwrap();
-        let cfg = |t: &str| NetConfig { nft_table: t.into(), netns_dir: d.path().join("ns"), ..NetConfig::default() };
+        let cfg = |t: &str| NetConfig {
+            nft_table: t.into(),
+            netns_dir: d.path().join("ns"),
+            ..NetConfig::default()
+        };
         let a = NetManager::new(cfg("berth")).unwrap();
         let b = NetManager::new(cfg("berth-x")).unwrap();
         assert_ne!(a.group(), b.group());
         assert_ne!(a.group(), 0);
-        let link = |alias: &str, group| Link { index: 1, name: "x".into(), alias: Some(alias.into()), group };
+        let link = |alias: &str, group| Link {
+            index: 1,
+            name: "x".into(),
+            alias: Some(alias.into()),
+            group,
+        };
         assert!(a.is_ours(&link("berth:berth:net1", 0)));
         assert!(!a.is_ours(&link("berth:berth-x:net1", 0)));
         assert!(b.is_ours(&link("berth:berth-x:net1", 0)));
@@ -1095,9 +1325,23 @@ mod tests {
         assert!(!a.is_ours(&link("", b.group())));
         assert!(NetManager::new(cfg("bad table")).is_err());
         let d2 = tempfile::tempdir().unwrap();
-        std::fs::write(d2.path().join("r"), "nameserver 127.0.0.53\nsearch example.com\n").unwrap();
-        let m = NetManager::new(NetConfig { dns_upstreams_from: d2.path().join("r"), ..cfg("berth") }).unwrap();
-        assert_eq!(m.resolv_conf(true), "nameserver 127.0.0.11\noptions ndots:0\n");
-        assert_eq!(m.resolv_conf(false), "search example.com\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+        std::fs::write(
+            d2.path().join("r"),
+            "nameserver 127.0.0.53\nsearch example.com\n",
+        )
+        .unwrap();
+        let m = NetManager::new(NetConfig {
+            dns_upstreams_from: d2.path().join("r"),
+            ..cfg("berth")
+        })
+        .unwrap();
+        assert_eq!(
+            m.resolv_conf(true),
+            "nameserver 127.0.0.11\noptions ndots:0\n"
+        );
+        assert_eq!(
+            m.resolv_conf(false),
+            "search example.com\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+        );
     }
 }

@@ -11,11 +11,16 @@ use std::os::fd::RawFd;
 
 use ipnet::Ipv4Net;
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
@@ -43,7 +48,9 @@ impl NetlinkError {
     pub fn kind(&self) -> NetErrorKind {
         match self {
             NetlinkError::Invalid(_) => NetErrorKind::InvalidInput,
-            NetlinkError::Request { source, .. } if source.raw_os_error() == Some(libc::EEXIST) => NetErrorKind::Conflict,
+            NetlinkError::Request { source, .. } if source.raw_os_error() == Some(libc::EEXIST) => {
+                NetErrorKind::Conflict
+            }
             NetlinkError::Request { .. } => NetErrorKind::Internal,
         }
     }
@@ -75,7 +82,10 @@ pub(crate) struct Netlink {
 }
 
 fn nl_err(op: impl Into<String>, e: io::Error) -> NetlinkError {
-    NetlinkError::Request { op: op.into(), source: e }
+    NetlinkError::Request {
+        op: op.into(),
+        source: e,
+    }
 }
 
 impl Netlink {
@@ -83,12 +93,18 @@ impl Netlink {
     pub(crate) fn open() -> Result<Netlink> {
         let mut sock = Socket::new(NETLINK_ROUTE).map_err(|e| nl_err("open socket", e))?;
         sock.bind_auto().map_err(|e| nl_err("bind socket", e))?;
-        sock.connect(&SocketAddr::new(0, 0)).map_err(|e| nl_err("connect socket", e))?;
+        sock.connect(&SocketAddr::new(0, 0))
+            .map_err(|e| nl_err("connect socket", e))?;
         Ok(Netlink { sock, seq: 1 })
     }
 
     /// Send one request and collect every reply up to the ACK / DONE.
-    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16, op: &str) -> Result<Vec<RouteNetlinkMessage>> {
+    fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        op: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | flags;
         self.seq = self.seq.wrapping_add(1);
@@ -104,10 +120,18 @@ impl Netlink {
             let mut off = 0;
             while off < data.len() {
                 let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[off..])
-                    .map_err(|e| nl_err(op, io::Error::new(io::ErrorKind::InvalidData, e.to_string())))?;
+                    .map_err(|e| {
+                        nl_err(
+                            op,
+                            io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+                        )
+                    })?;
                 let len = reply.header.length as usize;
                 if len == 0 {
-                    return Err(nl_err(op, io::Error::new(io::ErrorKind::InvalidData, "zero-length message")));
+                    return Err(nl_err(
+                        op,
+                        io::Error::new(io::ErrorKind::InvalidData, "zero-length message"),
+                    ));
                 }
                 off += (len + 3) & !3;
                 if reply.header.sequence_number != self.seq {
@@ -135,12 +159,21 @@ impl Netlink {
 
     /// All links of the namespace.
     pub(crate) fn links(&mut self) -> Result<Vec<Link>> {
-        let msgs = self.request(RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_DUMP, "list links")?;
+        let msgs = self.request(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+            "list links",
+        )?;
         Ok(msgs
             .into_iter()
             .filter_map(|m| match m {
                 RouteNetlinkMessage::NewLink(l) => {
-                    let mut link = Link { index: l.header.index, name: String::new(), alias: None, group: 0 };
+                    let mut link = Link {
+                        index: l.header.index,
+                        name: String::new(),
+                        alias: None,
+                        group: 0,
+                    };
                     for a in l.attributes {
                         match a {
                             LinkAttribute::IfName(n) => link.name = n,
@@ -158,7 +191,11 @@ impl Netlink {
 
     /// Index of the link called `name`, if any.
     pub(crate) fn link_index(&mut self, name: &str) -> Result<Option<u32>> {
-        Ok(self.links()?.into_iter().find(|l| l.name == name).map(|l| l.index))
+        Ok(self
+            .links()?
+            .into_iter()
+            .find(|l| l.name == name)
+            .map(|l| l.index))
     }
 
     /// Create a bridge in device group `group` (the kernel applies the group atomically
@@ -168,18 +205,37 @@ impl Netlink {
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
         m.attributes.push(LinkAttribute::Mtu(mtu));
         m.attributes.push(LinkAttribute::Group(group));
-        m.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+        m.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
         let op = format!("add bridge {name}");
-        self.request(RouteNetlinkMessage::NewLink(m), NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, &op)?;
-        self.link_index(name)?
-            .ok_or_else(|| nl_err(&op, io::Error::new(io::ErrorKind::NotFound, "bridge vanished")))
+        self.request(
+            RouteNetlinkMessage::NewLink(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &op,
+        )?;
+        self.link_index(name)?.ok_or_else(|| {
+            nl_err(
+                &op,
+                io::Error::new(io::ErrorKind::NotFound, "bridge vanished"),
+            )
+        })
     }
 
     /// Create a veth pair whose peer is created directly inside `peer_netns` as `peer_name`;
     /// the host end joins device group `group` at creation.
-    pub(crate) fn add_veth(&mut self, name: &str, peer_name: &str, peer_netns: RawFd, mtu: u32, group: u32) -> Result<u32> {
+    pub(crate) fn add_veth(
+        &mut self,
+        name: &str,
+        peer_name: &str,
+        peer_netns: RawFd,
+        mtu: u32,
+        group: u32,
+    ) -> Result<u32> {
         let mut peer = LinkMessage::default();
-        peer.attributes.push(LinkAttribute::IfName(peer_name.to_string()));
+        peer.attributes
+            .push(LinkAttribute::IfName(peer_name.to_string()));
         peer.attributes.push(LinkAttribute::Mtu(mtu));
         peer.attributes.push(LinkAttribute::NetNsFd(peer_netns));
         let mut m = LinkMessage::default();
@@ -191,12 +247,26 @@ impl Netlink {
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
         ]));
         let op = format!("add veth {name}");
-        self.request(RouteNetlinkMessage::NewLink(m), NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, &op)?;
-        self.link_index(name)?
-            .ok_or_else(|| nl_err(&op, io::Error::new(io::ErrorKind::NotFound, "veth vanished")))
+        self.request(
+            RouteNetlinkMessage::NewLink(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &op,
+        )?;
+        self.link_index(name)?.ok_or_else(|| {
+            nl_err(
+                &op,
+                io::Error::new(io::ErrorKind::NotFound, "veth vanished"),
+            )
+        })
     }
 
-    fn set_link(&mut self, index: u32, attrs: Vec<LinkAttribute>, up: Option<bool>, op: &str) -> Result<()> {
+    fn set_link(
+        &mut self,
+        index: u32,
+        attrs: Vec<LinkAttribute>,
+        up: Option<bool>,
+        op: &str,
+    ) -> Result<()> {
         let mut m = LinkMessage::default();
         m.header.index = index;
         if let Some(up) = up {
@@ -217,24 +287,43 @@ impl Netlink {
 
     /// Attach a link to a bridge.
     pub(crate) fn set_master(&mut self, index: u32, master: u32) -> Result<()> {
-        self.set_link(index, vec![LinkAttribute::Controller(master)], None, &format!("set master of link {index}"))
+        self.set_link(
+            index,
+            vec![LinkAttribute::Controller(master)],
+            None,
+            &format!("set master of link {index}"),
+        )
     }
 
     /// Set the MAC address.
     pub(crate) fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> Result<()> {
-        self.set_link(index, vec![LinkAttribute::Address(mac.to_vec())], None, &format!("set mac of link {index}"))
+        self.set_link(
+            index,
+            vec![LinkAttribute::Address(mac.to_vec())],
+            None,
+            &format!("set mac of link {index}"),
+        )
     }
 
     /// Set the interface alias (our ownership mark).
     pub(crate) fn set_alias(&mut self, index: u32, alias: &str) -> Result<()> {
-        self.set_link(index, vec![LinkAttribute::IfAlias(alias.to_string())], None, &format!("set alias of link {index}"))
+        self.set_link(
+            index,
+            vec![LinkAttribute::IfAlias(alias.to_string())],
+            None,
+            &format!("set alias of link {index}"),
+        )
     }
 
     /// Delete a link (ENODEV is not an error: it is already gone).
     pub(crate) fn del_link(&mut self, index: u32) -> Result<()> {
         let mut m = LinkMessage::default();
         m.header.index = index;
-        match self.request(RouteNetlinkMessage::DelLink(m), NLM_F_ACK, &format!("delete link {index}")) {
+        match self.request(
+            RouteNetlinkMessage::DelLink(m),
+            NLM_F_ACK,
+            &format!("delete link {index}"),
+        ) {
             Err(e) if e.errno() == Some(libc::ENODEV) => Ok(()),
             r => r.map(|_| ()),
         }
@@ -249,11 +338,17 @@ impl Netlink {
         m.attributes.push(AddressAttribute::Local(IpAddr::V4(ip)));
         m.attributes.push(AddressAttribute::Address(IpAddr::V4(ip)));
         if prefix_len < 31 {
-            let net = Ipv4Net::new(ip, prefix_len).map_err(|e| NetlinkError::Invalid(format!("prefix length: {e}")))?;
-            m.attributes.push(AddressAttribute::Broadcast(net.broadcast()));
+            let net = Ipv4Net::new(ip, prefix_len)
+                .map_err(|e| NetlinkError::Invalid(format!("prefix length: {e}")))?;
+            m.attributes
+                .push(AddressAttribute::Broadcast(net.broadcast()));
         }
         let op = format!("add address {ip}/{prefix_len} to link {index}");
-        match self.request(RouteNetlinkMessage::NewAddress(m), NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, &op) {
+        match self.request(
+            RouteNetlinkMessage::NewAddress(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &op,
+        ) {
             Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
             r => r.map(|_| ()),
         }
@@ -263,7 +358,11 @@ impl Netlink {
     pub(crate) fn addrs(&mut self) -> Result<Vec<(u32, Ipv4Net)>> {
         let mut q = AddressMessage::default();
         q.header.family = AddressFamily::Inet;
-        let msgs = self.request(RouteNetlinkMessage::GetAddress(q), NLM_F_DUMP, "list addresses")?;
+        let msgs = self.request(
+            RouteNetlinkMessage::GetAddress(q),
+            NLM_F_DUMP,
+            "list addresses",
+        )?;
         let mut out = Vec::new();
         for m in msgs {
             if let RouteNetlinkMessage::NewAddress(a) = m {
@@ -324,10 +423,15 @@ impl Netlink {
         m.header.protocol = RouteProtocol::Boot;
         m.header.scope = RouteScope::Universe;
         m.header.kind = RouteType::Unicast;
-        m.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
         m.attributes.push(RouteAttribute::Oif(index));
         let op = format!("add default route via {gw}");
-        match self.request(RouteNetlinkMessage::NewRoute(m), NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, &op) {
+        match self.request(
+            RouteNetlinkMessage::NewRoute(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &op,
+        ) {
             Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
             r => r.map(|_| ()),
         }

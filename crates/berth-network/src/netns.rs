@@ -38,8 +38,12 @@ impl NetnsError {
     /// Classify for status mapping.
     pub fn kind(&self) -> NetErrorKind {
         match self {
-            NetnsError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => NetErrorKind::NotFound,
-            NetnsError::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists => NetErrorKind::Conflict,
+            NetnsError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                NetErrorKind::NotFound
+            }
+            NetnsError::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists => {
+                NetErrorKind::Conflict
+            }
             NetnsError::Io { .. } => NetErrorKind::Internal,
             NetnsError::Netlink(e) => e.kind(),
         }
@@ -47,7 +51,10 @@ impl NetnsError {
 }
 
 fn io_err(op: impl Into<String>, source: io::Error) -> NetnsError {
-    NetnsError::Io { op: op.into(), source }
+    NetnsError::Io {
+        op: op.into(),
+        source,
+    }
 }
 
 type Result<T> = std::result::Result<T, NetnsError>;
@@ -80,11 +87,20 @@ pub(crate) fn create(path: &Path) -> Result<()> {
         .map_err(|e| io_err(format!("create netns file {}", path.display()), e))?;
     let res = std::thread::scope(|s| {
         s.spawn(|| -> Result<()> {
-            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| io_err("unshare network namespace", e.into()))?;
-            mount(Some("/proc/thread-self/ns/net"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(|e| io_err(format!("bind-mount netns at {}", path.display()), e.into()))?;
+            unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| io_err("unshare network namespace", e.into()))?;
+            mount(
+                Some("/proc/thread-self/ns/net"),
+                path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| io_err(format!("bind-mount netns at {}", path.display()), e.into()))?;
             let mut nl = Netlink::open()?;
-            let lo = nl.link_index("lo")?.ok_or_else(|| io_err("find lo", io::Error::from(io::ErrorKind::NotFound)))?;
+            let lo = nl
+                .link_index("lo")?
+                .ok_or_else(|| io_err("find lo", io::Error::from(io::ErrorKind::NotFound)))?;
             Ok(nl.set_up(lo)?)
         })
         .join()
@@ -100,7 +116,12 @@ pub(crate) fn create(path: &Path) -> Result<()> {
 pub(crate) fn remove(path: &Path) -> Result<()> {
     match umount2(path, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-        Err(e) => return Err(io_err(format!("unmount netns {}", path.display()), e.into())),
+        Err(e) => {
+            return Err(io_err(
+                format!("unmount netns {}", path.display()),
+                e.into(),
+            ))
+        }
     }
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),

@@ -98,7 +98,10 @@ pub(crate) struct NftModel {
 
 /// Names that are interpolated into scripts must be plain.
 pub(crate) fn valid_name(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 /// How a transaction installs the rules.
@@ -116,16 +119,31 @@ pub(crate) enum Mode {
 const FORWARD_DECL: &str = "type filter hook forward priority filter; policy accept;";
 
 const BASE_CHAINS: [(&str, &str); 5] = [
-    ("guard", "type filter hook prerouting priority raw; policy accept;"),
-    ("prerouting", "type nat hook prerouting priority dstnat; policy accept;"),
-    ("output", "type nat hook output priority -100; policy accept;"),
-    ("postrouting", "type nat hook postrouting priority srcnat; policy accept;"),
+    (
+        "guard",
+        "type filter hook prerouting priority raw; policy accept;",
+    ),
+    (
+        "prerouting",
+        "type nat hook prerouting priority dstnat; policy accept;",
+    ),
+    (
+        "output",
+        "type nat hook output priority -100; policy accept;",
+    ),
+    (
+        "postrouting",
+        "type nat hook postrouting priority srcnat; policy accept;",
+    ),
     ("forward", FORWARD_DECL),
 ];
 
 /// Rules of each chain of the `ip` table, in order.
 fn ip_rules(m: &NftModel) -> Vec<(&'static str, Vec<String>)> {
-    let pre = vec!["ip daddr 127.0.0.0/8 return".to_string(), "fib daddr type local jump ports".to_string()];
+    let pre = vec![
+        "ip daddr 127.0.0.0/8 return".to_string(),
+        "fib daddr type local jump ports".to_string(),
+    ];
     let out = vec!["fib daddr type local jump ports".to_string()];
     let ports = m
         .ports
@@ -135,14 +153,22 @@ fn ip_rules(m: &NftModel) -> Vec<(&'static str, Vec<String>)> {
                 Some(ip) if !ip.is_unspecified() => format!("ip daddr {ip} "),
                 _ => String::new(),
             };
-            format!("{daddr}{} dport {} dnat to {}:{}", p.proto.as_str(), p.host_port, p.container_ip, p.container_port)
+            format!(
+                "{daddr}{} dport {} dnat to {}:{}",
+                p.proto.as_str(),
+                p.host_port,
+                p.container_ip,
+                p.container_port
+            )
         })
         .collect();
     let mut post = Vec::new();
     for n in &m.networks {
         let (br, sub) = (&n.bridge, n.subnet);
         post.push(format!("oifname \"{br}\" ip saddr 127.0.0.0/8 masquerade"));
-        post.push(format!("oifname \"{br}\" ip saddr {sub} ct status dnat masquerade"));
+        post.push(format!(
+            "oifname \"{br}\" ip saddr {sub} ct status dnat masquerade"
+        ));
         if !n.internal && n.masquerade {
             post.push(format!("ip saddr {sub} oifname != \"{br}\" masquerade"));
         }
@@ -155,10 +181,17 @@ fn ip_rules(m: &NftModel) -> Vec<(&'static str, Vec<String>)> {
     }
     fwd.push("ct status dnat accept".to_string());
     if m.networks.len() > 1 {
-        let set = m.networks.iter().map(|n| format!("\"{}\"", n.bridge)).collect::<Vec<_>>().join(", ");
+        let set = m
+            .networks
+            .iter()
+            .map(|n| format!("\"{}\"", n.bridge))
+            .collect::<Vec<_>>()
+            .join(", ");
         for n in &m.networks {
             let br = &n.bridge;
-            fwd.push(format!("iifname \"{br}\" oifname != \"{br}\" oifname {{ {set} }} drop"));
+            fwd.push(format!(
+                "iifname \"{br}\" oifname != \"{br}\" oifname {{ {set} }} drop"
+            ));
         }
     }
     // `route_localnet` on a bridge would also let a container (with CAP_NET_RAW, or
@@ -168,7 +201,12 @@ fn ip_rules(m: &NftModel) -> Vec<(&'static str, Vec<String>)> {
     let guard = if m.networks.is_empty() {
         vec![]
     } else {
-        let set = m.networks.iter().map(|n| format!("\"{}\"", n.bridge)).collect::<Vec<_>>().join(", ");
+        let set = m
+            .networks
+            .iter()
+            .map(|n| format!("\"{}\"", n.bridge))
+            .collect::<Vec<_>>()
+            .join(", ");
         vec![format!("iifname {{ {set} }} ip daddr 127.0.0.0/8 drop")]
     };
     vec![
@@ -188,7 +226,12 @@ fn bridge_rules(m: &NftModel) -> Vec<String> {
         .filter(|n| !n.icc && !n.veths.is_empty())
         .map(|n| {
             // `meta ibrname` needs nft_meta_bridge, absent on some kernels: match the ports.
-            let set = n.veths.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", ");
+            let set = n
+                .veths
+                .iter()
+                .map(|v| format!("\"{v}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
             format!("iifname {{ {set} }} oifname {{ {set} }} drop")
         })
         .collect()
@@ -224,7 +267,8 @@ fn write_rules(s: &mut String, family: &str, table: &str, chains: &[(&str, Vec<S
 /// Render one atomic transaction installing the model in `table`.
 pub(crate) fn render(table: &str, m: &NftModel, mode: Mode) -> String {
     let mut s = String::new();
-    let mut ip_chains: Vec<(&str, Option<&str>)> = BASE_CHAINS.iter().map(|(n, d)| (*n, Some(*d))).collect();
+    let mut ip_chains: Vec<(&str, Option<&str>)> =
+        BASE_CHAINS.iter().map(|(n, d)| (*n, Some(*d))).collect();
     ip_chains.push(("ports", None));
     if mode == Mode::Replace {
         // `table x {}` + `delete table x` makes the delete succeed whether or not it existed.
@@ -260,13 +304,22 @@ pub(crate) fn apply(script: &str) -> Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| NftError::Exec { op: "spawn nft", source })?;
+        .map_err(|source| NftError::Exec {
+            op: "spawn nft",
+            source,
+        })?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(script.as_bytes())
-            .map_err(|source| NftError::Exec { op: "write to nft", source })?;
+            .map_err(|source| NftError::Exec {
+                op: "write to nft",
+                source,
+            })?;
     }
-    let out = child.wait_with_output().map_err(|source| NftError::Exec { op: "wait for nft", source })?;
+    let out = child.wait_with_output().map_err(|source| NftError::Exec {
+        op: "wait for nft",
+        source,
+    })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         tracing::debug!(script, "nft script rejected");
@@ -283,8 +336,22 @@ mod tests {
     fn render_shapes() {
         let m = NftModel {
             networks: vec![
-                NftNetwork { bridge: "br-a".into(), subnet: "10.1.0.0/24".parse().unwrap(), internal: false, icc: true, masquerade: true, veths: vec![] },
-                NftNetwork { bridge: "br-b".into(), subnet: "10.2.0.0/24".parse().unwrap(), internal: true, icc: false, masquerade: true, veths: vec!["veth1".into(), "veth2".into()] },
+                NftNetwork {
+                    bridge: "br-a".into(),
+                    subnet: "10.1.0.0/24".parse().unwrap(),
+                    internal: false,
+                    icc: true,
+                    masquerade: true,
+                    veths: vec![],
+                },
+                NftNetwork {
+                    bridge: "br-b".into(),
+                    subnet: "10.2.0.0/24".parse().unwrap(),
+                    internal: true,
+                    icc: false,
+                    masquerade: true,
+                    veths: vec!["veth1".into(), "veth2".into()],
+                },
             ],
             ports: vec![
                 NftPort {
@@ -315,7 +382,9 @@ mod tests {
         assert!(s.contains("ip saddr 10.1.0.0/24 oifname != \"br-a\" masquerade"));
         assert!(!s.contains("ip saddr 10.2.0.0/24 oifname != \"br-b\" masquerade"));
         assert!(s.contains("iifname \"br-b\" oifname != \"br-b\" drop"));
-        assert!(s.contains("iifname { \"veth1\", \"veth2\" } oifname { \"veth1\", \"veth2\" } drop"));
+        assert!(
+            s.contains("iifname { \"veth1\", \"veth2\" } oifname { \"veth1\", \"veth2\" } drop")
+        );
         assert!(s.contains("iifname { \"br-a\", \"br-b\" } ip daddr 127.0.0.0/8 drop"));
         let empty = render("t1", &NftModel::default(), Mode::Update);
         assert!(!empty.contains("table bridge t1 {\n"));

@@ -43,7 +43,8 @@ impl Default for NetConfig {
         NetConfig {
             bridge_name: "berth0".into(),
             nft_table: "berth".into(),
-            default_pool: vec![Ipv4Net::new(Ipv4Addr::new(172, 30, 0, 0), 16).expect("16 is a valid prefix length")],
+            default_pool: vec![Ipv4Net::new(Ipv4Addr::new(172, 30, 0, 0), 16)
+                .expect("16 is a valid prefix length")],
             pool_prefix_len: 24,
             netns_dir: PathBuf::from("/run/berth/netns"),
             dns_upstreams_from: PathBuf::from("/etc/resolv.conf"),
@@ -143,7 +144,9 @@ pub struct NetworkInfo {
 }
 
 /// Transport protocol of a published port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, PartialOrd, Ord,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     /// TCP.
@@ -182,7 +185,13 @@ pub struct PortBinding {
 impl PortBinding {
     /// A single `host_port:container_port/proto` binding on every host address.
     pub fn new(host_port: u16, container_port: u16, proto: Proto) -> Self {
-        PortBinding { host_ip: None, host_port, host_port_end: 0, container_port, proto }
+        PortBinding {
+            host_ip: None,
+            host_port,
+            host_port_end: 0,
+            container_port,
+            proto,
+        }
     }
 
     /// Expand `-p [ip:]h1-h2:c1-c2/proto` into one binding per port, as Docker does.
@@ -200,14 +209,26 @@ impl PortBinding {
         }
         let Some((h1, h2)) = host else {
             return Ok((c1..=c2)
-                .map(|c| PortBinding { host_ip, host_port: 0, host_port_end: 0, container_port: c, proto })
+                .map(|c| PortBinding {
+                    host_ip,
+                    host_port: 0,
+                    host_port_end: 0,
+                    container_port: c,
+                    proto,
+                })
                 .collect());
         };
         if h2 < h1 {
             return Err(NetError::invalid("port range", format!("{h1}-{h2}")));
         }
         if c1 == c2 && h2 > h1 {
-            return Ok(vec![PortBinding { host_ip, host_port: h1, host_port_end: h2, container_port: c1, proto }]);
+            return Ok(vec![PortBinding {
+                host_ip,
+                host_port: h1,
+                host_port_end: h2,
+                container_port: c1,
+                proto,
+            }]);
         }
         if h2 - h1 != c2 - c1 {
             return Err(NetError::invalid(
@@ -278,7 +299,10 @@ pub struct Endpoint {
 
 /// Format a MAC address as Docker does (`02:42:ac:11:00:02`).
 pub(crate) fn format_mac(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Parse `aa:bb:cc:dd:ee:ff`.
@@ -296,7 +320,10 @@ pub(crate) fn parse_mac(s: &str) -> Result<[u8; 6]> {
         *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
     }
     if out[0] & 1 == 1 {
-        return Err(NetError::invalid("mac address", format!("{s} is a multicast address")));
+        return Err(NetError::invalid(
+            "mac address",
+            format!("{s} is a multicast address"),
+        ));
     }
     Ok(out)
 }
@@ -330,7 +357,10 @@ mod tests {
         assert_eq!(v.len(), 1);
         assert_eq!((v[0].host_port, v[0].host_port_end), (8000, 8010));
         let v = PortBinding::expand_range(None, None, (80, 81), Proto::Tcp).unwrap();
-        assert_eq!(v.iter().map(|b| b.host_port).collect::<Vec<_>>(), vec![0, 0]);
+        assert_eq!(
+            v.iter().map(|b| b.host_port).collect::<Vec<_>>(),
+            vec![0, 0]
+        );
         assert!(PortBinding::expand_range(None, Some((1, 3)), (80, 81), Proto::Tcp).is_err());
     }
 }

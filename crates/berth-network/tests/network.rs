@@ -14,8 +14,12 @@ fn dns_resolves_names_and_aliases_on_user_network_only() {
     require_root!();
     let ctx = Ctx::new(1);
     let m = ctx.mgr();
-    let user = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
-    let def = m.create_network(&NetworkSpec::bridge(ctx.id("d"), "bridge")).unwrap();
+    let user = m
+        .create_network(&NetworkSpec::bridge(ctx.id("u"), "user"))
+        .unwrap();
+    let def = m
+        .create_network(&NetworkSpec::bridge(ctx.id("d"), "bridge"))
+        .unwrap();
     assert_eq!(def.bridge.as_deref(), Some(ctx.cfg.bridge_name.as_str()));
 
     let web_ns = m.create_netns(&ctx.id("web")).unwrap();
@@ -23,7 +27,9 @@ fn dns_resolves_names_and_aliases_on_user_network_only() {
     let mut web = ep(&ctx, "web", &web_ns, &user.spec.id, vec![]);
     web.aliases = vec!["www".into(), "Front.End".into()];
     let web_ep = m.connect(&web).unwrap();
-    let cli_ep = m.connect(&ep(&ctx, "cli", &cli_ns, &user.spec.id, vec![])).unwrap();
+    let cli_ep = m
+        .connect(&ep(&ctx, "cli", &cli_ns, &user.spec.id, vec![]))
+        .unwrap();
     assert_eq!(web_ep.ifname, "eth0");
     assert!(user.subnet.unwrap().contains(&web_ep.ip));
 
@@ -41,8 +47,11 @@ fn dns_resolves_names_and_aliases_on_user_network_only() {
     // the default bridge: no embedded DNS at all
     let b1 = m.create_netns(&ctx.id("b1")).unwrap();
     let b2 = m.create_netns(&ctx.id("b2")).unwrap();
-    let b1_ep = m.connect(&ep(&ctx, "b1", &b1, &def.spec.id, vec![])).unwrap();
-    m.connect(&ep(&ctx, "b2", &b2, &def.spec.id, vec![])).unwrap();
+    let b1_ep = m
+        .connect(&ep(&ctx, "b1", &b1, &def.spec.id, vec![]))
+        .unwrap();
+    m.connect(&ep(&ctx, "b2", &b2, &def.spec.id, vec![]))
+        .unwrap();
     assert!(lookup(&b2, "b1").is_empty());
     // ...but addressing by IP works
     let mut ctx = ctx;
@@ -59,8 +68,12 @@ fn published_tcp_port_from_host_and_other_containers() {
     require_root!();
     let mut ctx = Ctx::new(2);
     let m = ctx.mgr();
-    let net = m.create_network(&NetworkSpec::bridge(ctx.id("d"), "bridge")).unwrap();
-    let other = m.create_network(&NetworkSpec::bridge(ctx.id("o"), "other")).unwrap();
+    let net = m
+        .create_network(&NetworkSpec::bridge(ctx.id("d"), "bridge"))
+        .unwrap();
+    let other = m
+        .create_network(&NetworkSpec::bridge(ctx.id("o"), "other"))
+        .unwrap();
     let web_ns = m.create_netns(&ctx.id("web")).unwrap();
     let cli_ns = m.create_netns(&ctx.id("cli")).unwrap();
     let far_ns = m.create_netns(&ctx.id("far")).unwrap();
@@ -68,11 +81,20 @@ fn published_tcp_port_from_host_and_other_containers() {
     let ports = vec![
         PortBinding::new(hp, 80, Proto::Tcp),
         PortBinding::new(0, 80, Proto::Tcp),
-        PortBinding { host_ip: Some(Ipv4Addr::LOCALHOST), ..PortBinding::new(0, 80, Proto::Tcp) },
+        PortBinding {
+            host_ip: Some(Ipv4Addr::LOCALHOST),
+            ..PortBinding::new(0, 80, Proto::Tcp)
+        },
     ];
-    let web_ep = m.connect(&ep(&ctx, "web", &web_ns, &net.spec.id, ports)).unwrap();
-    let cli_ep = m.connect(&ep(&ctx, "cli", &cli_ns, &net.spec.id, vec![])).unwrap();
-    let far_ep = m.connect(&ep(&ctx, "far", &far_ns, &other.spec.id, vec![])).unwrap();
+    let web_ep = m
+        .connect(&ep(&ctx, "web", &web_ns, &net.spec.id, ports))
+        .unwrap();
+    let cli_ep = m
+        .connect(&ep(&ctx, "cli", &cli_ns, &net.spec.id, vec![]))
+        .unwrap();
+    let far_ep = m
+        .connect(&ep(&ctx, "far", &far_ns, &other.spec.id, vec![]))
+        .unwrap();
     assert_eq!(web_ep.ports[0].host_port, hp);
     let picked = web_ep.ports[1].host_port;
     assert_ne!(picked, 0);
@@ -81,7 +103,10 @@ fn published_tcp_port_from_host_and_other_containers() {
 
     for port in [hp, picked, local_only] {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        assert!(fetch_host(addr).contains("web-token"), "host 127.0.0.1:{port}");
+        assert!(
+            fetch_host(addr).contains("web-token"),
+            "host 127.0.0.1:{port}"
+        );
     }
     // the host's bridge address is a host address too
     assert!(fetch_host(SocketAddr::from((net.gateway.unwrap(), hp))).contains("web-token"));
@@ -95,13 +120,22 @@ fn published_tcp_port_from_host_and_other_containers() {
     assert!(!fetch_from(&cli_ns, &cli_ep.gateway.to_string(), local_only).contains("web-token"));
 
     // reservation, netlink and DNS sockets do not leak into processes the daemon spawns
-    let fds = std::process::Command::new(BUSYBOX).args(["ls", "-l", "/proc/self/fd"]).output().unwrap();
+    let fds = std::process::Command::new(BUSYBOX)
+        .args(["ls", "-l", "/proc/self/fd"])
+        .output()
+        .unwrap();
     let fds = String::from_utf8_lossy(&fds.stdout).into_owned();
     assert!(!fds.contains("socket:"), "inherited sockets:\n{fds}");
     // a host address that does not exist is a clear error
-    let bad = PortBinding { host_ip: Some(Ipv4Addr::new(192, 0, 2, 250)), ..PortBinding::new(0, 80, Proto::Tcp) };
+    let bad = PortBinding {
+        host_ip: Some(Ipv4Addr::new(192, 0, 2, 250)),
+        ..PortBinding::new(0, 80, Proto::Tcp)
+    };
     let ns2 = ctx.mgr().create_netns(&ctx.id("bad")).unwrap();
-    let err = ctx.mgr().connect(&ep(&ctx, "bad", &ns2, &net.spec.id, vec![bad])).unwrap_err();
+    let err = ctx
+        .mgr()
+        .connect(&ep(&ctx, "bad", &ns2, &net.spec.id, vec![bad]))
+        .unwrap_err();
     assert_eq!(err.kind(), NetErrorKind::InvalidInput, "{err}");
 
     // the port is reserved: nothing else on the host can bind it
@@ -116,13 +150,18 @@ fn published_port_range_and_udp() {
     require_root!();
     let mut ctx = Ctx::new(3);
     let m = ctx.mgr();
-    let net = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
+    let net = m
+        .create_network(&NetworkSpec::bridge(ctx.id("u"), "user"))
+        .unwrap();
     let ns = m.create_netns(&ctx.id("srv")).unwrap();
-    let base = free_port().clamp(20000, 60000);
-    let mut ports = PortBinding::expand_range(None, Some((base, base + 1)), (8080, 8081), Proto::Tcp).unwrap();
-    let u = free_port().clamp(20000, 60000) + 2;
+    let base = free_ports(2);
+    let mut ports =
+        PortBinding::expand_range(None, Some((base, base + 1)), (8080, 8081), Proto::Tcp).unwrap();
+    let u = free_port();
     ports.push(PortBinding::new(u, 5000, Proto::Udp));
-    let e = m.connect(&ep(&ctx, "srv", &ns, &net.spec.id, ports)).unwrap();
+    let e = m
+        .connect(&ep(&ctx, "srv", &ns, &net.spec.id, ports))
+        .unwrap();
     assert_eq!(e.ports.len(), 3);
     ctx.httpd(&ns, 8080, "tok-8080");
     ctx.httpd(&ns, 8081, "tok-8081");
@@ -131,9 +170,11 @@ fn published_port_range_and_udp() {
 
     // UDP (busybox nc has no UDP mode): an echo socket bound inside the namespace
     let srv = udp_socket_in(&ns, 5000);
-    srv.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+    srv.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
     let got = wait_until(|| {
         let _ = sock.send_to(b"hello-udp", ("127.0.0.1", u));
         let mut buf = [0u8; 64];
@@ -155,8 +196,12 @@ fn networks_are_isolated_and_internal_has_no_egress() {
     let (out_ns, out_ip) = ctx.outside(4);
     ctx.httpd(&out_ns, 80, "outside-token");
     let m = ctx.mgr();
-    let a = m.create_network(&NetworkSpec::bridge(ctx.id("a"), "neta")).unwrap();
-    let b = m.create_network(&NetworkSpec::bridge(ctx.id("b"), "netb")).unwrap();
+    let a = m
+        .create_network(&NetworkSpec::bridge(ctx.id("a"), "neta"))
+        .unwrap();
+    let b = m
+        .create_network(&NetworkSpec::bridge(ctx.id("b"), "netb"))
+        .unwrap();
     let mut ispec = NetworkSpec::bridge(ctx.id("i"), "neti");
     ispec.internal = true;
     let i = m.create_network(&ispec).unwrap();
@@ -196,7 +241,18 @@ fn networks_are_isolated_and_internal_has_no_egress() {
     let out_name = out_ns.file_name().unwrap().to_str().unwrap().to_string();
     let back = out_ip.octets();
     let via = format!("{}.{}.{}.1", back[0], back[1], back[2]);
-    run("ip", &["-n", &out_name, "route", "add", &n.subnet.unwrap().to_string(), "via", &via]);
+    run(
+        "ip",
+        &[
+            "-n",
+            &out_name,
+            "route",
+            "add",
+            &n.subnet.unwrap().to_string(),
+            "via",
+            &via,
+        ],
+    );
     assert!(fetch_from(&n1, &out_ip.to_string(), 80).contains("outside-token"));
 }
 
@@ -223,7 +279,9 @@ fn port_conflict_fails_cleanly() {
     require_root!();
     let ctx = Ctx::new(6);
     let m = ctx.mgr();
-    let net = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
+    let net = m
+        .create_network(&NetworkSpec::bridge(ctx.id("u"), "user"))
+        .unwrap();
     let n1 = m.create_netns(&ctx.id("one")).unwrap();
     let n2 = m.create_netns(&ctx.id("two")).unwrap();
     let n3 = m.create_netns(&ctx.id("three")).unwrap();
@@ -233,14 +291,26 @@ fn port_conflict_fails_cleanly() {
     let busy = held.local_addr().unwrap().port();
     let ok_port = free_port();
     let err = m
-        .connect(&ep(&ctx, "one", &n1, &net.spec.id, vec![
-            PortBinding::new(ok_port, 81, Proto::Tcp),
-            PortBinding::new(busy, 80, Proto::Tcp),
-        ]))
+        .connect(&ep(
+            &ctx,
+            "one",
+            &n1,
+            &net.spec.id,
+            vec![
+                PortBinding::new(ok_port, 81, Proto::Tcp),
+                PortBinding::new(busy, 80, Proto::Tcp),
+            ],
+        ))
         .unwrap_err();
     assert_eq!(err.kind(), NetErrorKind::Conflict, "{err}");
-    assert!(err.to_string().contains("port is already allocated"), "{err}");
-    assert!(our_links(&ctx.cfg).iter().all(|l| !l.starts_with("veth")), "veth left behind");
+    assert!(
+        err.to_string().contains("port is already allocated"),
+        "{err}"
+    );
+    assert!(
+        our_links(&ctx.cfg).iter().all(|l| !l.starts_with("veth")),
+        "veth left behind"
+    );
     assert!(!nft_table(&ctx.cfg).contains("dnat to"), "rule left behind");
     assert!(m.endpoints().is_empty());
     // the first, successfully reserved port was released again
@@ -251,15 +321,38 @@ fn port_conflict_fails_cleanly() {
 
     // taken by another of our bindings
     let p = free_port();
-    let e2 = m.connect(&ep(&ctx, "two", &n2, &net.spec.id, vec![PortBinding::new(p, 80, Proto::Tcp)])).unwrap();
+    let e2 = m
+        .connect(&ep(
+            &ctx,
+            "two",
+            &n2,
+            &net.spec.id,
+            vec![PortBinding::new(p, 80, Proto::Tcp)],
+        ))
+        .unwrap();
     let err = m
-        .connect(&ep(&ctx, "three", &n3, &net.spec.id, vec![PortBinding::new(p, 80, Proto::Tcp)]))
+        .connect(&ep(
+            &ctx,
+            "three",
+            &n3,
+            &net.spec.id,
+            vec![PortBinding::new(p, 80, Proto::Tcp)],
+        ))
         .unwrap_err();
     assert_eq!(err.kind(), NetErrorKind::Conflict);
     // UDP on the same number is a different port
-    m.connect(&ep(&ctx, "three", &n3, &net.spec.id, vec![PortBinding::new(p, 80, Proto::Udp)])).unwrap();
+    m.connect(&ep(
+        &ctx,
+        "three",
+        &n3,
+        &net.spec.id,
+        vec![PortBinding::new(p, 80, Proto::Udp)],
+    ))
+    .unwrap();
     // the failed attempt did not consume an address reused later, and "one" can still connect
-    let e1 = m.connect(&ep(&ctx, "one", &n1, &net.spec.id, vec![])).unwrap();
+    let e1 = m
+        .connect(&ep(&ctx, "one", &n1, &net.spec.id, vec![]))
+        .unwrap();
     assert_ne!(e1.ip, e2.ip);
     drop(held);
 }
@@ -269,17 +362,33 @@ fn reconcile_after_crash_keeps_known_and_removes_leaks() {
     require_root!();
     let mut ctx = Ctx::new(7);
     let m = ctx.mgr();
-    let net = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
-    let gone_net = m.create_network(&NetworkSpec::bridge(ctx.id("g"), "gone")).unwrap();
+    let net = m
+        .create_network(&NetworkSpec::bridge(ctx.id("u"), "user"))
+        .unwrap();
+    let gone_net = m
+        .create_network(&NetworkSpec::bridge(ctx.id("g"), "gone"))
+        .unwrap();
     let keep_ns = m.create_netns(&ctx.id("keep")).unwrap();
     let leak_ns = m.create_netns(&ctx.id("leak")).unwrap();
     let none_ns = m.create_netns(&ctx.id("none")).unwrap();
     let hp = free_port();
     let leak_port = free_port();
-    let keep_spec = ep(&ctx, "keep", &keep_ns, &net.spec.id, vec![PortBinding::new(hp, 80, Proto::Tcp)]);
+    let keep_spec = ep(
+        &ctx,
+        "keep",
+        &keep_ns,
+        &net.spec.id,
+        vec![PortBinding::new(hp, 80, Proto::Tcp)],
+    );
     let keep_ep = m.connect(&keep_spec).unwrap();
     let leak_ep = m
-        .connect(&ep(&ctx, "leak", &leak_ns, &net.spec.id, vec![PortBinding::new(leak_port, 80, Proto::Tcp)]))
+        .connect(&ep(
+            &ctx,
+            "leak",
+            &leak_ns,
+            &net.spec.id,
+            vec![PortBinding::new(leak_port, 80, Proto::Tcp)],
+        ))
         .unwrap();
     ctx.httpd(&keep_ns, 80, "keep-token");
     assert_eq!(lookup(&leak_ns, "keep"), vec![keep_ep.ip]);
@@ -292,7 +401,12 @@ fn reconcile_after_crash_keeps_known_and_removes_leaks() {
 
     // restart: the DB knows `net`, `keep` and the --network none container
     let m2 = berth_network::NetManager::new(ctx.cfg.clone()).unwrap();
-    m2.reconcile(std::slice::from_ref(&net.spec), &[(keep_spec.clone(), keep_ep.clone())], &[ctx.id("none")]).unwrap();
+    m2.reconcile(
+        std::slice::from_ref(&net.spec),
+        &[(keep_spec.clone(), keep_ep.clone())],
+        &[ctx.id("none")],
+    )
+    .unwrap();
     ctx.mgr = Some(m2);
     let m = ctx.mgr();
 
@@ -300,14 +414,20 @@ fn reconcile_after_crash_keeps_known_and_removes_leaks() {
     assert!(links.contains(&net.bridge.clone().unwrap()), "{links:?}");
     assert!(links.contains(&keep_ep.veth_host), "{links:?}");
     assert!(!links.contains(&leak_ep.veth_host), "{links:?}");
-    assert!(!links.contains(&gone_net.bridge.clone().unwrap()), "{links:?}");
+    assert!(
+        !links.contains(&gone_net.bridge.clone().unwrap()),
+        "{links:?}"
+    );
     assert!(!leak_ns.exists());
     assert!(none_ns.exists() && keep_ns.exists());
     let rules = nft_table(&ctx.cfg);
     assert!(rules.contains(&format!("dport {hp}")));
     assert!(!rules.contains(&format!("dport {leak_port}")));
     assert!(std::net::TcpListener::bind(("0.0.0.0", leak_port)).is_ok());
-    assert!(std::net::TcpListener::bind(("0.0.0.0", hp)).is_err(), "kept port is reserved again");
+    assert!(
+        std::net::TcpListener::bind(("0.0.0.0", hp)).is_err(),
+        "kept port is reserved again"
+    );
 
     // published port and DNS work again; IPAM knows the kept address
     assert!(fetch_host(SocketAddr::from((Ipv4Addr::LOCALHOST, hp))).contains("keep-token"));
@@ -315,16 +435,29 @@ fn reconcile_after_crash_keeps_known_and_removes_leaks() {
     let again = m.create_netns(&ctx.id("new")).unwrap();
     let mut want_same = ep(&ctx, "new", &again, &net.spec.id, vec![]);
     want_same.ip = Some(keep_ep.ip);
-    assert_eq!(m.connect(&want_same).unwrap_err().kind(), NetErrorKind::Conflict);
+    assert_eq!(
+        m.connect(&want_same).unwrap_err().kind(),
+        NetErrorKind::Conflict
+    );
 
     // a veth lost while the daemon was down is re-plumbed
     run("ip", &["link", "del", &keep_ep.veth_host]);
-    m.reconcile(std::slice::from_ref(&net.spec), &[(keep_spec.clone(), keep_ep.clone())], &[ctx.id("none")]).unwrap();
+    m.reconcile(
+        std::slice::from_ref(&net.spec),
+        &[(keep_spec.clone(), keep_ep.clone())],
+        &[ctx.id("none")],
+    )
+    .unwrap();
     assert!(fetch_host(SocketAddr::from((Ipv4Addr::LOCALHOST, hp))).contains("keep-token"));
     // a lost bridge is re-created and the surviving veth re-attached
     run("ip", &["link", "del", net.bridge.as_deref().unwrap()]);
     assert!(!fetch_host(SocketAddr::from((Ipv4Addr::LOCALHOST, hp))).contains("keep-token"));
-    m.reconcile(std::slice::from_ref(&net.spec), &[(keep_spec, keep_ep.clone())], &[ctx.id("none")]).unwrap();
+    m.reconcile(
+        std::slice::from_ref(&net.spec),
+        &[(keep_spec, keep_ep.clone())],
+        &[ctx.id("none")],
+    )
+    .unwrap();
     assert!(fetch_host(SocketAddr::from((Ipv4Addr::LOCALHOST, hp))).contains("keep-token"));
     assert_eq!(lookup(&keep_ns, "keep"), vec![keep_ep.ip]);
 }
@@ -336,32 +469,63 @@ fn subnets_avoid_host_routes_and_each_other() {
     let m = ctx.mgr();
     // occupy the first /24 of the pool with an address on a veth of our own
     let dummy = format!("vd{}", ctx.tag);
-    run("ip", &["link", "add", &dummy, "type", "veth", "peer", "name", &format!("ve{}", ctx.tag)]);
+    run(
+        "ip",
+        &[
+            "link",
+            "add",
+            &dummy,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("ve{}", ctx.tag),
+        ],
+    );
     struct DelLink(String);
     impl Drop for DelLink {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("ip").args(["link", "del", &self.0]).status();
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &self.0])
+                .status();
         }
     }
     let _g = DelLink(dummy.clone());
     run("ip", &["addr", "add", "10.208.0.1/24", "dev", &dummy]);
     run("ip", &["link", "set", &dummy, "up"]);
-    let a = m.create_network(&NetworkSpec::bridge(ctx.id("a"), "a")).unwrap();
-    let b = m.create_network(&NetworkSpec::bridge(ctx.id("b"), "b")).unwrap();
+    let a = m
+        .create_network(&NetworkSpec::bridge(ctx.id("a"), "a"))
+        .unwrap();
+    let b = m
+        .create_network(&NetworkSpec::bridge(ctx.id("b"), "b"))
+        .unwrap();
     assert_eq!(a.subnet.unwrap().to_string(), "10.208.1.0/24");
     assert_eq!(b.subnet.unwrap().to_string(), "10.208.2.0/24");
     let mut c = NetworkSpec::bridge(ctx.id("c"), "c");
     c.subnet = Some("10.208.1.128/25".parse().unwrap());
-    assert_eq!(m.create_network(&c).unwrap_err().kind(), NetErrorKind::Conflict);
+    assert_eq!(
+        m.create_network(&c).unwrap_err().kind(),
+        NetErrorKind::Conflict
+    );
     c.subnet = Some("10.208.0.0/16".parse().unwrap());
-    assert_eq!(m.create_network(&c).unwrap_err().kind(), NetErrorKind::Conflict);
+    assert_eq!(
+        m.create_network(&c).unwrap_err().kind(),
+        NetErrorKind::Conflict
+    );
     let mut d = NetworkSpec::bridge(ctx.id("d"), "a");
     d.subnet = Some("10.209.0.0/24".parse().unwrap());
-    assert_eq!(m.create_network(&d).unwrap_err().kind(), NetErrorKind::Conflict, "duplicate name");
+    assert_eq!(
+        m.create_network(&d).unwrap_err().kind(),
+        NetErrorKind::Conflict,
+        "duplicate name"
+    );
     // remove refuses while endpoints exist
     let ns = m.create_netns(&ctx.id("x")).unwrap();
     m.connect(&ep(&ctx, "x", &ns, &a.spec.id, vec![])).unwrap();
-    assert_eq!(m.remove_network(&a.spec.id).unwrap_err().kind(), NetErrorKind::Conflict);
+    assert_eq!(
+        m.remove_network(&a.spec.id).unwrap_err().kind(),
+        NetErrorKind::Conflict
+    );
     m.remove_netns(&ctx.id("x")).unwrap();
     assert!(!ns.exists());
     m.remove_network(&a.spec.id).unwrap();
@@ -377,12 +541,18 @@ fn fake_upstream(ip: Ipv4Addr) -> SocketAddr {
     std::thread::spawn(move || {
         let mut buf = [0u8; 1500];
         while let Ok((n, peer)) = sock.recv_from(&mut buf) {
-            let Ok(q) = Message::from_vec(&buf[..n]) else { continue };
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
             let mut r = Message::error_msg(q.metadata.id, OpCode::Query, ResponseCode::NoError);
             r.queries = q.queries.clone();
             if let Some(first) = q.queries.first() {
                 if first.query_type() == hickory_proto::rr::RecordType::A {
-                    r.answers.push(Record::from_rdata(first.name().clone(), 60, RData::A(A(ip))));
+                    r.answers.push(Record::from_rdata(
+                        first.name().clone(),
+                        60,
+                        RData::A(A(ip)),
+                    ));
                 }
             }
             let _ = sock.send_to(&r.to_vec().unwrap(), peer);
@@ -399,14 +569,18 @@ fn dns_forwards_other_names_to_loopback_upstream_from_host_side() {
     ctx.cfg.dns_upstreams = vec![fake_upstream(answer)];
     ctx.mgr = Some(berth_network::NetManager::new(ctx.cfg.clone()).unwrap());
     let m = ctx.mgr();
-    let net = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
+    let net = m
+        .create_network(&NetworkSpec::bridge(ctx.id("u"), "user"))
+        .unwrap();
     let mut ispec = NetworkSpec::bridge(ctx.id("i"), "internal");
     ispec.internal = true;
     let inet = m.create_network(&ispec).unwrap();
     let ns = m.create_netns(&ctx.id("c")).unwrap();
     let ins = m.create_netns(&ctx.id("ic")).unwrap();
-    m.connect(&ep(&ctx, "c", &ns, &net.spec.id, vec![])).unwrap();
-    m.connect(&ep(&ctx, "ic", &ins, &inet.spec.id, vec![])).unwrap();
+    m.connect(&ep(&ctx, "c", &ns, &net.spec.id, vec![]))
+        .unwrap();
+    m.connect(&ep(&ctx, "ic", &ins, &inet.spec.id, vec![]))
+        .unwrap();
     assert_eq!(lookup(&ns, "example.test"), vec![answer]);
     // a container's own --dns servers replace the host's upstreams
     let own = Ipv4Addr::new(192, 0, 2, 88);
@@ -429,26 +603,44 @@ fn connect_disconnect_second_network_moves_default_route() {
     require_root!();
     let ctx = Ctx::new(10);
     let m = ctx.mgr();
-    let a = m.create_network(&NetworkSpec::bridge(ctx.id("a"), "a")).unwrap();
-    let b = m.create_network(&NetworkSpec::bridge(ctx.id("b"), "b")).unwrap();
+    let a = m
+        .create_network(&NetworkSpec::bridge(ctx.id("a"), "a"))
+        .unwrap();
+    let b = m
+        .create_network(&NetworkSpec::bridge(ctx.id("b"), "b"))
+        .unwrap();
     let ns = m.create_netns(&ctx.id("c")).unwrap();
     let peer = m.create_netns(&ctx.id("p")).unwrap();
     let ea = m.connect(&ep(&ctx, "c", &ns, &a.spec.id, vec![])).unwrap();
     let eb = m.connect(&ep(&ctx, "c", &ns, &b.spec.id, vec![])).unwrap();
-    m.connect(&ep(&ctx, "p", &peer, &b.spec.id, vec![])).unwrap();
+    m.connect(&ep(&ctx, "p", &peer, &b.spec.id, vec![]))
+        .unwrap();
     assert_eq!((ea.ifname.as_str(), eb.ifname.as_str()), ("eth0", "eth1"));
-    let route = |ns: &std::path::Path| String::from_utf8_lossy(&bb(ns, &["ip", "route"]).stdout).into_owned();
-    assert!(route(&ns).contains(&format!("default via {}", ea.gateway)), "{}", route(&ns));
+    let route = |ns: &std::path::Path| {
+        String::from_utf8_lossy(&bb(ns, &["ip", "route"]).stdout).into_owned()
+    };
+    assert!(
+        route(&ns).contains(&format!("default via {}", ea.gateway)),
+        "{}",
+        route(&ns)
+    );
     // names from both networks resolve
     assert_eq!(lookup(&ns, "p").len(), 1);
     m.disconnect(&ctx.id("c"), &a.spec.id).unwrap();
-    assert!(route(&ns).contains(&format!("default via {}", eb.gateway)), "{}", route(&ns));
+    assert!(
+        route(&ns).contains(&format!("default via {}", eb.gateway)),
+        "{}",
+        route(&ns)
+    );
     assert!(!String::from_utf8_lossy(&bb(&ns, &["ip", "-o", "link"]).stdout).contains("eth0"));
     assert_eq!(lookup(&ns, "p").len(), 1);
     m.disconnect(&ctx.id("c"), &b.spec.id).unwrap();
     // no user network left: no names resolve
     assert!(lookup(&ns, "p").is_empty());
-    assert_eq!(m.disconnect(&ctx.id("c"), &b.spec.id).unwrap_err().kind(), NetErrorKind::NotFound);
+    assert_eq!(
+        m.disconnect(&ctx.id("c"), &b.spec.id).unwrap_err().kind(),
+        NetErrorKind::NotFound
+    );
     // reconnecting right away serves DNS again (no race with the old listener)
     m.connect(&ep(&ctx, "c", &ns, &b.spec.id, vec![])).unwrap();
     assert_eq!(lookup(&ns, "p").len(), 1);
@@ -462,7 +654,9 @@ fn bench_connect_disconnect() {
     require_root!();
     let ctx = Ctx::new(11);
     let m = ctx.mgr();
-    let net = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
+    let net = m
+        .create_network(&NetworkSpec::bridge(ctx.id("u"), "user"))
+        .unwrap();
     let n = 20;
     let mut t_ns = std::time::Duration::ZERO;
     let mut t_conn = std::time::Duration::ZERO;
@@ -472,7 +666,14 @@ fn bench_connect_disconnect() {
         let t0 = std::time::Instant::now();
         let ns = m.create_netns(&ctx.id(&name)).unwrap();
         let t1 = std::time::Instant::now();
-        m.connect(&ep(&ctx, &name, &ns, &net.spec.id, vec![PortBinding::new(0, 80, Proto::Tcp)])).unwrap();
+        m.connect(&ep(
+            &ctx,
+            &name,
+            &ns,
+            &net.spec.id,
+            vec![PortBinding::new(0, 80, Proto::Tcp)],
+        ))
+        .unwrap();
         let t2 = std::time::Instant::now();
         t_ns += t1 - t0;
         t_conn += t2 - t1;
@@ -501,7 +702,10 @@ fn wrk(ns: Option<&std::path::Path>, url: &str) -> f64 {
         }
         None => std::process::Command::new("wrk"),
     };
-    let out = cmd.args(["-t1", "-c10", "-d4s", url]).output().expect("run wrk");
+    let out = cmd
+        .args(["-t1", "-c10", "-d4s", url])
+        .output()
+        .expect("run wrk");
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
@@ -516,7 +720,11 @@ fn wrk(ns: Option<&std::path::Path>, url: &str) -> f64 {
 #[ignore]
 fn bench_port_forward_throughput() {
     require_root!();
-    if std::process::Command::new("wrk").arg("--version").output().is_err() {
+    if std::process::Command::new("wrk")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("skipping: wrk missing");
         return;
     }
@@ -525,13 +733,21 @@ fn bench_port_forward_throughput() {
     let host_ns = std::path::PathBuf::from("/proc/self/ns/net");
     ctx.httpd(&host_ns, native_port, "native-token");
     let m = ctx.mgr();
-    let net = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
+    let net = m
+        .create_network(&NetworkSpec::bridge(ctx.id("u"), "user"))
+        .unwrap();
     let web = m.create_netns(&ctx.id("web")).unwrap();
     let cli = m.create_netns(&ctx.id("cli")).unwrap();
     let hp = free_port();
-    let binding = PortBinding { host_ip: Some(Ipv4Addr::LOCALHOST), ..PortBinding::new(hp, 80, Proto::Tcp) };
-    let web_ep = m.connect(&ep(&ctx, "web", &web, &net.spec.id, vec![binding])).unwrap();
-    m.connect(&ep(&ctx, "cli", &cli, &net.spec.id, vec![])).unwrap();
+    let binding = PortBinding {
+        host_ip: Some(Ipv4Addr::LOCALHOST),
+        ..PortBinding::new(hp, 80, Proto::Tcp)
+    };
+    let web_ep = m
+        .connect(&ep(&ctx, "web", &web, &net.spec.id, vec![binding]))
+        .unwrap();
+    m.connect(&ep(&ctx, "cli", &cli, &net.spec.id, vec![]))
+        .unwrap();
     ctx.httpd(&web, 80, "web-token");
     let (mut native, mut fwd, mut c2c) = (0.0, 0.0, 0.0);
     for _ in 0..3 {
@@ -554,7 +770,9 @@ fn udp_flow_started_before_publishing_reaches_the_container() {
     require_root!();
     let ctx = Ctx::new(13);
     let m = ctx.mgr();
-    let net = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
+    let net = m
+        .create_network(&NetworkSpec::bridge(ctx.id("u"), "user"))
+        .unwrap();
     let ns = m.create_netns(&ctx.id("srv")).unwrap();
     let u = {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -564,15 +782,26 @@ fn udp_flow_started_before_publishing_reaches_the_container() {
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client.send_to(b"early", ("127.0.0.1", u)).unwrap();
     // ...which must not keep the same flow away from the container once published
-    m.connect(&ep(&ctx, "srv", &ns, &net.spec.id, vec![PortBinding::new(u, 5000, Proto::Udp)])).unwrap();
+    m.connect(&ep(
+        &ctx,
+        "srv",
+        &ns,
+        &net.spec.id,
+        vec![PortBinding::new(u, 5000, Proto::Udp)],
+    ))
+    .unwrap();
     let srv = udp_socket_in(&ns, 5000);
-    srv.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+    srv.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
     let got = wait_until(|| {
         let _ = client.send_to(b"late", ("127.0.0.1", u));
         let mut buf = [0u8; 16];
         matches!(srv.recv_from(&mut buf), Ok((n, _)) if &buf[..n] == b"late")
     });
-    assert!(got, "stale conntrack entry kept the flow away from the container");
+    assert!(
+        got,
+        "stale conntrack entry kept the flow away from the container"
+    );
 }
 
 /// The daemon's shape: manager built inside a multi-thread runtime (DNS served by it),
@@ -584,17 +813,25 @@ async fn works_inside_a_tokio_runtime() {
     let c = ctx.clone();
     let (ns, ip) = tokio::task::spawn_blocking(move || {
         let m = c.mgr();
-        let net = m.create_network(&NetworkSpec::bridge(c.id("u"), "user")).unwrap();
+        let net = m
+            .create_network(&NetworkSpec::bridge(c.id("u"), "user"))
+            .unwrap();
         let ns = m.create_netns(&c.id("web")).unwrap();
-        let e = m.connect(&ep(&c, "web", &ns, &net.spec.id, vec![])).unwrap();
+        let e = m
+            .connect(&ep(&c, "web", &ns, &net.spec.id, vec![]))
+            .unwrap();
         (ns, e.ip)
     })
     .await
     .unwrap();
-    let found = tokio::task::spawn_blocking(move || lookup(&ns, "web")).await.unwrap();
+    let found = tokio::task::spawn_blocking(move || lookup(&ns, "web"))
+        .await
+        .unwrap();
     assert_eq!(found, vec![ip]);
     // the guard's cleanup runs blocking work: do it off the async workers
-    tokio::task::spawn_blocking(move || drop(ctx)).await.unwrap();
+    tokio::task::spawn_blocking(move || drop(ctx))
+        .await
+        .unwrap();
 }
 
 #[test]
@@ -612,13 +849,27 @@ fn tables_of_an_older_layout_are_replaced() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(old.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(old.as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success());
     let m = ctx.mgr();
-    let net = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
+    let net = m
+        .create_network(&NetworkSpec::bridge(ctx.id("u"), "user"))
+        .unwrap();
     let ns = m.create_netns(&ctx.id("c")).unwrap();
     let hp = free_port();
-    m.connect(&ep(&ctx, "c", &ns, &net.spec.id, vec![PortBinding::new(hp, 80, Proto::Tcp)])).unwrap();
+    m.connect(&ep(
+        &ctx,
+        "c",
+        &ns,
+        &net.spec.id,
+        vec![PortBinding::new(hp, 80, Proto::Tcp)],
+    ))
+    .unwrap();
     let t = nft_table(&ctx.cfg);
     assert!(t.contains(&format!("dport {hp}")), "{t}");
     assert!(!t.contains("chain stale"), "{t}");
@@ -640,11 +891,18 @@ fn containers_cannot_reach_host_loopback_services() {
         }
     });
     let m = ctx.mgr();
-    let net = m.create_network(&NetworkSpec::bridge(ctx.id("u"), "user")).unwrap();
+    let net = m
+        .create_network(&NetworkSpec::bridge(ctx.id("u"), "user"))
+        .unwrap();
     let ns = m.create_netns(&ctx.id("evil")).unwrap();
     let hp = free_port();
-    let binding = PortBinding { host_ip: Some(Ipv4Addr::LOCALHOST), ..PortBinding::new(hp, 80, Proto::Tcp) };
-    let e = m.connect(&ep(&ctx, "evil", &ns, &net.spec.id, vec![binding])).unwrap();
+    let binding = PortBinding {
+        host_ip: Some(Ipv4Addr::LOCALHOST),
+        ..PortBinding::new(hp, 80, Proto::Tcp)
+    };
+    let e = m
+        .connect(&ep(&ctx, "evil", &ns, &net.spec.id, vec![binding]))
+        .unwrap();
     ctx.httpd(&ns, 80, "evil-token");
     // the "container" (root in its namespace) routes 127.0.0.2 to the host
     let script = format!(
@@ -657,7 +915,11 @@ fn containers_cannot_reach_host_loopback_services() {
         .args(["sh", "-c", &script])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!fetch_from(&ns, "127.0.0.2", sp).contains("HOSTSECRET"));
     // while the loopback-published port keeps working
     assert!(fetch_host(SocketAddr::from((Ipv4Addr::LOCALHOST, hp))).contains("evil-token"));
@@ -674,6 +936,10 @@ fn containers_cannot_reach_host_loopback_services() {
         .args(["sh", "-c", &script])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!fetch_from(&out_ns, "127.0.0.1", hp).contains("evil-token"));
 }

@@ -68,14 +68,25 @@ impl Ctx {
         let cfg = NetConfig {
             bridge_name: format!("bb{tag}"),
             nft_table: format!("berth-t{pid}-{k}"),
-            default_pool: vec![format!("10.{}.0.0/16", 200 + k).parse().expect("valid pool")],
+            default_pool: vec![format!("10.{}.0.0/16", 200 + k)
+                .parse()
+                .expect("valid pool")],
             netns_dir: PathBuf::from(format!("/run/berth-test-{pid}-{k}/netns")),
             dns_upstreams_from: tmp.path().join("resolv.conf"),
             ..NetConfig::default()
         };
-        std::fs::write(&cfg.dns_upstreams_from, "nameserver 127.0.0.1\n").expect("write resolv.conf");
+        std::fs::write(&cfg.dns_upstreams_from, "nameserver 127.0.0.1\n")
+            .expect("write resolv.conf");
         let mgr = NetManager::new(cfg.clone()).expect("manager");
-        Ctx { cfg, tag, mgr: Some(mgr), children: vec![], ip_netns: vec![], links: vec![], tmp }
+        Ctx {
+            cfg,
+            tag,
+            mgr: Some(mgr),
+            children: vec![],
+            ip_netns: vec![],
+            links: vec![],
+            tmp,
+        }
     }
 
     pub fn mgr(&self) -> &NetManager {
@@ -122,14 +133,36 @@ impl Ctx {
         let net = 250 - k;
         run("ip", &["netns", "add", &name]);
         self.ip_netns.push(name.clone());
-        run("ip", &["link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &name]);
+        run(
+            "ip",
+            &[
+                "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &name,
+            ],
+        );
         self.links.push(host_if.clone());
-        run("ip", &["addr", "add", &format!("10.{net}.0.1/24"), "dev", &host_if]);
+        run(
+            "ip",
+            &["addr", "add", &format!("10.{net}.0.1/24"), "dev", &host_if],
+        );
         run("ip", &["link", "set", &host_if, "up"]);
-        run("ip", &["-n", &name, "addr", "add", &format!("10.{net}.0.2/24"), "dev", "eth0"]);
+        run(
+            "ip",
+            &[
+                "-n",
+                &name,
+                "addr",
+                "add",
+                &format!("10.{net}.0.2/24"),
+                "dev",
+                "eth0",
+            ],
+        );
         run("ip", &["-n", &name, "link", "set", "eth0", "up"]);
         run("ip", &["-n", &name, "link", "set", "lo", "up"]);
-        (PathBuf::from(format!("/run/netns/{name}")), Ipv4Addr::new(10, net, 0, 2))
+        (
+            PathBuf::from(format!("/run/netns/{name}")),
+            Ipv4Addr::new(10, net, 0, 2),
+        )
     }
 }
 
@@ -140,10 +173,16 @@ impl Drop for Ctx {
             let _ = c.wait();
         }
         for l in &self.links {
-            let _ = Command::new("ip").args(["link", "del", l]).stderr(Stdio::null()).status();
+            let _ = Command::new("ip")
+                .args(["link", "del", l])
+                .stderr(Stdio::null())
+                .status();
         }
         for n in &self.ip_netns {
-            let _ = Command::new("ip").args(["netns", "del", n]).stderr(Stdio::null()).status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", n])
+                .stderr(Stdio::null())
+                .status();
         }
         drop(self.mgr.take());
         match NetManager::new(self.cfg.clone()) {
@@ -163,7 +202,11 @@ impl Drop for Ctx {
 
 pub fn run(cmd: &str, args: &[&str]) -> Output {
     let out = Command::new(cmd).args(args).output().expect("run command");
-    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -235,7 +278,13 @@ pub fn lookup(ns: &Path, name: &str) -> Vec<Ipv4Addr> {
 }
 
 /// Endpoint spec with Docker-like names.
-pub fn ep(ctx: &Ctx, container: &str, ns: &Path, network: &str, ports: Vec<PortBinding>) -> EndpointSpec {
+pub fn ep(
+    ctx: &Ctx,
+    container: &str,
+    ns: &Path,
+    network: &str,
+    ports: Vec<PortBinding>,
+) -> EndpointSpec {
     let cid = ctx.id(container);
     EndpointSpec {
         container_id: cid.clone(),
@@ -257,19 +306,52 @@ pub fn our_links(cfg: &NetConfig) -> Vec<String> {
     let mark = format!("alias {}:{}:", cfg.alias_prefix, cfg.nft_table);
     text.lines()
         .filter(|l| l.contains(&mark))
-        .filter_map(|l| l.split(": ").nth(1).map(|n| n.split('@').next().unwrap_or(n).to_string()))
+        .filter_map(|l| {
+            l.split(": ")
+                .nth(1)
+                .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        })
         .collect()
 }
 
 /// Text of our nft table ("" when absent).
 pub fn nft_table(cfg: &NetConfig) -> String {
-    let out = Command::new("nft").args(["list", "table", "ip", &cfg.nft_table]).output().expect("run nft");
+    let out = Command::new("nft")
+        .args(["list", "table", "ip", &cfg.nft_table])
+        .output()
+        .expect("run nft");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Port free on the host right now.
+/// `n` consecutive ports, free for TCP and UDP on the host right now, below the
+/// ephemeral range (so no outgoing connection grabs them later) and never handed out
+/// twice by this test binary.
+pub fn free_ports(n: u16) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20000 + (std::process::id() % 500) * 20,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let base = NEXT.fetch_add(u32::from(n), Ordering::SeqCst);
+        let base = 20000 + (base - 20000) % 12000;
+        let all_free = (0..u32::from(n)).all(|i| {
+            let p = (base + i) as u16;
+            std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()
+                && std::net::UdpSocket::bind(("0.0.0.0", p)).is_ok()
+        });
+        if all_free {
+            return base as u16;
+        }
+    }
+}
+
+/// One port as [`free_ports`] hands them out.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    free_ports(1)
 }
 
 /// A UDP socket bound to `0.0.0.0:port` inside the namespace at `ns`.
@@ -300,14 +382,19 @@ pub fn lookup_tcp(ns: &Path, name: &str) -> Vec<Ipv4Addr> {
         // SAFETY: setns on a valid namespace fd only changes this short-lived thread.
         let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
         assert_eq!(r, 0, "setns");
-        let Ok(mut s) = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 11], 53)), Duration::from_secs(3))
-        else {
+        let Ok(mut s) = TcpStream::connect_timeout(
+            &SocketAddr::from(([127, 0, 0, 11], 53)),
+            Duration::from_secs(3),
+        ) else {
             return vec![];
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
         let mut q = Message::query();
         q.metadata.id = 4242;
-        q.add_query(Query::query(Name::from_str(&format!("{name}.")).expect("name"), RecordType::A));
+        q.add_query(Query::query(
+            Name::from_str(&format!("{name}.")).expect("name"),
+            RecordType::A,
+        ));
         let bytes = q.to_vec().expect("encode");
         let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
         out.extend_from_slice(&bytes);
