@@ -395,7 +395,7 @@ impl Session {
                             http,
                             creds,
                             challenge: Mutex::new(challenge),
-                            scope: Mutex::new(vec![format!("repository:{repo}:{actions}")]),
+                            scope: Mutex::new(if repo.is_empty() { vec![] } else { vec![format!("repository:{repo}:{actions}")] }),
                             opts,
                         });
                     }
@@ -626,6 +626,92 @@ impl Session {
     }
 }
 
+/// The registry domain a `docker login` server address names (`https://index.docker.io/v1/`
+/// → `docker.io`, `http://127.0.0.1:5000` → `127.0.0.1:5000`).
+pub fn login_domain(server: &str) -> String {
+    let s = server.trim();
+    let s = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://")).unwrap_or(s);
+    let s = s.split('/').next().unwrap_or("");
+    match s {
+        "" | "index.docker.io" | "registry-1.docker.io" | "docker.io" => crate::reference::DEFAULT_DOMAIN.into(),
+        other => other.to_ascii_lowercase(),
+    }
+}
+
+/// `POST /auth`: check credentials against a registry. Returns the status line.
+pub async fn login(creds: &Credentials) -> Result<String> {
+    let domain = login_domain(&creds.serveraddress);
+    let sess = Session::open(&domain, "", Some(creds.clone()), "").await?;
+    let url = format!("{}/v2/", sess.base);
+    let resp = sess.send(Method::GET, &url, &[], &Body::Empty).await?;
+    sess.check(resp, &format!("Get \"{url}\"")).await?;
+    Ok("Login Succeeded".into())
+}
+
+/// One `docker search` result.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct SearchResult {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub star_count: u64,
+    #[serde(default)]
+    pub is_official: bool,
+    #[serde(default)]
+    pub is_automated: bool,
+}
+
+/// `docker search [REGISTRY/]TERM`: Docker Hub's search API for docker.io, the catalog
+/// (filtered by the term) for other registries.
+pub async fn search(term: &str, limit: usize, creds: Option<Credentials>) -> Result<Vec<SearchResult>> {
+    let limit = limit.clamp(1, 100);
+    let (domain, q) = match term.split_once('/') {
+        Some((d, rest)) if d.contains('.') || d.contains(':') || d == "localhost" => (d.to_string(), rest.to_string()),
+        _ => (crate::reference::DEFAULT_DOMAIN.to_string(), term.to_string()),
+    };
+    if domain == crate::reference::DEFAULT_DOMAIN {
+        let http = http_client("index.docker.io", true)?;
+        let url = "https://index.docker.io/v1/search";
+        let resp = http
+            .get(url)
+            .query(&[("q", q.as_str()), ("n", &limit.to_string())])
+            .send()
+            .await
+            .map_err(|e| DistributionError::unavailable(format!("Get \"{url}\": {}", error_chain(&e))))?;
+        let body = read_capped(resp, 4 << 20).await?;
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| DistributionError::invalid(format!("{url}: {e}")))?;
+        let res: Vec<SearchResult> = serde_json::from_value(v["results"].clone()).unwrap_or_default();
+        return Ok(res.into_iter().take(limit).collect());
+    }
+    let sess = Session::open(&domain, "", creds, "").await?;
+    sess.add_scope("registry:catalog:*".into());
+    let mut out = Vec::new();
+    let mut url = format!("{}/v2/_catalog?n=1000", sess.base);
+    for _ in 0..100 {
+        let resp = sess.send(Method::GET, &url, &[], &Body::Empty).await?;
+        let resp = sess.check(resp, &format!("Get \"{url}\"")).await?;
+        let next = resp.headers().get(reqwest::header::LINK).and_then(|v| v.to_str().ok()).and_then(|l| {
+            let l = l.trim();
+            let start = l.find('<')? + 1;
+            let end = l.find('>')?;
+            Some(l[start..end].to_string())
+        });
+        let body = read_capped(resp, 4 << 20).await?;
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| DistributionError::invalid(format!("{url}: {e}")))?;
+        for r in v["repositories"].as_array().into_iter().flatten().filter_map(|r| r.as_str()) {
+            if r.contains(&q) && out.len() < limit {
+                out.push(SearchResult { name: format!("{domain}/{r}"), description: String::new(), star_count: 0, is_official: false, is_automated: false });
+            }
+        }
+        match next {
+            Some(n) if out.len() < limit => url = if n.starts_with("http") { n } else { format!("{}{n}", sess.base) },
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
 /// A file as a byte stream for an upload body, reporting progress.
 fn tokio_util_stream(
     f: tokio::fs::File,
@@ -749,6 +835,9 @@ mod tests {
         assert!(is_listed_insecure(&o, "reg.local:5000"));
         assert!(!is_listed_insecure(&o, "reg.local:6000"));
         assert!(!is_listed_insecure(&o, "11.0.0.1"));
+        assert_eq!(login_domain("https://index.docker.io/v1/"), "docker.io");
+        assert_eq!(login_domain("http://127.0.0.1:5000/"), "127.0.0.1:5000");
+        assert_eq!(login_domain(""), "docker.io");
     }
 
     #[test]

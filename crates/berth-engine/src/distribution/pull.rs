@@ -389,19 +389,19 @@ async fn pull_one(eng: Arc<Engine>, r: &Reference, sess: &Session, opts: &PullOp
             let have = eng.content.exists(&l.digest) && eng.snapshots.get(&layer_key(&chains[i]))?.is_some();
             (sink)(Progress::layer(l.digest.short(), if have { "Already exists" } else { "Pulling fs layer" }));
         }
-        let sess_ref = sess;
         let n = super::client::options().max_concurrent_downloads.max(1);
-        let jobs = manifest.layers.iter().enumerate().map(|(i, l)| {
-            let eng = eng.clone();
-            let sink = sink.clone();
-            let job = LayerJob {
+        let jobs: Vec<LayerJob> = manifest
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| LayerJob {
                 desc: l.clone(),
                 diff: cfg.rootfs.diff_ids[i].clone(),
                 chain: chains[i].clone(),
                 parent: if i == 0 { None } else { Some(chains[i - 1].clone()) },
-            };
-            async move { fetch_layer(sess_ref, eng, job, sink).await }
-        });
+            })
+            .collect();
+        let jobs = jobs.into_iter().map(|job| fetch_layer(sess, eng.clone(), job, sink.clone()));
         let layers: Vec<LayerRecord> = futures::stream::iter(jobs).buffered(n).try_collect().await?;
         let mdigest = eng.content.write(&doc.bytes)?;
         pins.pin(&mdigest);

@@ -3,6 +3,7 @@
 //! codes are chosen here and only here, from [`ErrorKind`].
 
 mod containers;
+mod distribution;
 mod images;
 mod streams;
 mod system;
@@ -124,11 +125,13 @@ fn router(state: AppState) -> Router {
         .route("/networks/prune", post(system::networks_prune))
         .route("/build/prune", post(system::build_prune))
         .route("/images/json", get(images::list))
-        .route("/images/create", post(images::create))
+        .route("/images/create", post(distribution::create))
+        .route("/images/search", get(distribution::search))
+        .route("/auth", post(distribution::auth))
         .route("/images/load", post(images::load))
         .route("/images/get", get(images::save_many))
         .route("/images/prune", post(images::prune))
-        .route("/images/{*rest}", get(images::get_dispatch).post(images::post_dispatch).delete(images::remove))
+        .route("/images/{*rest}", get(images::get_dispatch).post(distribution::post_dispatch).delete(images::remove))
         .route("/containers/json", get(containers::list))
         .route("/containers/create", post(containers::create))
         .route("/containers/prune", post(containers::prune))
