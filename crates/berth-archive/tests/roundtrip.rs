@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use berth_archive::{pack, ApplyOptions, PackOptions, WhiteoutMode};
+use berth_archive::{pack, ApplyOptions, PackOptions};
 use common::{have, skip_unless_root, Scratch};
 
 #[derive(Debug, PartialEq, Eq)]
@@ -342,7 +342,6 @@ fn pack_src_and_name_for_cp() {
     let mut tar = Vec::new();
     let err = pack(&root, &mut tar, &src("../../../../etc/passwd", None)).expect_err("absent");
     assert_eq!(err.kind(), berth_archive::ArchiveErrorKind::NotFound);
-    let _ = WhiteoutMode::Remove;
 }
 
 #[test]
