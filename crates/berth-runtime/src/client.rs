@@ -272,6 +272,8 @@ fn launch(
             } else if libc::dup2(wr_raw, 3) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // Nothing but stdio and the status pipe reaches the shim (HARDENING A4 #36).
+            libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
             Ok(())
         });
     }

@@ -111,11 +111,11 @@ impl LogWriter {
                     let (line, tail) = rest.split_at(pos + 1);
                     rest = tail;
                     if self.partial[idx].is_empty() {
-                        self.entry(stream, line);
+                        self.entries(stream, line);
                     } else {
                         let mut buf = std::mem::take(&mut self.partial[idx]);
                         buf.extend_from_slice(line);
-                        self.entry(stream, &buf);
+                        self.entries(stream, &buf);
                     }
                 }
                 None => {
@@ -136,6 +136,12 @@ impl LogWriter {
         if !self.partial[idx].is_empty() {
             let buf = std::mem::take(&mut self.partial[idx]);
             self.entry(stream, &buf);
+        }
+    }
+
+    fn entries(&mut self, stream: Stream, line: &[u8]) {
+        for chunk in line.chunks(MAX_LINE) {
+            self.entry(stream, chunk);
         }
     }
 

@@ -232,10 +232,19 @@ fn block_sigchld(block: bool) {
 }
 
 /// Run `f` with the signal state a new container process must inherit.
+///
+/// Tracing is switched off for the call as well: the processes libcontainer clones inherit
+/// the subscriber, and what they log would land in the container's stdout/stderr.
 fn with_clean_signals<T>(f: impl FnOnce() -> T) -> T {
     ignore_sigpipe(false);
     block_sigchld(false);
-    let r = f();
+    // BERTH_SHIM_TRACE_RUNTIME=1 keeps libcontainer's logs (debugging only: they then also
+    // reach the container's output).
+    let r = if std::env::var_os("BERTH_SHIM_TRACE_RUNTIME").is_some() {
+        f()
+    } else {
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), f)
+    };
     block_sigchld(true);
     ignore_sigpipe(true);
     r
@@ -368,6 +377,71 @@ fn ensure_cwd(rootfs: &Path, cwd: &str, uid: u32, gid: u32) -> Result<(), ShimEr
     Ok(())
 }
 
+/// Resolve a mount destination inside `rootfs` the way Docker does (symlinks are followed
+/// but scoped to the root: an absolute target means the container's `/`), creating what is
+/// missing (directories, or an empty file for the last component when `file`). Returns the
+/// symlink-free in-container path. libcontainer then opens it through `pathrs` again, so a
+/// concurrent swap of a component is still contained (HARDENING A4 #31).
+fn resolve_dest(rootfs: &Path, dest: &str, file: bool) -> Result<String, ShimError> {
+    use pathrs::flags::OpenFlags;
+    let err = |m: String| ShimError::Start {
+        message: format!("mount destination {dest}: {m}"),
+        reason: StartFailure::InvalidConfig,
+    };
+    let root = pathrs::Root::open(rootfs).map_err(|e| err(e.to_string()))?;
+    let mut todo: VecDeque<String> = dest
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(str::to_string)
+        .collect();
+    let mut cur: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop_front() {
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        let cand = format!("/{}", cur.iter().chain(std::iter::once(&c)).cloned().collect::<Vec<_>>().join("/"));
+        match root.readlink(&cand) {
+            Ok(target) => {
+                links += 1;
+                if links > 40 {
+                    return Err(err("too many levels of symbolic links".into()));
+                }
+                let t = target.to_string_lossy().into_owned();
+                if t.starts_with('/') {
+                    cur.clear();
+                }
+                for (i, tc) in t
+                    .split('/')
+                    .filter(|x| !x.is_empty() && *x != ".")
+                    .enumerate()
+                {
+                    todo.insert(i, tc.to_string());
+                }
+                continue;
+            }
+            Err(_) => {
+                if root.resolve_nofollow(&cand).is_err() {
+                    if file && todo.is_empty() {
+                        root.create_file(
+                            &cand,
+                            OpenFlags::O_CREAT | OpenFlags::O_EXCL | OpenFlags::O_CLOEXEC,
+                            &std::fs::Permissions::from_mode(0o644),
+                        )
+                        .map_err(|e| err(e.to_string()))?;
+                    } else {
+                        root.mkdir_all(&cand, &std::fs::Permissions::from_mode(0o755))
+                            .map_err(|e| err(e.to_string()))?;
+                    }
+                }
+                cur.push(c);
+            }
+        }
+    }
+    Ok(format!("/{}", cur.join("/")))
+}
+
 /// Bring `lo` up in the network namespace of `pid` (Docker's `none` network has it up).
 fn loopback_up(pid: i32) -> Result<(), ShimError> {
     use nix::sched::{setns, CloneFlags};
@@ -438,6 +512,20 @@ fn recv_console(listener: &UnixListener) -> Result<OwnedFd, ShimError> {
         }
     }
     Err(ShimError::other("console socket: no pty received"))
+}
+
+/// A pidfd for `pid` (readable once the process has exited).
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes two integers and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        tracing::warn!(pid, "pidfd_open: {}", std::io::Error::last_os_error());
+        return None;
+    }
+    let fd = fd as RawFd;
+    set_cloexec(fd);
+    // SAFETY: the kernel just returned this descriptor to us.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn devnull() -> Result<OwnedFd, ShimError> {
@@ -774,6 +862,7 @@ struct Out {
 
 struct Exec {
     pid: i32,
+    pidfd: Option<OwnedFd>,
     tty: bool,
     master: Option<OwnedFd>,
     stdin: Option<OwnedFd>,
@@ -799,6 +888,7 @@ struct Shim {
     logs: LogWriter,
     listener: UnixListener,
     sigfd: SignalFd,
+    init_pidfd: Option<OwnedFd>,
     conns: BTreeMap<u64, Conn>,
     next_conn: u64,
     execs: BTreeMap<String, Exec>,
@@ -912,6 +1002,24 @@ impl Shim {
                 reason: StartFailure::InvalidConfig,
             }));
         }
+        const DEFAULT_MOUNTS: &[&str] = &[
+            "/proc", "/dev", "/dev/pts", "/sys", "/sys/fs/cgroup", "/dev/mqueue", "/dev/shm",
+        ];
+        if let Some(mounts) = spec_json["mounts"].as_array_mut() {
+            for m in mounts.iter_mut() {
+                let dest = m["destination"].as_str().unwrap_or("").to_string();
+                if DEFAULT_MOUNTS.contains(&dest.as_str()) {
+                    continue;
+                }
+                let file = m["type"] == "bind"
+                    && m["source"]
+                        .as_str()
+                        .and_then(|s| std::fs::metadata(s).ok())
+                        .is_some_and(|md| !md.is_dir());
+                let resolved = resolve_dest(&rootfs, &dest, file).map_err(fail)?;
+                m["destination"] = serde_json::json!(resolved);
+            }
+        }
         spec_json["root"]["path"] = serde_json::json!(rootfs);
         let spec_bytes = serde_json::to_vec_pretty(&spec_json).unwrap_or_default();
         write_atomic(&state_dir.join(SPEC_FILE), &spec_bytes)
@@ -931,7 +1039,20 @@ impl Shim {
             SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
                 .map_err(|e| fail(nixe("signalfd")(e)))?
         };
-        let init_pid = backend.create(&cfg, state_dir, &mut stdio).map_err(fail)?;
+        let init_pid = match backend.create(&cfg, state_dir, &mut stdio) {
+            Ok(pid) => pid,
+            Err(e) => {
+                // What the runtime's child wrote before failing is in the output pipes.
+                let mut buf = [0u8; 8192];
+                for (fd, _) in &stdio.outs {
+                    set_nonblock(fd.as_raw_fd());
+                    if let Some(n) = read_nb(fd.as_raw_fd(), &mut buf) {
+                        tracing::warn!("runtime output: {}", String::from_utf8_lossy(&buf[..n]));
+                    }
+                }
+                return Err(fail(e));
+            }
+        };
         let mut master = None;
         let mut outs: Vec<Out> = stdio
             .outs
@@ -987,6 +1108,7 @@ impl Shim {
             logs,
             listener,
             sigfd,
+            init_pidfd: pidfd_open(init_pid),
             conns: BTreeMap::new(),
             next_conn: 0,
             execs: BTreeMap::new(),
@@ -1052,10 +1174,16 @@ impl Shim {
                 }
                 self.handle(tok.clone(), p.revents, &mut buf);
             }
-            self.conns.retain(|_, c| !(c.dead || (c.role == Role::Done && c.out.is_empty())));
             self.check_execs();
             self.check_exit();
             self.tick();
+            self.conns.retain(|id, c| {
+                let keep = !(c.dead || (c.role == Role::Done && c.out.is_empty()));
+                if !keep {
+                    tracing::debug!(conn = id, dead = c.dead, "closing");
+                }
+                keep
+            });
         }
         let _ = std::fs::remove_file(self.state_dir.join(SOCKET_FILE));
     }
@@ -1072,6 +1200,15 @@ impl Shim {
             t.push(tok);
         };
         add(self.sigfd.as_fd().as_raw_fd(), libc::POLLIN, Tok::Sig);
+        // Exits of init and execs show up on their pidfds (they send no SIGCHLD).
+        if let Some(fd) = &self.init_pidfd {
+            add(fd.as_raw_fd(), libc::POLLIN, Tok::Sig);
+        }
+        for e in self.execs.values() {
+            if let Some(fd) = &e.pidfd {
+                add(fd.as_raw_fd(), libc::POLLIN, Tok::Sig);
+            }
+        }
         add(self.listener.as_raw_fd(), libc::POLLIN, Tok::Listen);
         for (i, o) in self.outs.iter().enumerate() {
             if !o.eof {
@@ -1134,6 +1271,7 @@ impl Shim {
                 while let Ok((s, _)) = self.listener.accept() {
                     let _ = s.set_nonblocking(true);
                     self.next_conn += 1;
+                    tracing::debug!(conn = self.next_conn, fd = s.as_raw_fd(), "accepted");
                     self.conns.insert(
                         self.next_conn,
                         Conn {
@@ -1333,6 +1471,7 @@ impl Shim {
                 return;
             }
         };
+        tracing::debug!(conn = id, ?req, "request");
         let ok = Response::default();
         match req {
             Request::State => {
@@ -1527,7 +1666,6 @@ impl Shim {
         let mut stdio = make_stdio(&self.state_dir, p.tty, attach_stdin, &console_name)?;
         let res = self.backend.exec(&self.cfg, &self.state_dir, &pj, &mut stdio);
         let _ = std::fs::remove_file(&pj);
-        self.reap();
         let pid = match res {
             Ok(pid) => pid,
             Err(e) => {
@@ -1576,6 +1714,7 @@ impl Shim {
             eid.clone(),
             Exec {
                 pid,
+                pidfd: pidfd_open(pid),
                 tty: p.tty,
                 master,
                 stdin,
@@ -1585,12 +1724,19 @@ impl Shim {
                 done: false,
             },
         );
+        // Only now: a fast exec may already have exited, and its status must find its entry.
+        self.reap();
         Ok((eid, pid))
     }
 
     fn reap(&mut self) {
         loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            // __WALL: libcontainer starts init and exec processes with CLONE_PARENT and no
+            // exit signal, which a plain waitpid does not see.
+            match waitpid(
+                Pid::from_raw(-1),
+                Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
+            ) {
                 Ok(WaitStatus::Exited(pid, code)) => self.on_reaped(pid.as_raw(), code, None),
                 Ok(WaitStatus::Signaled(pid, sig, _)) => {
                     self.on_reaped(pid.as_raw(), 128 + sig as i32, Some(sig as i32))
@@ -1604,11 +1750,13 @@ impl Shim {
     fn on_reaped(&mut self, pid: i32, code: i32, signal: Option<i32>) {
         if pid == self.init_pid {
             self.init_exit = Some((code, signal));
+            self.init_pidfd = None;
             return;
         }
         for e in self.execs.values_mut() {
             if e.pid == pid && e.exit_code.is_none() {
                 e.exit_code = Some(code);
+                e.pidfd = None;
             }
         }
     }
@@ -1691,6 +1839,8 @@ impl Shim {
         if let Err(e) = write_atomic(&self.state_dir.join(EXIT_FILE), &bytes) {
             tracing::error!("write exit.json: {e}");
         }
+        // From now on connecting fails and clients read exit.json; waiters get the reply.
+        let _ = std::fs::remove_file(self.state_dir.join(SOCKET_FILE));
         let r = Response {
             exit: Some(exit.clone()),
             ..Default::default()

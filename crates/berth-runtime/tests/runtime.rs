@@ -3,39 +3,346 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::Shutdown;
 use std::time::Instant;
 
-use berth_runtime::{start, Shim};
-use common::{require_root, TestContainer, SHIM};
+use berth_runtime::{create, start, RuntimeErrorKind, Shim, Status};
+use common::{read_mux, require_root, run_to_exit, wait_exit, TestContainer};
 
-#[test]
-fn true_exits_zero() {
-    require_root!();
-    let c = TestContainer::new("true", &["/bin/true"]);
-    let t0 = Instant::now();
-    let started = start(SHIM.as_ref(), &c.state_dir, &c.cfg).expect("start");
-    assert!(started.pid > 0);
-    let shim = Shim::connect(&c.state_dir).expect("connect");
-    let exit = match shim {
-        Some(s) => s.wait().expect("wait"),
-        None => berth_runtime::read_exit(&c.state_dir).expect("read").expect("exit.json"),
-    };
-    eprintln!("start->exit latency of `true`: {:?}", t0.elapsed());
-    assert_eq!(exit.exit_code, 0);
-    assert!(!exit.oom_killed);
+fn connect(c: &TestContainer) -> Shim {
+    Shim::connect(&c.state_dir)
+        .expect("connect")
+        .expect("shim is running")
 }
 
 #[test]
-fn exit_code_is_kept() {
+fn true_exits_zero_and_latency() {
     require_root!();
-    let c = TestContainer::new("exit3", &["sh", "-c", "echo hello; echo oops >&2; exit 3"]);
-    start(SHIM.as_ref(), &c.state_dir, &c.cfg).expect("start");
-    let exit = match Shim::connect(&c.state_dir).expect("connect") {
-        Some(s) => s.wait().expect("wait"),
-        None => berth_runtime::read_exit(&c.state_dir).expect("read").expect("exit.json"),
-    };
+    let c = TestContainer::new("true", &["/bin/true"]);
+    let t0 = Instant::now();
+    let exit = run_to_exit(&c);
+    eprintln!("start->exit latency of `true`: {:?}", t0.elapsed());
+    assert_eq!(exit.exit_code, 0);
+    assert!(!exit.oom_killed);
+    assert!(exit.signal.is_none());
+}
+
+#[test]
+fn exit_code_and_json_log() {
+    require_root!();
+    let c = TestContainer::new("exit3", &["sh", "-c", "echo hello; echo oops >&2; printf partial; exit 3"]);
+    let exit = run_to_exit(&c);
     assert_eq!(exit.exit_code, 3);
     let log = std::fs::read_to_string(c.log_path()).expect("log");
     assert!(log.contains(r#""log":"hello\n","stream":"stdout""#), "{log}");
     assert!(log.contains(r#""log":"oops\n","stream":"stderr""#), "{log}");
+    assert!(log.contains(r#""log":"partial","stream":"stdout""#), "{log}");
+    assert!(berth_runtime::read_exit(&c.state_dir).expect("read").is_some());
+}
+
+#[test]
+fn command_not_found_is_127_class() {
+    require_root!();
+    let c = TestContainer::new("nosuch", &["nosuch"]);
+    let err = start(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect_err("must fail");
+    assert_eq!(err.kind(), RuntimeErrorKind::CommandNotFound);
+    assert_eq!(
+        err.to_string(),
+        r#"exec: "nosuch": executable file not found in $PATH"#
+    );
+    let c2 = TestContainer::new("notexec", &["/etc/passwd"]);
+    let err = start(common::shim_exe().as_path(), &c2.state_dir, &c2.cfg).expect_err("must fail");
+    assert_eq!(err.kind(), RuntimeErrorKind::CommandNotExecutable);
+    // Nothing is left mounted after a failed start.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains(&c.state_dir.display().to_string()));
+}
+
+#[test]
+fn stdin_through_attach() {
+    require_root!();
+    let mut c = TestContainer::new("stdin", &["sh", "-c", "read line; echo got:$line; cat"]);
+    c.cfg.process.open_stdin = true;
+    c.cfg.process.stdin_once = true;
+    create(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect("create");
+    let shim = connect(&c);
+    assert_eq!(shim.state().expect("state").status, Status::Created);
+    let mut s = shim.attach(true, true, true).expect("attach");
+    shim.start().expect("start");
+    s.write_all(b"hello\nrest of input\n").expect("write");
+    s.shutdown(Shutdown::Write).expect("shutdown");
+    let (out, _) = read_mux(s);
+    assert_eq!(out, "got:hello\nrest of input\n");
+    assert_eq!(shim.wait().expect("wait").exit_code, 0);
+}
+
+#[test]
+fn tty_through_pty() {
+    require_root!();
+    let mut c = TestContainer::new("tty", &["sh"]);
+    c.cfg.process.tty = true;
+    c.cfg.process.open_stdin = true;
+    c.cfg.process.console_size = Some((30, 100));
+    create(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect("create");
+    let shim = connect(&c);
+    let mut s = shim.attach(true, true, true).expect("attach");
+    shim.start().expect("start");
+    s.write_all(b"tty; stty size; exit 5\n").expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(out.contains("30 100"), "{out}");
+    assert_eq!(shim.wait().expect("wait").exit_code, 5);
+}
+
+#[test]
+fn oom_killed_is_reported() {
+    require_root!();
+    let mut c = TestContainer::new("oom", &["sh", "-c", "head -c 100m /dev/zero | tail"]);
+    c.cfg.resources.memory = Some(32 * 1024 * 1024);
+    let exit = run_to_exit(&c);
+    assert!(exit.oom_killed, "{exit:?}");
+    assert_ne!(exit.exit_code, 0);
+}
+
+#[test]
+fn pids_limit_applies() {
+    require_root!();
+    let mut c = TestContainer::new(
+        "pids",
+        &["sh", "-c", "i=0; while [ $i -lt 12 ]; do sleep 5 & i=$((i+1)); done; echo spawned"],
+    );
+    c.cfg.resources.pids_limit = Some(6);
+    create(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect("create");
+    let shim = connect(&c);
+    let stats = shim.stats().expect("stats");
+    assert_eq!(stats.pids_limit, Some(6));
+    let s = shim.attach(false, true, true).expect("attach");
+    shim.start().expect("start");
+    let (out, err) = read_mux(s);
+    shim.wait().expect("wait");
+    assert!(!out.contains("spawned"), "{out} {err}");
+    assert!(err.contains("can't fork"), "{out} {err}");
+}
+
+#[test]
+fn capabilities_match_docker_defaults() {
+    require_root!();
+    let c = TestContainer::new("caps", &["sh", "-c", "grep Cap /proc/self/status; ls /proc/1/fd"]);
+    let exit = run_to_exit(&c);
+    assert_eq!(exit.exit_code, 0);
+    let log = c.logs();
+    // Docker's default set: 0x00000000a80425fb.
+    assert!(log.contains("CapBnd:\t00000000a80425fb"), "{log}");
+    assert!(log.contains("CapEff:\t00000000a80425fb"), "{log}");
+    assert!(log.contains("CapInh:\t0000000000000000"), "{log}");
+    assert!(log.contains("CapAmb:\t0000000000000000"), "{log}");
+}
+
+#[test]
+fn only_stdio_fds_in_container() {
+    require_root!();
+    let c = TestContainer::new("fds", &["ls", "/proc/self/fd"]);
+    let exit = run_to_exit(&c);
+    assert_eq!(exit.exit_code, 0);
+    // ls itself opens the directory (fd 3); nothing else leaks in.
+    assert_eq!(c.logs(), "0\n1\n2\n3\n");
+    let c = TestContainer::new("fds1", &["sh", "-c", "ls /proc/1/fd; true"]);
+    run_to_exit(&c);
+    assert_eq!(c.logs(), "0\n1\n2\n");
+}
+
+#[test]
+fn user_and_groups_from_rootfs() {
+    require_root!();
+    let mut c = TestContainer::new("user", &["sh", "-c", "id; echo $HOME; pwd"]);
+    c.cfg.process.user = "alice".into();
+    c.cfg.process.cwd = "/work/dir".into();
+    let exit = run_to_exit(&c);
+    assert_eq!(exit.exit_code, 0, "{}", c.logs());
+    let log = c.logs();
+    assert!(log.contains("uid=1000(alice) gid=1000(alice)"), "{log}");
+    assert!(log.contains("10(wheel)") && log.contains("29(audio)"), "{log}");
+    assert!(log.contains("/home/alice\n/work/dir\n"), "{log}");
+
+    let mut c = TestContainer::new("user2", &["id"]);
+    c.cfg.process.user = "4242:29".into();
+    run_to_exit(&c);
+    assert!(c.logs().contains("uid=4242 gid=29(audio)"), "{}", c.logs());
+
+    let mut c = TestContainer::new("user3", &["id"]);
+    c.cfg.process.user = "bob".into();
+    let err = start(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect_err("unknown user");
+    assert_eq!(err.kind(), RuntimeErrorKind::InvalidArgument);
+    assert!(err.to_string().contains("unable to find user bob"), "{err}");
+}
+
+#[test]
+fn exec_with_and_without_tty() {
+    require_root!();
+    let c = TestContainer::new("exec", &["sleep", "20"]);
+    start(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect("start");
+    let shim = connect(&c);
+    let p = berth_runtime::ProcessConfig {
+        args: vec!["sh".into(), "-c".into(), "echo out; echo err >&2; exit 7".into()],
+        ..Default::default()
+    };
+    let (id, pid, s) = shim.exec(&p, false).expect("exec");
+    assert!(pid > 0);
+    let (out, err) = read_mux(s);
+    assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
+    assert_eq!(shim.exec_wait(&id).expect("exec wait"), 7);
+
+    let p = berth_runtime::ProcessConfig {
+        args: vec!["cat".into()],
+        ..Default::default()
+    };
+    let (id, _, mut s) = shim.exec(&p, true).expect("exec stdin");
+    s.write_all(b"piped\n").expect("write");
+    s.shutdown(Shutdown::Write).expect("shutdown");
+    let (out, _) = read_mux(s);
+    assert_eq!(out, "piped\n");
+    assert_eq!(shim.exec_wait(&id).expect("exec wait"), 0);
+
+    let p = berth_runtime::ProcessConfig {
+        args: vec!["sh".into()],
+        tty: true,
+        ..Default::default()
+    };
+    let (id, _, mut s) = shim.exec(&p, true).expect("exec tty");
+    s.write_all(b"tty; exit 2\n").expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert!(String::from_utf8_lossy(&out).contains("/dev/pts/"), "{}", String::from_utf8_lossy(&out));
+    assert_eq!(shim.exec_wait(&id).expect("exec wait"), 2);
+
+    let p = berth_runtime::ProcessConfig {
+        args: vec!["nosuch".into()],
+        ..Default::default()
+    };
+    let err = shim.exec(&p, false).expect_err("not found");
+    assert_eq!(err.kind(), RuntimeErrorKind::CommandNotFound);
+
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", c.shim_pid().expect("shim pid")))
+        .expect("status")
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .unwrap_or("")
+        .to_string();
+    eprintln!("shim {rss}");
+    shim.kill(9, false).expect("kill");
+    let exit = shim.wait().expect("wait");
+    assert_eq!(exit.exit_code, 137);
+    assert_eq!(exit.signal, Some(9));
+}
+
+#[test]
+fn pause_resume_and_top() {
+    require_root!();
+    let c = TestContainer::new("pause", &["sleep", "100"]);
+    let started = start(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect("start");
+    let shim = connect(&c);
+    assert_eq!(shim.pids().expect("pids"), vec![started.pid]);
+    shim.pause().expect("pause");
+    assert_eq!(shim.state().expect("state").status, Status::Paused);
+    shim.resume().expect("resume");
+    assert_eq!(shim.state().expect("state").status, Status::Running);
+    let st = shim.stats().expect("stats");
+    assert!(st.memory_usage > 0 && st.cpu_usage_ns > 0, "{st:?}");
+    // pid 1 ignores SIGTERM without a handler (like in Docker): SIGKILL everything.
+    shim.kill(9, true).expect("kill");
+    assert_eq!(shim.wait().expect("wait").exit_code, 137);
+}
+
+#[test]
+fn read_only_rootfs() {
+    require_root!();
+    let mut c = TestContainer::new("ro", &["sh", "-c", "touch /x || exit 9; exit 0"]);
+    c.cfg.read_only_rootfs = true;
+    let exit = run_to_exit(&c);
+    assert_eq!(exit.exit_code, 9);
+    assert!(c.logs().contains("Read-only file system"), "{}", c.logs());
+}
+
+#[test]
+fn bind_mount_symlink_stays_inside_root() {
+    require_root!();
+    let host_target = std::path::PathBuf::from(format!("/tmp/berth-rt-escape-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&host_target);
+    std::fs::create_dir_all(&host_target).expect("host target");
+    let mut c = TestContainer::new("symlink", &["sh", "-c", "cat /evil/data/marker"]);
+    // The container's /evil points at a host path; the mount must land inside the root.
+    std::os::unix::fs::symlink(&host_target, c.dir.join("upper/evil")).expect("symlink");
+    let src = c.dir.join("src");
+    std::fs::create_dir_all(&src).expect("src");
+    std::fs::write(src.join("marker"), "inside\n").expect("marker");
+    c.cfg.mounts.push(berth_runtime::MountConfig {
+        kind: berth_runtime::MountKind::Bind,
+        source: src.display().to_string(),
+        destination: "/evil/data".into(),
+        options: vec!["ro".into()],
+        propagation: None,
+    });
+    let exit = run_to_exit(&c);
+    let escaped = host_target.join("data").exists();
+    let _ = std::fs::remove_dir_all(&host_target);
+    assert!(!escaped, "mount destination was created on the host");
+    assert_eq!(exit.exit_code, 0, "{}", c.logs());
+    assert_eq!(c.logs(), "inside\n");
+}
+
+#[test]
+fn network_none_has_loopback_up_and_init() {
+    require_root!();
+    let mut c = TestContainer::new("net", &["sh", "-c", "cat /sys/class/net/lo/operstate /sys/class/net/lo/flags; ls /sys/class/net; cat /proc/1/cmdline | tr '\\0' ' '"]);
+    c.cfg.init = true;
+    let exit = run_to_exit(&c);
+    assert_eq!(exit.exit_code, 0, "{}", c.logs());
+    let log = c.logs();
+    assert!(log.contains("0x9"), "{log}");
+    assert!(log.contains("lo\n") && !log.contains("eth0"), "{log}");
+    assert!(log.contains("/sbin/docker-init -- sh"), "{log}");
+}
+
+#[test]
+fn shim_survives_daemon_death_and_reconnects() {
+    require_root!();
+    let c = TestContainer::new("survive", &["sh", "-c", "echo before; read x; echo after:$x"]);
+    let mut cfg = c.cfg.clone();
+    cfg.process.open_stdin = true;
+    // The "daemon": a forked child that starts the container and dies by SIGKILL.
+    // SAFETY: the child only calls start() and then kills itself; no locks are shared.
+    match unsafe { libc::fork() } {
+        0 => {
+            let code = match start(common::shim_exe().as_path(), &c.state_dir, &cfg) {
+                Ok(_) => 0,
+                Err(_) => 1,
+            };
+            // SAFETY: raise/_exit in the child.
+            unsafe {
+                if code == 0 {
+                    libc::raise(libc::SIGKILL);
+                }
+                libc::_exit(code)
+            }
+        }
+        pid if pid > 0 => {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            assert!(libc::WIFSIGNALED(status), "daemon stand-in failed to start the container");
+        }
+        _ => panic!("fork failed"),
+    }
+    let shim = connect(&c);
+    assert_eq!(shim.state().expect("state").status, Status::Running);
+    let mut s = shim.attach(true, true, false).expect("attach");
+    s.write_all(b"ok\n").expect("write");
+    let exit = shim.wait().expect("wait");
+    assert_eq!(exit.exit_code, 0);
+    assert_eq!(c.logs(), "before\nafter:ok\n");
+    assert!(Shim::connect(&c.state_dir).expect("connect").is_none());
+    let _ = wait_exit(&c);
 }

@@ -11,6 +11,11 @@ use berth_runtime::{ContainerConfig, ProcessConfig, RootfsMount};
 
 pub const SHIM: &str = env!("CARGO_BIN_EXE_berth-runtime-shim");
 
+/// The shim binary (`BERTH_TEST_SHIM` overrides it, e.g. with an strace wrapper).
+pub fn shim_exe() -> std::path::PathBuf {
+    std::env::var_os("BERTH_TEST_SHIM").map(Into::into).unwrap_or_else(|| SHIM.into())
+}
+
 /// `None` (and a printed reason) when the host cannot run these tests.
 pub fn skip_reason() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
@@ -199,4 +204,19 @@ pub fn read_mux(mut s: UnixStream) -> (String, String) {
 
 pub fn write_all(s: &mut UnixStream, b: &[u8]) {
     s.write_all(b).expect("write stream");
+}
+
+/// Start, wait for the exit, return it (exit.json when the shim is already gone).
+pub fn run_to_exit(c: &TestContainer) -> berth_runtime::ExitStatus {
+    berth_runtime::start(&shim_exe(), &c.state_dir, &c.cfg).expect("start");
+    wait_exit(c)
+}
+
+pub fn wait_exit(c: &TestContainer) -> berth_runtime::ExitStatus {
+    match berth_runtime::Shim::connect(&c.state_dir).expect("connect") {
+        Some(s) => s.wait().expect("wait"),
+        None => berth_runtime::read_exit(&c.state_dir)
+            .expect("read exit")
+            .expect("exit.json"),
+    }
 }
