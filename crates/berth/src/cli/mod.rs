@@ -5,6 +5,7 @@
 pub mod containers;
 pub mod format;
 pub mod images;
+pub mod registry;
 pub mod run;
 
 use crate::client::Client;
@@ -81,6 +82,14 @@ pub enum Command {
     Load(images::LoadArgs),
     /// Download an image from a registry
     Pull(images::PullArgs),
+    /// Upload an image to a registry
+    Push(registry::PushArgs),
+    /// Authenticate to a registry
+    Login(registry::LoginArgs),
+    /// Log out from a registry
+    Logout(registry::LogoutArgs),
+    /// Search Docker Hub (or a registry's catalog) for images
+    Search(registry::SearchArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -142,6 +151,7 @@ pub enum ImageCmd {
     Save(images::SaveArgs),
     Load(images::LoadArgs),
     Pull(images::PullArgs),
+    Push(registry::PushArgs),
     Inspect(containers::InspectArgs),
     Prune(images::PruneArgs),
 }
@@ -237,7 +247,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Import(a) | Command::Image(ImageCmd::Import(a)) => images::import(&c().await?, a).await,
         Command::Save(a) | Command::Image(ImageCmd::Save(a)) => images::save(&c().await?, a).await,
         Command::Load(a) | Command::Image(ImageCmd::Load(a)) => images::load(&c().await?, a).await,
-        Command::Pull(a) | Command::Image(ImageCmd::Pull(a)) => images::pull(&c().await?, a).await,
+        Command::Pull(a) | Command::Image(ImageCmd::Pull(a)) => registry::pull(&c().await?, a).await,
+        Command::Push(a) | Command::Image(ImageCmd::Push(a)) => registry::push(&c().await?, a).await,
+        Command::Login(a) => registry::login(&c().await?, a).await,
+        Command::Logout(a) => registry::logout(a).await,
+        Command::Search(a) => registry::search(&c().await?, a).await,
         Command::Image(ImageCmd::Prune(a)) => images::prune(&c().await?, a).await,
         Command::System(SystemCmd::Df(a)) => images::df(&c().await?, a).await,
         Command::System(SystemCmd::Prune(a)) => images::system_prune(&c().await?, a).await,
