@@ -6,22 +6,7 @@ mod common;
 use std::io::Read;
 
 use berth_archive::{apply_layer, ApplyOptions, TarReader, WhiteoutMode};
-use common::{pb, skip_unless_root, Raw, RawTar, Scratch, Sentinels};
-
-/// xorshift64*: a fixed seed makes every run identical.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use common::{fix_checksums, mutate, pb, skip_unless_root, Raw, RawTar, Rng, Scratch, Sentinels};
 
 fn corpus(host: &[u8]) -> Vec<Vec<u8>> {
     vec![
@@ -50,59 +35,6 @@ fn corpus(host: &[u8]) -> Vec<Vec<u8>> {
             .file(b"h/x", b"contained")
             .finish(),
     ]
-}
-
-fn mutate(rng: &mut Rng, mut t: Vec<u8>) -> Vec<u8> {
-    for _ in 0..1 + rng.below(6) {
-        if t.is_empty() {
-            break;
-        }
-        match rng.below(6) {
-            0 | 1 => {
-                let i = rng.below(t.len());
-                t[i] ^= 1 << rng.below(8);
-            }
-            2 => {
-                let i = rng.below(t.len());
-                t[i] = rng.next() as u8;
-            }
-            3 => {
-                let n = rng.below(t.len());
-                t.truncate(n);
-            }
-            4 => {
-                let blocks = t.len() / 512;
-                if blocks > 0 {
-                    let b = rng.below(blocks) * 512;
-                    let copy = t[b..b + 512].to_vec();
-                    let at = rng.below(blocks) * 512;
-                    t.splice(at..at, copy);
-                }
-            }
-            _ => {
-                // Make a header field's digits hostile, keeping the checksum plausible.
-                let blocks = t.len() / 512;
-                if blocks > 0 {
-                    let b = rng.below(blocks) * 512;
-                    let field = [100usize, 108, 116, 124, 136][rng.below(5)];
-                    t[b + field] = [b'7', b' ', 0, 0x80, 0xff][rng.below(5)];
-                }
-            }
-        }
-    }
-    t
-}
-
-/// Recomputes the checksum of every block that looks like a ustar header, so mutations of
-/// header fields get past the checksum and reach the field parsers and apply.
-fn fix_checksums(t: &mut [u8]) {
-    for b in t.chunks_exact_mut(512) {
-        if &b[257..262] == b"ustar" {
-            b[148..156].copy_from_slice(b"        ");
-            let sum: u64 = b.iter().map(|&c| u64::from(c)).sum();
-            b[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-        }
-    }
 }
 
 #[test]

@@ -161,7 +161,7 @@ pub(crate) fn parse_numeric(field: &[u8]) -> Result<i64, TarError> {
     parse_octal(field)
 }
 
-fn parse_octal(field: &[u8]) -> Result<i64, TarError> {
+pub(crate) fn parse_octal(field: &[u8]) -> Result<i64, TarError> {
     let trimmed = trim(field, |b| b == b' ' || b == 0);
     let s = parse_string(trimmed);
     if s.is_empty() {

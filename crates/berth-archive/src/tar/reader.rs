@@ -4,8 +4,8 @@ use std::io::{self, Read};
 
 use super::error::TarError;
 use super::header::{
-    checksums, parse_decimal, parse_numeric, parse_pax_records, parse_pax_time, parse_string,
-    EntryType, Header, Timestamp, BLOCK, MAX_META_SIZE, MAX_PATH_LEN,
+    checksums, parse_decimal, parse_numeric, parse_octal, parse_pax_records, parse_pax_time,
+    parse_string, EntryType, Header, Timestamp, BLOCK, MAX_META_SIZE, MAX_PATH_LEN,
 };
 use crate::error::ArchiveError;
 
@@ -174,7 +174,10 @@ impl<R: Read> TarReader<R> {
         if buf.len() as u64 != size {
             return Err(TarError::Truncated);
         }
-        self.skip(padding(size))?;
+        // A stream ending inside this padding ends right after a meta header, which the
+        // next read reports.
+        io::copy(&mut (&mut self.r).take(padding(size)), &mut io::sink())
+            .map_err(TarError::from_read)?;
         Ok(buf)
     }
 
@@ -183,10 +186,17 @@ impl<R: Read> TarReader<R> {
         if self.done {
             return Ok(None);
         }
-        let rest = self.remaining + self.pad;
+        let (rest, pad) = (self.remaining, self.pad);
         self.remaining = 0;
         self.pad = 0;
         self.skip(rest)?;
+        // Like Go's tryReadFull: a stream that ends inside the padding after the last
+        // entry's (complete) data is a clean end of archive.
+        let padded =
+            io::copy(&mut (&mut self.r).take(pad), &mut io::sink()).map_err(TarError::from_read)?;
+        if padded < pad {
+            return self.end(false);
+        }
 
         let mut pax: Option<Vec<(Vec<u8>, Vec<u8>)>> = None;
         let mut long_name: Option<Vec<u8>> = None;
@@ -272,9 +282,6 @@ impl<R: Read> TarReader<R> {
                 "entry name longer than {MAX_PATH_LEN} bytes"
             )));
         }
-        if hdr.name.is_empty() {
-            return Err(TarError::malformed("entry with an empty name"));
-        }
         if hdr.entry_type.header_only() {
             hdr.size = 0;
         }
@@ -297,7 +304,8 @@ fn padding(size: u64) -> u64 {
 
 /// Parses one header block (checksum, fields, format-dependent name prefix).
 fn parse_block(blk: &[u8; BLOCK]) -> Result<Header, TarError> {
-    let chksum = parse_numeric(&blk[148..156])?;
+    // Like Go: the checksum field is always octal (never base-256).
+    let chksum = parse_octal(&blk[148..156])?;
     let (unsigned, signed) = checksums(blk);
     if chksum != unsigned && chksum != signed {
         return Err(TarError::malformed("header checksum mismatch"));
@@ -340,27 +348,46 @@ fn parse_block(blk: &[u8; BLOCK]) -> Result<Header, TarError> {
     if ustar || gnu {
         h.uname = parse_string(&blk[265..297]).to_vec();
         h.gname = parse_string(&blk[297..329]).to_vec();
+        // Go parses (and so validates) the device fields of every entry type.
+        let major = parse_numeric(&blk[329..337])?;
+        let minor = parse_numeric(&blk[337..345])?;
         if matches!(h.entry_type, EntryType::Char | EntryType::Block) {
-            let dev = |f: &[u8]| -> Result<u32, TarError> {
-                u32::try_from(parse_numeric(f)?)
-                    .map_err(|_| TarError::malformed("device number out of range"))
+            let dev = |v: i64| -> Result<u32, TarError> {
+                u32::try_from(v).map_err(|_| TarError::malformed("device number out of range"))
             };
-            h.dev_major = dev(&blk[329..337])?;
-            h.dev_minor = dev(&blk[337..345])?;
+            h.dev_major = dev(major)?;
+            h.dev_minor = dev(minor)?;
         }
     }
-    if ustar {
-        let prefix = if star {
-            parse_string(&blk[345..476])
+    let prefix: &[u8] = if star {
+        // star: 131-byte prefix followed by atime and ctime, which Go validates.
+        parse_numeric(&blk[476..488])?;
+        parse_numeric(&blk[488..500])?;
+        parse_string(&blk[345..476])
+    } else if ustar {
+        parse_string(&blk[345..500])
+    } else if gnu {
+        // GNU has atime/ctime where ustar has its prefix. Go (golang.org/issues/12594) falls
+        // back to reading a prefix when they do not parse, for files written by old Go.
+        let bad_time = |f: &[u8]| f[0] != 0 && parse_numeric(f).is_err();
+        if bad_time(&blk[345..357]) || bad_time(&blk[357..369]) {
+            let p = parse_string(&blk[345..500]);
+            if p.is_ascii() {
+                p
+            } else {
+                b""
+            }
         } else {
-            parse_string(&blk[345..500])
-        };
-        if !prefix.is_empty() {
-            let mut name = prefix.to_vec();
-            name.push(b'/');
-            name.extend_from_slice(&h.name);
-            h.name = name;
+            b""
         }
+    } else {
+        b""
+    };
+    if !prefix.is_empty() {
+        let mut name = prefix.to_vec();
+        name.push(b'/');
+        name.extend_from_slice(&h.name);
+        h.name = name;
     }
     Ok(h)
 }
