@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use ipnet::Ipv4Net;
-use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+use nix::sys::socket::{
+    bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+};
 use sha2::{Digest, Sha256};
 
 use crate::dns::{read_upstreams, DnsRecord, DnsServer, DnsView};
@@ -131,17 +133,29 @@ fn ensure_ip_forward() -> Result<()> {
 }
 
 /// Bind (without listening) a socket on a host port to reserve it.
+///
+/// Without `SO_REUSEADDR` first: then no other socket can bind the port at all, not even
+/// a server that sets `SO_REUSEADDR` (most do). If that fails with `EADDRINUSE` for TCP,
+/// the port may be held only by connections in TIME_WAIT, which are no conflict: retry
+/// with `SO_REUSEADDR`, which still fails if anything listens on or is bound to the port.
 fn reserve_port(proto: Proto, ip: Ipv4Addr, port: u16) -> std::io::Result<OwnedFd> {
-    let ty = match proto {
-        Proto::Tcp => SockType::Stream,
-        Proto::Udp => SockType::Datagram,
+    let addr = SockaddrIn::from(std::net::SocketAddrV4::new(ip, port));
+    let open = |reuse: bool| -> std::io::Result<OwnedFd> {
+        let ty = match proto {
+            Proto::Tcp => SockType::Stream,
+            Proto::Udp => SockType::Datagram,
+        };
+        let fd = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)?;
+        if reuse {
+            setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+        }
+        bind(fd.as_raw_fd(), &addr)?;
+        Ok(fd)
     };
-    let fd = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)?;
-    bind(
-        fd.as_raw_fd(),
-        &SockaddrIn::from(std::net::SocketAddrV4::new(ip, port)),
-    )?;
-    Ok(fd)
+    match open(false) {
+        Err(e) if proto == Proto::Tcp && e.raw_os_error() == Some(libc::EADDRINUSE) => open(true),
+        r => r,
+    }
 }
 
 fn upstreams(cfg: &NetConfig) -> Vec<SocketAddr> {

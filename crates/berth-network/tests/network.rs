@@ -349,6 +349,18 @@ fn port_conflict_fails_cleanly() {
         vec![PortBinding::new(p, 80, Proto::Udp)],
     ))
     .unwrap();
+    // a port whose last server left connections in TIME_WAIT is free (like Docker's)
+    let tw = free_port();
+    {
+        let l = std::net::TcpListener::bind(("127.0.0.1", tw)).unwrap();
+        let c = std::net::TcpStream::connect(("127.0.0.1", tw)).unwrap();
+        let (srv, _) = l.accept().unwrap();
+        drop(srv); // the server closes first: its side goes to TIME_WAIT
+        drop(c);
+    }
+    let tw_ns = m.create_netns(&ctx.id("tw")).unwrap();
+    m.connect(&ep(&ctx, "tw", &tw_ns, &net.spec.id, vec![PortBinding::new(tw, 80, Proto::Tcp)]))
+        .unwrap();
     // the failed attempt did not consume an address reused later, and "one" can still connect
     let e1 = m
         .connect(&ep(&ctx, "one", &n1, &net.spec.id, vec![]))
