@@ -156,6 +156,33 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
     chr[337..344].copy_from_slice(b"0000003");
     fix_checksum(&mut chr);
     let pax_long = "p".repeat(300);
+    let mut gnu = RawTar::new()
+        .file(b"gnu-file", b"gnu data")
+        .gnu_long(b'L', "g".repeat(120).as_bytes())
+        .dir(b"gnu-dir/")
+        .finish();
+    let mut v7 = RawTar::new()
+        .file(b"v7-file", b"v7")
+        .dir(b"v7-dir/")
+        .finish();
+    for (t, magic) in [(&mut gnu, &b"ustar  \0"[..]), (&mut v7, &[0u8; 8][..])] {
+        for b in t.chunks_exact_mut(512) {
+            if &b[257..262] == b"ustar" {
+                b[257..265].copy_from_slice(magic);
+                let blk: &mut [u8; 512] = b.try_into().expect("512-byte chunk");
+                fix_checksum(blk);
+            }
+        }
+    }
+    let mut star = common::block(&Raw::new(b"star-file", b'0'));
+    star[345..350].copy_from_slice(b"spref");
+    star[476..487].copy_from_slice(b"00000000001");
+    star[508..512].copy_from_slice(b"tar\0");
+    fix_checksum(&mut star);
+    let mut gnu_prefix_quirk = common::block(&Raw::new(b"name", b'0'));
+    gnu_prefix_quirk[257..265].copy_from_slice(b"ustar  \0");
+    gnu_prefix_quirk[345..351].copy_from_slice(b"oldgo/");
+    fix_checksum(&mut gnu_prefix_quirk);
     vec![
         (
             "basic",
@@ -387,6 +414,13 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
             RawTar::new().entry(Raw::new(b"s", b'S'), b"").finish(),
         ),
         ("empty-name", RawTar::new().file(b"", b"x").finish()),
+        ("gnu-format", gnu),
+        ("v7-format", v7),
+        ("star-format", with_tail(RawTar::new(), &star)),
+        (
+            "gnu-prefix-quirk",
+            with_tail(RawTar::new(), &gnu_prefix_quirk),
+        ),
     ]
 }
 

@@ -253,10 +253,11 @@ impl<R: Read> TarReader<R> {
                     if let Some(recs) = &pax {
                         merge_pax(&mut hdr, recs)?;
                     }
-                    if let Some(n) = long_name {
+                    // Like Go, an empty GNU long name/link leaves the header's own.
+                    if let Some(n) = long_name.filter(|n| !n.is_empty()) {
                         hdr.name = n;
                     }
-                    if let Some(l) = long_link {
+                    if let Some(l) = long_link.filter(|l| !l.is_empty()) {
                         hdr.link_name = l;
                     }
                     if flag == 0 && hdr.name.ends_with(b"/") {
