@@ -359,8 +359,14 @@ fn port_conflict_fails_cleanly() {
         drop(c);
     }
     let tw_ns = m.create_netns(&ctx.id("tw")).unwrap();
-    m.connect(&ep(&ctx, "tw", &tw_ns, &net.spec.id, vec![PortBinding::new(tw, 80, Proto::Tcp)]))
-        .unwrap();
+    m.connect(&ep(
+        &ctx,
+        "tw",
+        &tw_ns,
+        &net.spec.id,
+        vec![PortBinding::new(tw, 80, Proto::Tcp)],
+    ))
+    .unwrap();
     // the failed attempt did not consume an address reused later, and "one" can still connect
     let e1 = m
         .connect(&ep(&ctx, "one", &n1, &net.spec.id, vec![]))
@@ -954,4 +960,48 @@ fn containers_cannot_reach_host_loopback_services() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!fetch_from(&out_ns, "127.0.0.1", hp).contains("evil-token"));
+}
+
+/// HARDENING B19: after a host reboot `/run` is empty: namespaces are gone, bridges and
+/// rules too. Reconcile re-creates the networks, drops endpoints whose namespace is gone
+/// (freeing their addresses and ports), and the engine re-creates its containers.
+#[test]
+fn reconcile_after_host_reboot() {
+    require_root!();
+    let ctx = Ctx::new(17);
+    let m = ctx.mgr();
+    let net = m
+        .create_network(&NetworkSpec::bridge(ctx.id("u"), "user"))
+        .unwrap();
+    let ns = m.create_netns(&ctx.id("c")).unwrap();
+    let hp = free_port();
+    let spec = ep(
+        &ctx,
+        "c",
+        &ns,
+        &net.spec.id,
+        vec![PortBinding::new(hp, 80, Proto::Tcp)],
+    );
+    let e = m.connect(&spec).unwrap();
+    // "reboot": every kernel object and the namespace files vanish
+    ctx.mgr().cleanup_all().unwrap();
+    assert!(!ns.exists());
+    let m2 = berth_network::NetManager::new(ctx.cfg.clone()).unwrap();
+    m2.reconcile(
+        std::slice::from_ref(&net.spec),
+        &[(spec.clone(), e.clone())],
+        &[ctx.id("c")],
+    )
+    .unwrap();
+    assert_eq!(our_links(&ctx.cfg), vec![net.bridge.clone().unwrap()]);
+    assert!(m2.endpoints().is_empty());
+    assert!(!nft_table(&ctx.cfg).contains("dnat to"));
+    // the engine restarts the container: same address and port are available again
+    let ns = m2.create_netns(&ctx.id("c")).unwrap();
+    let mut again = spec.clone();
+    again.netns_path = ns;
+    again.ip = Some(e.ip);
+    let e2 = m2.connect(&again).unwrap();
+    assert_eq!((e2.ip, e2.ports[0].host_port), (e.ip, hp));
+    m2.remove_netns(&ctx.id("c")).unwrap();
 }
