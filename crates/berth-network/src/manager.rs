@@ -16,6 +16,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -202,7 +203,11 @@ impl NetManager {
         if cfg.alias_prefix.contains(':') || cfg.alias_prefix.is_empty() {
             return Err(NetError::invalid("alias prefix", cfg.alias_prefix.clone()));
         }
-        std::fs::create_dir_all(&cfg.netns_dir)
+        // 0700 like the rest of the state dir (HARDENING A4 #42)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&cfg.netns_dir)
             .map_err(|e| NetError::io(format!("create {}", cfg.netns_dir.display()), e))?;
         let (handle, rt) = match tokio::runtime::Handle::try_current() {
             Ok(h) => (h, None),
@@ -1338,6 +1343,12 @@ mod tests {
         assert!(a.is_ours(&link("", a.group())));
         assert!(!a.is_ours(&link("", b.group())));
         assert!(NetManager::new(cfg("bad table")).is_err());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d.path().join("ns"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
         let d2 = tempfile::tempdir().unwrap();
         std::fs::write(
             d2.path().join("r"),
