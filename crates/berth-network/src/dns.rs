@@ -233,6 +233,13 @@ impl DnsServer {
         let addr = self.addr;
         let (udp, tcp) = crate::netns::in_netns(netns, || {
             let sock = |op| move |source| DnsError::Socket { op, addr, source };
+            // 127.0.0.11 is only local once `lo` is up (namespaces not made by us)
+            if addr.ip().is_loopback() {
+                let mut nl = crate::netlink::Netlink::open().map_err(NetnsError::from)?;
+                if let Some(lo) = nl.link_index("lo").map_err(NetnsError::from)? {
+                    nl.set_up(lo).map_err(NetnsError::from)?;
+                }
+            }
             let udp = std::net::UdpSocket::bind(addr).map_err(sock("bind udp"))?;
             let tcp = std::net::TcpListener::bind(addr).map_err(sock("bind tcp"))?;
             udp.set_nonblocking(true).map_err(sock("set nonblocking"))?;

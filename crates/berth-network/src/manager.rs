@@ -508,8 +508,11 @@ impl NetManager {
         Ok(path)
     }
 
-    /// Disconnect the container from every network and remove its namespace. Best
-    /// effort like `docker rm`: every step is attempted, the first error is returned.
+    /// Disconnect the container from every network, stop its DNS listener and remove its
+    /// namespace file. Call it when a container goes away even if its namespace was not
+    /// made by [`NetManager::create_netns`]: the DNS sockets would otherwise keep that
+    /// namespace alive. Best effort like `docker rm`: every step is attempted, the first
+    /// error is returned.
     pub fn remove_netns(&self, container_id: &str) -> Result<()> {
         validate_id("container id", container_id)?;
         let nets: Vec<String> = {

@@ -1005,3 +1005,25 @@ fn reconcile_after_host_reboot() {
     assert_eq!((e2.ip, e2.ports[0].host_port), (e.ip, hp));
     m2.remove_netns(&ctx.id("c")).unwrap();
 }
+
+/// The engine may hand over a namespace it did not get from `create_netns` (e.g. made
+/// by an external runtime), with `lo` still down.
+#[test]
+fn foreign_namespace_with_lo_down_gets_dns() {
+    require_root!();
+    let mut ctx = Ctx::new(18);
+    let ns = ctx.foreign_netns("x");
+    let m = ctx.mgr();
+    let net = m
+        .create_network(&NetworkSpec::bridge(ctx.id("u"), "user"))
+        .unwrap();
+    let e = m
+        .connect(&ep(&ctx, "x", &ns, &net.spec.id, vec![]))
+        .unwrap();
+    assert_eq!(lookup(&ns, "x"), vec![e.ip]);
+    // forgetting the container releases everything of ours, the file is not ours to delete
+    m.remove_netns(&ctx.id("x")).unwrap();
+    assert!(ns.exists());
+    assert!(m.endpoints().is_empty());
+    assert_eq!(links_in_ns(&ns), 1);
+}

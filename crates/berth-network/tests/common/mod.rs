@@ -125,6 +125,14 @@ impl Ctx {
         assert!(ok, "httpd in {} did not come up", ns.display());
     }
 
+    /// A namespace made by `ip netns add` (lo down), standing in for one a runtime made.
+    pub fn foreign_netns(&mut self, what: &str) -> PathBuf {
+        let name = format!("berth-f{what}-{}", self.tag);
+        run("ip", &["netns", "add", &name]);
+        self.ip_netns.push(name.clone());
+        PathBuf::from(format!("/run/netns/{name}"))
+    }
+
     /// A namespace outside berth's control standing in for "the rest of the world",
     /// reachable from the host at `10.<250-k>.0.2` via a veth.
     pub fn outside(&mut self, k: u8) -> (PathBuf, Ipv4Addr) {
@@ -420,4 +428,11 @@ pub fn lookup_tcp(ns: &Path, name: &str) -> Vec<Ipv4Addr> {
     })
     .join()
     .expect("dns thread")
+}
+
+/// Interfaces inside a namespace, `lo` included.
+pub fn links_in_ns(ns: &Path) -> usize {
+    String::from_utf8_lossy(&bb(ns, &["ip", "-o", "link"]).stdout)
+        .lines()
+        .count()
 }
