@@ -90,28 +90,35 @@
 //!
 //! # fn main() -> Result<(), berth_network::NetError> {
 //! let mgr = NetManager::new(NetConfig { nft_table: "berth".into(), ..NetConfig::default() })?;
-//! // user network with DNS; persist `net.spec` (subnet, gateway, bridge now filled in)
-//! let net = mgr.create_network(&NetworkSpec::bridge("4f1c…", "backend"))?;
-//! let netns = mgr.create_netns("c0ffee…")?; // the runtime joins this namespace
-//! let ep = mgr.connect(&EndpointSpec {
-//!     container_id: "c0ffee…".into(),
+//! // daemon start: make the kernel match the database (empty on first start)
+//! mgr.reconcile(&[], &[], &[])?;
+//!
+//! // a user network (with DNS); persist `net.spec`: subnet, gateway, bridge filled in
+//! let net = mgr.create_network(&NetworkSpec::bridge("4f1c2a9e", "backend"))?;
+//!
+//! // a container: its namespace (the runtime joins it), then an endpoint
+//! let netns = mgr.create_netns("c0ffee01")?;
+//! let spec = EndpointSpec {
+//!     container_id: "c0ffee01".into(),
 //!     netns_path: netns,
 //!     network_id: net.spec.id.clone(),
 //!     ip: None,
 //!     mac: None,
 //!     aliases: vec!["api".into()],
-//!     names: vec!["web".into(), "c0ffee".into()],
+//!     names: vec!["web".into(), "c0ffee01".into()],
 //!     ports: vec![PortBinding::new(8080, 80, Proto::Tcp)],
 //!     dns_servers: vec![],
-//! })?;
+//! };
+//! let ep = mgr.connect(&spec)?; // persist (spec, ep)
 //! println!("{} on {} via {}", ep.ip, ep.ifname, ep.gateway);
-//! // write `mgr.resolv_conf(true)` to the container's /etc/resolv.conf
+//! let resolv_conf = mgr.resolv_conf(true); // the container's /etc/resolv.conf
+//! # let _ = resolv_conf;
 //!
-//! // daemon restart: hand back what the database has
-//! # let (spec, networks, containers) = (todo!(), vec![], vec![]);
-//! mgr.reconcile(&networks, &[(spec, ep)], &containers)?;
+//! // next daemon start (even after SIGKILL): hand back what the database has
+//! mgr.reconcile(&[net.spec.clone()], &[(spec, ep)], &["c0ffee01".to_string()])?;
 //!
-//! mgr.remove_netns("c0ffee…")?; // disconnects from every network first
+//! // docker rm, docker network rm
+//! mgr.remove_netns("c0ffee01")?; // disconnects from every network first
 //! mgr.remove_network(&net.spec.id)?;
 //! # Ok(()) }
 //! ```
