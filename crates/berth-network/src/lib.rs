@@ -23,11 +23,19 @@
 //! - Stale UDP conntrack entries of a published port are deleted when it is published
 //!   or unpublished (a flow that started earlier would otherwise bypass the DNAT).
 //! - `net.ipv4.ip_forward=1` is set when the first bridge is set up (and logged).
+//! - Options: `--internal`, `enable_icc`, `enable_ip_masquerade` ([`NetworkSpec::masquerade`]),
+//!   MTU, `--subnet/--gateway/--ip-range`, `--ip`, `--mac-address`, per-container `--dns`
+//!   upstreams ([`EndpointSpec::dns_servers`]), `<name>.<network>` DNS names.
+//! - **Hardening**: packets from a bridge addressed to 127.0.0.0/8 are dropped (with
+//!   `route_localnet` on, a container could otherwise reach the host's loopback-only
+//!   services); published loopback ports are not reachable from other hosts; the DNS
+//!   server caps in-flight queries and connections per container; daemon sockets are
+//!   close-on-exec; the namespace directory is 0700.
 //!
 //! # Design
 //! - **The model is in memory, the kernel is derived from it.** Each operation changes
-//!   the kernel step by step and undoes its own steps on failure; the nft table is always
-//!   rendered whole from the model and swapped in one atomic `nft -f -` transaction.
+//!   the kernel step by step and undoes its own steps on failure; the nft rules are always
+//!   rendered whole from the model and loaded in one atomic `nft -f -` transaction.
 //!   After a daemon crash, [`NetManager::reconcile`] rebuilds the model from what the
 //!   engine persisted and makes the kernel match: kept objects are adopted, missing veths
 //!   re-plumbed, leaked bridges/veths/namespaces deleted, rules re-rendered.
@@ -75,9 +83,9 @@
 //! kills a helper process at every step of create/connect/disconnect and checks that
 //! `reconcile` leaves no interface, rule, reservation or address behind
 //! (HARDENING B17). `NetManager::inject_failure(Some(point))` (same feature) turns a
-//! point into an ordinary error instead, to check each operation's own rollback. Points: `network:bridge`, `network:created`, `connect:ports`,
-//! `connect:veth`, `connect:master`, `connect:container`, `connect:rules`,
-//! `disconnect:rules`.
+//! point into an ordinary error instead, to check each operation's own rollback.
+//! Points: `network:bridge`, `network:created`, `connect:ports`, `connect:veth`,
+//! `connect:master`, `connect:container`, `connect:rules`, `disconnect:rules`.
 //!
 //! # Threading
 //! All methods are synchronous (netlink round trips and one `nft` run); call them from
