@@ -182,7 +182,8 @@ struct Applier<'a> {
     /// directory or symlink is removed, since that can change what a path resolves to.
     dirs: HashMap<Vec<u8>, Rc<OwnedFd>>,
     dir_times: Vec<(Vec<u8>, Timestamps)>,
-    /// Paths created by this layer (Remove mode only, for opaque markers).
+    /// Paths created by this layer (with their ancestors): whiteouts and opaque markers only
+    /// act on what lower layers left.
     created: HashSet<Vec<u8>>,
     buf: Vec<u8>,
     stats: ApplyStats,
@@ -261,9 +262,7 @@ impl<'a> Applier<'a> {
             EntryType::GlobalPax | EntryType::Other(_) => {}
         }
         self.stats.entries += 1;
-        if self.opts.whiteouts == WhiteoutMode::Remove {
-            self.mark_created(path);
-        }
+        self.mark_created(path);
         Ok(())
     }
 
@@ -568,6 +567,34 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
+    /// Directory holding a whiteout, created if missing (like Docker, in both modes, so a
+    /// flat tree and stacked overlay layers agree); `None` when the path runs through a
+    /// dangling symlink or a non-directory: there is nothing to hide there.
+    fn whiteout_dir(&mut self, path: &[u8]) -> Result<Option<Rc<OwnedFd>>, ArchiveError> {
+        if let Some(fd) = self.dirs.get(path) {
+            return Ok(Some(Rc::clone(fd)));
+        }
+        let fd = match openat_in_root(
+            self.root,
+            path,
+            OFlags::PATH | OFlags::DIRECTORY,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => {
+                match crate::root::mkdir_all_no_dangling(self.root, path, 0o755)? {
+                    Some(fd) => fd,
+                    None => return Ok(None),
+                }
+            }
+            Err(Errno::NOTDIR) => return Ok(None),
+            Err(e) => return Err(ArchiveError::fs("open directory", path, e)),
+        };
+        let fd = Rc::new(fd);
+        self.cache(path.to_vec(), Rc::clone(&fd));
+        Ok(Some(fd))
+    }
+
     fn whiteout(
         &mut self,
         h: &Header,
@@ -594,25 +621,26 @@ impl<'a> Applier<'a> {
             path.push(b'/');
         }
         path.extend_from_slice(name);
+        let Some(parent) = self.whiteout_dir(&parent_path)? else {
+            return Ok(());
+        };
+        let parent = parent.as_fd();
+        if self.created.contains(&path) {
+            // OCI: a whiteout only hides what lower layers have. An entry of this layer stays;
+            // if it is a directory, the lower one's contents are hidden (it becomes opaque).
+            return match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                    self.opaque(&path)
+                }
+                _ => Ok(()),
+            };
+        }
         match self.opts.whiteouts {
             WhiteoutMode::Remove => {
-                // A parent that does not resolve to a directory in root has nothing to hide.
-                let parent = match openat_in_root(
-                    self.root,
-                    &parent_path,
-                    OFlags::PATH | OFlags::DIRECTORY,
-                    Mode::empty(),
-                ) {
-                    Ok(fd) => fd,
-                    Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(()),
-                    Err(e) => return Err(ArchiveError::fs("open directory", &parent_path, e)),
-                };
-                self.remove(parent.as_fd(), name, &path)?;
+                self.remove(parent, name, &path)?;
                 self.created.remove(&path);
             }
             WhiteoutMode::Overlay => {
-                let parent = self.parent(&parent_path)?;
-                let parent = parent.as_fd();
                 self.create_replacing(parent, name, &path, "mknod whiteout", || {
                     rfs::mknodat(parent, name, FileType::CharacterDevice, Mode::empty(), 0)
                 })?;
@@ -623,44 +651,61 @@ impl<'a> Applier<'a> {
     }
 
     fn opaque(&mut self, dir_path: &[u8]) -> Result<(), ArchiveError> {
+        let Some(dir) = self.whiteout_dir(dir_path)? else {
+            return Ok(());
+        };
+        let fd = rfs::openat(
+            dir.as_fd(),
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ArchiveError::fs("open directory", dir_path, e))?;
         match self.opts.whiteouts {
             WhiteoutMode::Overlay => {
-                let dir = self.parent(dir_path)?;
-                let fd = openat_in_root(
-                    self.root,
-                    dir_path,
-                    OFlags::RDONLY | OFlags::DIRECTORY,
-                    Mode::empty(),
-                )
-                .map_err(|e| ArchiveError::fs("open directory", dir_path, e))?;
-                drop(dir);
                 rfs::fsetxattr(&fd, self.opaque_xattr(), b"y", XattrFlags::empty())
                     .map_err(|e| ArchiveError::fs("set opaque xattr", dir_path, e))?;
             }
-            WhiteoutMode::Remove => {
-                let dir = match openat_in_root(
-                    self.root,
-                    dir_path,
-                    OFlags::RDONLY | OFlags::DIRECTORY,
-                    Mode::empty(),
-                ) {
-                    Ok(fd) => fd,
-                    Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(()),
-                    Err(e) => return Err(ArchiveError::fs("open directory", dir_path, e)),
-                };
-                let children =
-                    list_dir(dir.as_fd()).map_err(|e| ArchiveError::fs("list", dir_path, e))?;
-                for child in children {
-                    let mut p = dir_path.to_vec();
-                    if !p.is_empty() {
-                        p.push(b'/');
-                    }
-                    p.extend_from_slice(&child);
-                    if !self.created.contains(&p) {
-                        self.remove(dir.as_fd(), &child, &p)?;
-                    }
-                }
+            WhiteoutMode::Remove => self.remove_lower(fd.as_fd(), dir_path, 0)?,
+        }
+        Ok(())
+    }
+
+    /// Removes everything under `dir` that this layer did not create, descending into the
+    /// directories it did create (their lower contents are hidden too, as under an opaque
+    /// overlay directory).
+    fn remove_lower(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        dir_path: &[u8],
+        depth: usize,
+    ) -> Result<(), ArchiveError> {
+        if depth > crate::root::MAX_DEPTH {
+            return Err(ArchiveError::fs("remove", dir_path, Errno::LOOP));
+        }
+        let children = list_dir(dir).map_err(|e| ArchiveError::fs("list", dir_path, e))?;
+        for child in children {
+            let mut p = dir_path.to_vec();
+            if !p.is_empty() {
+                p.push(b'/');
             }
+            p.extend_from_slice(&child);
+            if !self.created.contains(&p) {
+                self.remove(dir, &child, &p)?;
+                continue;
+            }
+            let sub = match rfs::openat(
+                dir,
+                child.as_slice(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
+                // Not a directory (or gone): nothing below it.
+                Err(Errno::NOTDIR) | Err(Errno::LOOP) | Err(Errno::NOENT) => continue,
+                Err(e) => return Err(ArchiveError::fs("open directory", &p, e)),
+            };
+            self.remove_lower(sub.as_fd(), &p, depth + 1)?;
         }
         Ok(())
     }

@@ -132,14 +132,37 @@ pub fn mkdir_all_in_root_at(
     path: &[u8],
     mode: u32,
 ) -> Result<OwnedFd, ArchiveError> {
-    mkdir_all(root, path, Mode::from_raw_mode(mode), 0)
+    mkdir_all(root, path, Mode::from_raw_mode(mode), Some(0))
 }
 
+/// Like [`mkdir_all_in_root_at`], but a dangling symlink on the way is not followed: the
+/// result is `Ok(None)` (used for whiteouts, which have nothing to hide there).
+pub(crate) fn mkdir_all_no_dangling(
+    root: BorrowedFd<'_>,
+    path: &[u8],
+    mode: u32,
+) -> Result<Option<OwnedFd>, ArchiveError> {
+    match mkdir_all(root, path, Mode::from_raw_mode(mode), None) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(ArchiveError::Io { source, .. })
+            if matches!(
+                source.raw_os_error(),
+                Some(libc::ENOENT) | Some(libc::ENOTDIR)
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `hops`: symlinks followed so far while creating dangling targets, or `None` to refuse
+/// dangling symlinks (`ENOENT`).
 fn mkdir_all(
     root: BorrowedFd<'_>,
     path: &[u8],
     mode: Mode,
-    hops: usize,
+    hops: Option<usize>,
 ) -> Result<OwnedFd, ArchiveError> {
     let dir_flags = OFlags::PATH | OFlags::DIRECTORY;
     match openat_in_root(root, path, dir_flags, Mode::empty()) {
@@ -147,7 +170,7 @@ fn mkdir_all(
         Err(Errno::NOENT) => {}
         Err(e) => return Err(ArchiveError::fs("open directory", path, e)),
     }
-    if hops > MAX_SYMLINK_HOPS {
+    if hops.is_some_and(|h| h > MAX_SYMLINK_HOPS) {
         return Err(ArchiveError::fs("mkdir", path, Errno::LOOP));
     }
     // Raw components: `..` is kept and left to the kernel's in-root resolution.
@@ -187,9 +210,11 @@ fn mkdir_all(
                 // A dangling symlink: create its target (resolved inside the root) instead.
                 let st = rfs::statat(&fd, comps[k], AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| ArchiveError::fs("stat", &prefix, e))?;
-                if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::Symlink {
+                let Some(hops) = hops
+                    .filter(|_| rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink)
+                else {
                     return Err(ArchiveError::fs("open directory", &prefix, Errno::NOENT));
-                }
+                };
                 let target = rfs::readlinkat(&fd, comps[k], Vec::new())
                     .map_err(|e| ArchiveError::fs("readlink", &prefix, e))?;
                 let target = target.as_bytes();
@@ -201,7 +226,7 @@ fn mkdir_all(
                     p.extend_from_slice(target);
                     p
                 };
-                mkdir_all(root, &next, mode, hops + 1)?;
+                mkdir_all(root, &next, mode, Some(hops + 1))?;
                 openat_in_root(root, &prefix, dir_flags, Mode::empty())
                     .map_err(|e| ArchiveError::fs("open directory", &prefix, e))?
             }
