@@ -33,6 +33,15 @@ const WHITEOUT_OPAQUE: &[u8] = b".wh..wh..opq";
 const AUFS_LINK_DIR: &[u8] = b".wh..wh.plnk";
 
 /// How OCI whiteout entries (`.wh.<name>`, `.wh..wh..opq`) are applied.
+///
+/// Both modes give the same visible tree (tested against each other through a real
+/// overlayfs mount, and against umoci): as the OCI image spec says, a whiteout only hides
+/// what *lower* layers have; an entry created by the same layer stays, and if it is a
+/// directory its lower contents are hidden (it becomes opaque). The directory holding a
+/// whiteout is created when missing (like Docker), unless its path runs through a dangling
+/// symlink or a non-directory, where there is nothing to hide. `.wh..`, `.wh...` and `.wh.`
+/// alone are invalid archives; other aufs metadata (`.wh..wh.*`) is skipped, except the
+/// `.wh..wh.plnk` hard link targets of aufs-era layers, which are used and then removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WhiteoutMode {
     /// The target directory is an overlayfs upper layer: `.wh.x` becomes a character device
@@ -41,7 +50,7 @@ pub enum WhiteoutMode {
     /// the kernel hides the lower layers' entries.
     Overlay,
     /// The target is a flat tree (import, `cp`, `ADD`, a squashed rootfs): whiteouts delete
-    /// in place; an opaque marker deletes everything in its directory that this layer did
+    /// in place; an opaque marker deletes everything under its directory that this layer did
     /// not itself create.
     Remove,
 }
