@@ -482,6 +482,10 @@ impl NetManager {
         }
         let bridge = net.info.bridge.clone();
         let removed = st.networks.remove(id);
+        if bridge.is_none() {
+            // host/none: nothing in the kernel
+            return Ok(());
+        }
         if let Err(e) = self.apply_rules(&st) {
             if let Some(r) = removed {
                 st.networks.insert(id.to_string(), r);
@@ -1320,6 +1324,149 @@ mod tests {
     fn manager_is_shareable() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<NetManager>();
+    }
+
+    fn test_manager(d: &tempfile::TempDir) -> NetManager {
+        NetManager::new(NetConfig {
+            netns_dir: d.path().join("ns"),
+            ..NetConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn unused_port() -> u16 {
+        // ports below the ephemeral range are not handed out by bind(0) meanwhile
+        (20000..32000)
+            .map(|p| p + (std::process::id() as u16 % 1000) * 7 % 10000)
+            .find(|p| {
+                std::net::TcpListener::bind(("0.0.0.0", *p)).is_ok()
+                    && std::net::UdpSocket::bind(("0.0.0.0", *p)).is_ok()
+                    && std::net::TcpListener::bind(("0.0.0.0", *p + 1)).is_ok()
+                    && std::net::TcpListener::bind(("0.0.0.0", *p + 2)).is_ok()
+            })
+            .unwrap()
+    }
+
+    /// Port reservation needs no root: bound sockets on high ports.
+    #[test]
+    fn port_reservations() {
+        let d = tempfile::tempdir().unwrap();
+        let m = test_manager(&d);
+        let mut st = State::default();
+        let p = unused_port();
+        let (out, keys) = m
+            .reserve_ports(&mut st, "c1", &[PortBinding::new(p, 80, Proto::Tcp)])
+            .unwrap();
+        assert_eq!((out[0].host_port, keys.len()), (p, 1));
+        // the same port again fails and leaves nothing half-reserved
+        let before = st.reservations.len();
+        let err = m
+            .reserve_ports(
+                &mut st,
+                "c2",
+                &[
+                    PortBinding::new(0, 81, Proto::Tcp),
+                    PortBinding::new(p, 80, Proto::Tcp),
+                ],
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, NetError::PortInUse { port, .. } if port == p),
+            "{err}"
+        );
+        assert_eq!(st.reservations.len(), before);
+        // 127.0.0.1:p clashes with 0.0.0.0:p; UDP p does not clash with TCP p
+        let lo = PortBinding {
+            host_ip: Some(Ipv4Addr::LOCALHOST),
+            ..PortBinding::new(p, 80, Proto::Tcp)
+        };
+        assert!(m.reserve_ports(&mut st, "c3", &[lo]).is_err());
+        m.reserve_ports(&mut st, "c3", &[PortBinding::new(p, 53, Proto::Udp)])
+            .unwrap();
+        // nothing else on the host can bind a reserved port, even with SO_REUSEADDR
+        assert!(std::net::TcpListener::bind(("127.0.0.1", p)).is_err());
+        // host port 0 picks from the ephemeral range
+        let (out, _) = m
+            .reserve_ports(&mut st, "c4", &[PortBinding::new(0, 80, Proto::Tcp)])
+            .unwrap();
+        let (a, z) = local_port_range();
+        assert!((a..=z).contains(&out[0].host_port));
+        // a host range picks a free port inside it, skipping taken ones
+        let r = PortBinding {
+            host_port_end: p + 2,
+            ..PortBinding::new(p, 80, Proto::Tcp)
+        };
+        let (out, _) = m.reserve_ports(&mut st, "c5", &[r]).unwrap();
+        assert!(out[0].host_port == p + 1 || out[0].host_port == p + 2);
+        assert_eq!(out[0].host_port_end, 0);
+        // an address the host does not have is invalid input
+        let far = PortBinding {
+            host_ip: Some(Ipv4Addr::new(203, 0, 113, 77)),
+            ..PortBinding::new(0, 80, Proto::Tcp)
+        };
+        assert_eq!(
+            m.reserve_ports(&mut st, "c6", &[far]).unwrap_err().kind(),
+            crate::NetErrorKind::InvalidInput
+        );
+        // dropping the reservations frees the ports
+        drop(st);
+        assert!(std::net::TcpListener::bind(("0.0.0.0", p)).is_ok());
+    }
+
+    #[test]
+    fn validation() {
+        let d = tempfile::tempdir().unwrap();
+        let m = test_manager(&d);
+        assert!(validate_id("id", "abc-1_2.3").is_ok());
+        for bad in ["", "a/b", "..x/y", "a b", "é"] {
+            assert!(validate_id("id", bad).is_err(), "{bad:?}");
+        }
+        assert!(m.create_netns("../escape").is_err());
+        let mut spec = NetworkSpec::bridge("0123456789abcdef", "n");
+        assert_eq!(m.resolve_bridge_name(&spec), "br-0123456789ab");
+        spec.name = "bridge".into();
+        assert_eq!(m.resolve_bridge_name(&spec), "berth0");
+        spec.bridge_name = Some("mybr".into());
+        assert_eq!(m.resolve_bridge_name(&spec), "mybr");
+        let mut bad = NetworkSpec::bridge("x1", "x");
+        bad.bridge_name = Some("a\"; flush ruleset; \"".into());
+        assert_eq!(
+            m.create_network(&bad).unwrap_err().kind(),
+            crate::NetErrorKind::InvalidInput
+        );
+        assert_eq!(
+            m.disconnect("c", "n").unwrap_err().kind(),
+            crate::NetErrorKind::NotFound
+        );
+        assert_eq!(
+            m.remove_network("n").unwrap_err().kind(),
+            crate::NetErrorKind::NotFound
+        );
+        // host and none networks are records only
+        let mut host = NetworkSpec::bridge("h1", "host");
+        host.driver = Driver::Host;
+        let info = m.create_network(&host).unwrap();
+        assert!(info.bridge.is_none() && info.subnet.is_none());
+        assert_eq!(
+            m.create_network(&host).unwrap_err().kind(),
+            crate::NetErrorKind::Conflict
+        );
+        let ep = EndpointSpec {
+            container_id: "c1".into(),
+            netns_path: d.path().join("nope"),
+            network_id: "h1".into(),
+            ip: None,
+            mac: None,
+            aliases: vec![],
+            names: vec![],
+            ports: vec![],
+            dns_servers: vec![],
+        };
+        assert_eq!(
+            m.connect(&ep).unwrap_err().kind(),
+            crate::NetErrorKind::InvalidInput
+        );
+        m.remove_network("h1").unwrap();
     }
 
     #[test]
