@@ -240,3 +240,37 @@ fn pack_of_real_upper_is_a_layer_diff() {
     apply(&flat, &diff, WhiteoutMode::Remove).expect("flat diff");
     assert_eq!(view(&flat), want);
 }
+
+#[test]
+fn rootless_overlay_uses_user_xattrs_both_ways() {
+    if skip_unless_root("overlay_userxattr") {
+        return;
+    }
+    let s = Scratch::new("ovl-userxattr");
+    let upper = s.sub("upper");
+    let opts = berth_archive::ApplyOptions {
+        whiteouts: WhiteoutMode::Overlay,
+        overlay_userxattr: true,
+        ..berth_archive::ApplyOptions::default()
+    };
+    berth_archive::apply_layer(&upper, &layers()[1][..], &opts).expect("apply");
+    let mut buf = [0u8; 4];
+    let n = rustix::fs::getxattr(upper.join("d"), "user.overlay.opaque", &mut buf[..])
+        .expect("user.overlay.opaque");
+    assert_eq!(&buf[..n], b"y");
+    assert!(rustix::fs::getxattr(upper.join("d"), "trusted.overlay.opaque", &mut buf[..]).is_err());
+    let mut tar = Vec::new();
+    pack(
+        &upper,
+        &mut tar,
+        &PackOptions {
+            overlay_upper: true,
+            overlay_userxattr: true,
+            ..PackOptions::default()
+        },
+    )
+    .expect("pack");
+    let listed = names(&tar);
+    assert!(listed.iter().any(|n| n == "d/.wh..wh..opq"), "{listed:?}");
+    assert!(listed.iter().any(|n| n == ".wh.f"), "{listed:?}");
+}
