@@ -11,8 +11,8 @@ use std::os::fd::RawFd;
 
 use ipnet::Ipv4Net;
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-    NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+    NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
@@ -98,13 +98,33 @@ impl Netlink {
         Ok(Netlink { sock, seq: 1 })
     }
 
-    /// Send one request and collect every reply up to the ACK / DONE.
+    /// Send one request and collect every reply up to the ACK / DONE. A dump the kernel
+    /// marks as interrupted (links changed meanwhile, e.g. other daemons or tests at
+    /// work) may be inconsistent and is repeated.
     fn request(
         &mut self,
         msg: RouteNetlinkMessage,
         flags: u16,
         op: &str,
     ) -> Result<Vec<RouteNetlinkMessage>> {
+        let mut tries = 0;
+        loop {
+            let (out, interrupted) = self.request_once(msg.clone(), flags, op)?;
+            tries += 1;
+            if !interrupted || tries >= 5 {
+                return Ok(out);
+            }
+            tracing::debug!(op, "netlink dump interrupted; repeating");
+        }
+    }
+
+    fn request_once(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        op: &str,
+    ) -> Result<(Vec<RouteNetlinkMessage>, bool)> {
+        let mut interrupted = false;
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | flags;
         self.seq = self.seq.wrapping_add(1);
@@ -137,18 +157,19 @@ impl Netlink {
                 if reply.header.sequence_number != self.seq {
                     continue;
                 }
+                interrupted |= reply.header.flags & NLM_F_DUMP_INTR != 0;
                 match reply.payload {
-                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::Done(_) => return Ok((out, interrupted)),
                     NetlinkPayload::Error(e) => {
                         return match e.code {
-                            None => Ok(out),
+                            None => Ok((out, interrupted)),
                             Some(_) => Err(nl_err(op, e.to_io())),
                         }
                     }
                     NetlinkPayload::InnerMessage(m) => {
                         out.push(m);
                         if flags & NLM_F_DUMP != NLM_F_DUMP && flags & NLM_F_ACK == 0 {
-                            return Ok(out);
+                            return Ok((out, interrupted));
                         }
                     }
                     _ => {}
