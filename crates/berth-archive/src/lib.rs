@@ -56,7 +56,8 @@
 //! * errors: [`ArchiveError`] (wrapping [`CompressError`] and [`TarError`]) and
 //!   [`ArchiveErrorKind`] from `kind()`
 //! * paths in a root: [`open_root`], [`open_in_root`], [`open_in_root_at`],
-//!   [`mkdir_all_in_root`], [`mkdir_all_in_root_at`], [`clean_path`]
+//!   [`mkdir_all_in_root`], [`mkdir_all_in_root_at`], [`clean_path`], [`sync_root`] (one
+//!   `syncfs` after applying)
 //!
 //! # Tests
 //!
@@ -109,6 +110,7 @@ pub use idmap::{IdMap, IdRange};
 pub use pack::{pack, pack_at, PackOptions};
 pub use root::{
     clean_path, mkdir_all_in_root, mkdir_all_in_root_at, open_in_root, open_in_root_at, open_root,
+    sync_root,
 };
 /// Open flags taken by [`open_in_root`] (re-exported so callers need not name rustix).
 pub use rustix::fs::OFlags;

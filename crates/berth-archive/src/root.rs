@@ -240,6 +240,21 @@ fn mkdir_all(
 /// deeper than this fails the operation instead of exhausting the stack or descriptors.
 pub(crate) const MAX_DEPTH: usize = 2048;
 
+/// `syncfs(2)` on the filesystem holding `root`: the one flush after applying a layer
+/// (apply itself never fsyncs per file).
+pub fn sync_root(root: &Path) -> Result<(), ArchiveError> {
+    let fd = open_root(root)?;
+    // An O_PATH descriptor cannot be synced: reopen the directory for reading.
+    let dir = rfs::openat(
+        &fd,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ArchiveError::fs("open root", root.as_os_str().as_bytes(), e))?;
+    rfs::syncfs(&dir).map_err(|e| ArchiveError::fs("syncfs", root.as_os_str().as_bytes(), e))
+}
+
 /// Removes `name` in `dir` recursively without following any symlink; a missing `name` is
 /// not an error. Returns whether something was removed. Fails with `ELOOP` on trees nested
 /// deeper than [`MAX_DEPTH`].
@@ -342,6 +357,13 @@ mod tests {
         mkdir_all_in_root_at(fd.as_fd(), b"dangling/z", 0o755).expect("mkdir dangling");
         assert!(root.join("nowhere/deep/z").is_dir());
         assert!(!Path::new("/nowhere").exists());
+    }
+
+    #[test]
+    fn sync_root_works() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        sync_root(tmp.path()).expect("syncfs");
+        assert!(sync_root(&tmp.path().join("missing")).is_err());
     }
 
     #[test]
