@@ -212,11 +212,18 @@ impl Netlink {
 
     /// Index of the link called `name`, if any.
     pub(crate) fn link_index(&mut self, name: &str) -> Result<Option<u32>> {
-        Ok(self
-            .links()?
-            .into_iter()
-            .find(|l| l.name == name)
-            .map(|l| l.index))
+        // a lookup by name, not a dump: exact even while other links come and go
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        let op = format!("get link {name}");
+        match self.request(RouteNetlinkMessage::GetLink(m), 0, &op) {
+            Ok(msgs) => Ok(msgs.into_iter().find_map(|r| match r {
+                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
+                _ => None,
+            })),
+            Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Create a bridge in device group `group` (the kernel applies the group atomically
