@@ -43,6 +43,11 @@ pub struct PackOptions {
     pub name: Option<String>,
     /// Do not archive extended attributes.
     pub no_xattrs: bool,
+    /// Stay on the root's mount (like `tar --one-file-system`, but by mount id, so bind
+    /// mounts from the same filesystem count too): a directory that is a mount point is
+    /// archived empty and other mounted files are left out (`docker export` of a mounted
+    /// rootfs must not include `/proc`, volumes or bind-mounted host files).
+    pub one_file_system: bool,
     /// Map host ids back to container ids (`--userns-remap`); ids outside the map are
     /// archived as 65534 (nobody), as the kernel shows them inside the namespace.
     pub id_map: Option<IdMap>,
@@ -70,11 +75,17 @@ pub fn pack_at<W: Write>(
     out: W,
     opts: &PackOptions,
 ) -> Result<u64, ArchiveError> {
+    let root_mnt = if opts.one_file_system {
+        Some(mount_id(root, b"").map_err(|e| ArchiveError::fs("statx", b"/", e))?)
+    } else {
+        None
+    };
     let mut p = Packer {
         w: TarWriter::new(out),
         opts,
         seen: HashMap::new(),
         depth: 0,
+        root_mnt,
     };
     let src = opts
         .src
@@ -151,6 +162,8 @@ struct Packer<'o, W: Write> {
     seen: HashMap<(u64, u64), Vec<u8>>,
     /// Current directory nesting.
     depth: usize,
+    /// Mount id of the root, with `one_file_system`.
+    root_mnt: Option<u64>,
 }
 
 impl<W: Write> Packer<'_, W> {
@@ -198,7 +211,21 @@ impl<W: Write> Packer<'_, W> {
         arch: &[u8],
     ) -> Result<(), ArchiveError> {
         let ft = FileType::from_raw_mode(st.st_mode);
+        let foreign = match self.root_mnt {
+            // A bind mount from the same filesystem has the same st_dev: compare mount ids.
+            Some(root_mnt) => !mount_id(parent, name).is_ok_and(|m| m == root_mnt),
+            None => false,
+        };
+        if foreign && ft != FileType::Directory {
+            tracing::debug!(path = %String::from_utf8_lossy(arch), "skipping file on another filesystem");
+            return Ok(());
+        }
         if ft == FileType::Directory {
+            if foreign {
+                let mut h = self.base_header(st, [arch, b"/"].concat());
+                h.entry_type = EntryType::Dir;
+                return self.w.append(&h, &mut std::io::empty());
+            }
             let dir = match open_dir(parent, name) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) => return Ok(()),
@@ -405,6 +432,17 @@ impl<W: Write> Packer<'_, W> {
         out.sort();
         Ok(out)
     }
+}
+
+/// Mount id of `dir/name` (not following it), or of `dir` itself for an empty name.
+fn mount_id(dir: BorrowedFd<'_>, name: &[u8]) -> Result<u64, Errno> {
+    let flags = if name.is_empty() {
+        AtFlags::EMPTY_PATH
+    } else {
+        AtFlags::SYMLINK_NOFOLLOW
+    };
+    let stx = rfs::statx(dir, name, flags, rfs::StatxFlags::MNT_ID)?;
+    Ok(stx.stx_mnt_id)
 }
 
 fn split_name(arch: &[u8]) -> (&[u8], &[u8]) {

@@ -556,3 +556,55 @@ fn root_entry_applies_for_layers_and_is_skipped_for_cp() {
     assert_eq!((m.mode() & 0o7777, m.uid()), (0o755, 0));
     assert!(cp.join("f").exists());
 }
+
+#[test]
+fn one_file_system_skips_mounts() {
+    if skip_unless_root("one_file_system") {
+        return;
+    }
+    let s = Scratch::new("onefs");
+    let root = s.sub("root");
+    std::fs::create_dir_all(root.join("proc")).expect("mkdir");
+    std::fs::write(root.join("keep"), b"k").expect("write");
+    std::fs::write(root.join("hosts"), b"image hosts").expect("write");
+    let host_file = s.dir.join("host-hosts");
+    std::fs::write(&host_file, b"host secret").expect("write");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "berth-test"])
+        .arg(root.join("proc"))
+        .status()
+        .is_ok_and(|st| st.success())
+        && std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(&host_file)
+            .arg(root.join("hosts"))
+            .status()
+            .is_ok_and(|st| st.success());
+    struct Umount(Vec<PathBuf>);
+    impl Drop for Umount {
+        fn drop(&mut self) {
+            for p in &self.0 {
+                let _ = std::process::Command::new("umount").arg(p).status();
+            }
+        }
+    }
+    let _guard = Umount(vec![root.join("proc"), root.join("hosts")]);
+    if !mounted {
+        eprintln!("skipping one_file_system: cannot mount");
+        return;
+    }
+    std::fs::write(root.join("proc/inside"), b"mounted").expect("write");
+    let mut tar = Vec::new();
+    let opts = PackOptions {
+        one_file_system: true,
+        ..PackOptions::default()
+    };
+    pack(&root, &mut tar, &opts).expect("pack");
+    let mut r = berth_archive::TarReader::new(&tar[..]);
+    let mut names = Vec::new();
+    while let Some(e) = r.next_entry().expect("entry") {
+        names.push(String::from_utf8_lossy(&e.header.name).into_owned());
+    }
+    assert_eq!(names, ["keep", "proc/"]);
+    assert!(!tar.windows(11).any(|w| w == b"host secret"));
+}
