@@ -59,9 +59,11 @@
 //!   netfilter hooks is what made full table replacement slower). What remains is the
 //!   kernel's per-transaction commit cost: an *empty* create+delete transaction takes
 //!   the same ~15-20 ms on this host, so fewer transactions is the only further gain.
+//!   An unchanged rule model (a connect without published ports) loads nothing.
 //!   Per container (test `bench_connect_disconnect`, 2 shared cores under load):
-//!   `create_netns` 1 ms, `connect` with one port 23 ms (veth/addresses/routes 7 ms,
-//!   the nft transaction the rest), disconnect + `remove_netns` 45-50 ms.
+//!   `create_netns` 1-4 ms, `connect` without ports 10 ms (veth, addresses, routes,
+//!   DNS listener), with one port 23-26 ms (plus the nft transaction), disconnect +
+//!   `remove_netns` 37-47 ms.
 //! - **Throughput** (test `bench_port_forward_throughput`, `wrk -c10` against busybox
 //!   httpd): through `-p 127.0.0.1:X:80` 5382 req/s and container to container 5191 req/s
 //!   vs 5111 req/s for the same server on the host without a container, i.e. kernel

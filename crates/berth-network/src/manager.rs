@@ -76,6 +76,9 @@ impl Drop for OwnRuntime {
 pub struct NetManager {
     cfg: NetConfig,
     state: Mutex<State>,
+    /// The rule model last loaded into the kernel: an unchanged model (a connect without
+    /// published ports) costs no nft transaction. Reset by reconcile and cleanup.
+    applied: Mutex<Option<NftModel>>,
     dns: DnsServer,
     #[cfg(feature = "fault-injection")]
     fail_at: Mutex<Option<String>>,
@@ -226,6 +229,7 @@ impl NetManager {
         Ok(NetManager {
             cfg,
             state: Mutex::new(State::default()),
+            applied: Mutex::new(None),
             dns,
             #[cfg(feature = "fault-injection")]
             fail_at: Mutex::new(None),
@@ -951,12 +955,20 @@ impl NetManager {
                     internal: n.info.spec.internal,
                     icc: n.info.spec.enable_icc,
                     masquerade: n.info.spec.masquerade,
-                    veths: st
-                        .endpoints
-                        .values()
-                        .filter(|e| e.ep.network_id == n.info.spec.id)
-                        .map(|e| e.ep.veth_host.clone())
-                        .collect(),
+                    // only rendered for icc=false; leaving them out otherwise keeps the
+                    // model unchanged by connects without ports
+                    veths: if n.info.spec.enable_icc {
+                        vec![]
+                    } else {
+                        let mut v: Vec<String> = st
+                            .endpoints
+                            .values()
+                            .filter(|e| e.ep.network_id == n.info.spec.id)
+                            .map(|e| e.ep.veth_host.clone())
+                            .collect();
+                        v.sort();
+                        v
+                    },
                 });
             }
         }
@@ -975,11 +987,17 @@ impl NetManager {
                 });
             }
         }
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        if applied.as_ref() == Some(&m) {
+            return Ok(());
+        }
+        *applied = None;
         let table = &self.cfg.nft_table;
         if let Err(e) = nft::apply(&nft::render(table, &m, nft::Mode::Update)) {
             tracing::debug!(error = %e, "incremental nft update refused; replacing the tables");
             nft::apply(&nft::render(table, &m, nft::Mode::Replace))?;
         }
+        *applied = Some(m);
         Ok(())
     }
 
@@ -1056,6 +1074,7 @@ impl NetManager {
     ) -> Result<()> {
         let mut st = self.lock();
         *st = State::default();
+        *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.dns.set_upstreams(upstreams(&self.cfg));
         let mut nl = Netlink::open()?;
         let links = nl.links()?;
@@ -1234,6 +1253,7 @@ impl NetManager {
         let mut st = self.lock();
         self.dns.stop_all();
         *st = State::default();
+        *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let mut first_err: Option<NetError> = None;
         match Netlink::open().and_then(|mut nl| {
             for l in nl.links()? {
