@@ -8,8 +8,9 @@
 //! [`NetManager::reconcile`] on daemon start.
 //!
 //! Ownership of kernel objects is marked, not guessed: every bridge and host-side veth we
-//! create carries the interface alias `<alias_prefix>:<nft_table>:<network>[:<container>]`,
-//! namespaces live in `netns_dir`, rules live in `nft_table`. Reconcile and cleanup delete
+//! create is put in a device group derived from the mark when it is created, then gets
+//! the interface alias `<alias_prefix>:<nft_table>:<network>[:<container>]`; namespaces
+//! live in `netns_dir`, rules live in `nft_table`. Reconcile and cleanup delete
 //! only objects carrying our mark, so docker0, podman's networks and other berth
 //! instances are never touched.
 
