@@ -518,7 +518,11 @@ impl<'a> Applier<'a> {
         };
         let tpath = join(&tcomps);
         if tpath == path {
-            return Ok(());
+            // Docker fails these too (it removes the path, then finds no target).
+            return Err(ArchiveError::Invalid(format!(
+                "hard link {} to itself",
+                String::from_utf8_lossy(path)
+            )));
         }
         // The target's parent is resolved inside the root; its last component is not
         // followed (linkat without AT_SYMLINK_FOLLOW), so only inodes in the root are linked.
