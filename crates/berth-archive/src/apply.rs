@@ -124,6 +124,10 @@ pub struct ApplyStats {
 /// Entries are applied in archive order, the last of duplicate names wins; an entry replaces
 /// whatever is at its path unless both are directories (then the metadata is updated).
 /// Missing parent directories are created (0755). Directory times are set after all entries.
+/// An entry naming the root (`./`) updates the root's metadata unless
+/// [`ApplyOptions::skip_root_entry`]. Hard links to a missing target, a directory or
+/// themselves, non-directory entries for the root, path components over 255 bytes and entry
+/// types other than files, dirs, links, devices and FIFOs are errors.
 /// After the end-of-archive marker the rest of `tar` is read and discarded, so a digest or
 /// decompression check wrapped around it sees every byte.
 ///
