@@ -356,9 +356,12 @@ impl Engine {
             b.put(CONTAINERS, &id, &rec)?;
             b.commit()?;
         }
+        let mut rec = rec;
         let res = (|| -> Result<()> {
             std::fs::create_dir_all(self.ctr_dir(&id))?;
             self.snapshots.prepare(&snapshot, img.top_chain().as_deref())?;
+            self.prepare_volumes(&mut rec)?;
+            self.save(&rec)?;
             Ok(())
         })();
         if let Err(e) = res {
@@ -444,54 +447,7 @@ impl Engine {
                 propagation: None,
             });
         }
-        for b in hc.binds.clone().unwrap_or_default() {
-            mounts.push(parse_bind(&b)?);
-        }
-        for (dst, opts) in hc.tmpfs.clone().unwrap_or_default() {
-            let mut o = vec!["nosuid".to_string(), "nodev".to_string(), "noexec".to_string()];
-            o.extend(opts.split(',').filter(|s| !s.is_empty()).map(String::from));
-            mounts.push(MountConfig { kind: MountKind::Tmpfs, source: "tmpfs".into(), destination: dst, options: o, propagation: None });
-        }
-        for mnt in hc.mounts.clone().unwrap_or_default() {
-            use bollard::models::MountType as T;
-            let dst = mnt.target.clone().unwrap_or_default();
-            let ro = mnt.read_only.unwrap_or(false);
-            match mnt.typ {
-                Some(T::BIND) => {
-                    let src = mnt.source.clone().unwrap_or_default();
-                    if !std::path::Path::new(&src).exists() {
-                        return Err(EngineError::invalid(format!(
-                            "invalid mount config for type \"bind\": bind source path does not exist: {src}"
-                        )));
-                    }
-                    mounts.push(MountConfig {
-                        kind: MountKind::Bind,
-                        source: src,
-                        destination: dst,
-                        options: vec!["rbind".into(), if ro { "ro".into() } else { "rw".into() }],
-                        propagation: None,
-                    });
-                }
-                Some(T::TMPFS) => {
-                    let mut o = vec!["nosuid".to_string(), "nodev".to_string(), "noexec".to_string()];
-                    if let Some(t) = &mnt.tmpfs_options {
-                        if let Some(sz) = t.size_bytes {
-                            o.push(format!("size={sz}"));
-                        }
-                        if let Some(md) = t.mode {
-                            o.push(format!("mode={md:o}"));
-                        }
-                    }
-                    mounts.push(MountConfig { kind: MountKind::Tmpfs, source: "tmpfs".into(), destination: dst, options: o, propagation: None });
-                }
-                _ => {
-                    return Err(EngineError::invalid(format!(
-                        "mount type {:?} is not supported yet by berth",
-                        mnt.typ
-                    )))
-                }
-            }
-        }
+        mounts.extend(self.volume_mounts(rec)?);
         let mut argv = vec![rec.path.clone()];
         argv.extend(rec.args.clone());
         let mut env = rec.config.env.clone().unwrap_or_default();
@@ -956,7 +912,7 @@ impl Engine {
     }
 
     /// `DELETE /containers/{id}`.
-    pub fn remove_container(&self, name: &str, force: bool, _volumes: bool) -> Result<()> {
+    pub fn remove_container(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
         let c = self.get_container(name)?;
         let rec = {
             let mut rec = c.lock().map_err(|_| EngineError::internal("lock"))?;
@@ -985,6 +941,9 @@ impl Engine {
             let _ = berth_runtime::cleanup(&self.state_dir(&rec.id), &cfg);
         }
         self.purge_container(&rec)?;
+        if let Err(e) = self.release_volumes(&rec, volumes || rec.host_config.auto_remove.unwrap_or(false)) {
+            tracing::warn!(container = %rec.id, "releasing volumes: {e}");
+        }
         if let Ok(mut m) = self.exit_codes.lock() {
             if m.len() > 1000 {
                 m.clear();
@@ -1123,42 +1082,6 @@ impl Engine {
         });
         Ok(code)
     }
-}
-
-/// `-v /host:/ctr[:ro]` (named volumes come with the volumes work).
-fn parse_bind(spec: &str) -> Result<berth_runtime::MountConfig> {
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (src, dst, mode) = match parts.len() {
-        2 => (parts[0], parts[1], ""),
-        3 => (parts[0], parts[1], parts[2]),
-        _ => return Err(EngineError::invalid(format!("invalid volume specification: '{spec}'"))),
-    };
-    if !src.starts_with('/') {
-        return Err(EngineError::invalid(format!(
-            "invalid volume specification: '{spec}': named volumes are not supported yet by berth"
-        )));
-    }
-    if !dst.starts_with('/') {
-        return Err(EngineError::invalid(format!("invalid volume specification: '{spec}': invalid mount config: mount path must be absolute")));
-    }
-    if !std::path::Path::new(src).exists() {
-        std::fs::create_dir_all(src)?;
-    }
-    let mut opts = vec!["rbind".to_string()];
-    for m in mode.split(',').filter(|m| !m.is_empty()) {
-        match m {
-            "ro" | "rw" => opts.push(m.into()),
-            "z" | "Z" | "rprivate" | "private" | "rshared" | "shared" | "rslave" | "slave" | "nocopy" => {}
-            other => return Err(EngineError::invalid(format!("invalid mode: {other}"))),
-        }
-    }
-    Ok(berth_runtime::MountConfig {
-        kind: berth_runtime::MountKind::Bind,
-        source: src.into(),
-        destination: dst.into(),
-        options: opts,
-        propagation: None,
-    })
 }
 
 fn host_resolv_conf() -> String {

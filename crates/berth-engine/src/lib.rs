@@ -5,6 +5,7 @@
 //! and [`meta`] (redb); [`image`] ties configs, manifests and layers together; [`container`]
 //! runs containers through `berth-runtime`'s shims.
 
+pub mod build;
 pub mod container;
 pub mod content;
 pub mod digest;
@@ -17,6 +18,7 @@ pub mod names;
 pub mod reference;
 pub mod snapshot;
 pub mod transfer;
+pub mod volume;
 
 pub use engine::{Engine, EngineConfig};
 pub use error::{EngineError, ErrorKind, Result};

@@ -221,12 +221,23 @@ pub fn is_listed_insecure(opts: &RegistryOptions, host: &str) -> bool {
 /// HTTP clients per registry host: one verifying TLS (system roots + `certs.d`), and for
 /// insecure registries one that does not verify.
 fn http_client(host: &str, verify: bool) -> Result<reqwest::Client> {
-    static CLIENTS: OnceLock<Mutex<HashMap<(String, bool), reqwest::Client>>> = OnceLock::new();
+    static CLIENTS: OnceLock<Mutex<HashMap<(String, bool, String), reqwest::Client>>> = OnceLock::new();
     let map = CLIENTS.get_or_init(Default::default);
-    if let Some(c) = map.lock().ok().and_then(|m| m.get(&(host.to_string(), verify)).cloned()) {
+    let opts = options();
+    // Trust files can be added while the daemon runs: they are part of the cache key.
+    let mut certs_sig = String::new();
+    for dir in &opts.certs_dirs {
+        if let Ok(rd) = std::fs::read_dir(dir.join(host)) {
+            for e in rd.flatten() {
+                let m = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+                certs_sig.push_str(&format!("{}:{:?};", e.path().display(), m));
+            }
+        }
+    }
+    let key = (host.to_string(), verify, certs_sig);
+    if let Some(c) = map.lock().ok().and_then(|m| m.get(&key).cloned()) {
         return Ok(c);
     }
-    let opts = options();
     let mut b = reqwest::Client::builder()
         .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(15))
@@ -266,7 +277,10 @@ fn http_client(host: &str, verify: bool) -> Result<reqwest::Client> {
     }
     let c = b.build().map_err(|e| DistributionError::internal(format!("http client: {e}")))?;
     if let Ok(mut m) = map.lock() {
-        m.insert((host.to_string(), verify), c.clone());
+        if m.len() > 64 {
+            m.clear();
+        }
+        m.insert(key, c.clone());
     }
     Ok(c)
 }

@@ -746,6 +746,11 @@ fn consume(
     } else {
         Ok(())
     };
+    if ran && res.is_err() && src.failed.is_none() && !src.done {
+        // The unpack failed: still finish and verify the blob, so bytes corrupted in transit
+        // (digest mismatch: the ingest is discarded) are told apart from a bad layer.
+        let _ = std::io::copy(&mut src, &mut std::io::sink());
+    }
     if !ran {
         let drained = std::io::copy(&mut src, &mut std::io::sink());
         if let Some(e) = src.failed.take() {

@@ -2,6 +2,7 @@
 //! streams for attach and exec. Handlers translate between HTTP and [`Engine`] calls; HTTP status
 //! codes are chosen here and only here, from [`ErrorKind`].
 
+mod build;
 mod containers;
 mod distribution;
 mod images;
@@ -123,7 +124,8 @@ fn router(state: AppState) -> Router {
         .route("/volumes", get(system::volumes))
         .route("/volumes/prune", post(system::volumes_prune))
         .route("/networks/prune", post(system::networks_prune))
-        .route("/build/prune", post(system::build_prune))
+        .route("/build", post(build::build))
+        .route("/build/prune", post(build::prune))
         .route("/images/json", get(images::list))
         .route("/images/create", post(distribution::create))
         .route("/images/search", get(distribution::search))

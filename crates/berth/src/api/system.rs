@@ -274,7 +274,7 @@ pub async fn df(State(eng): State<AppState>) -> ApiResult {
             "Images": images,
             "Containers": containers,
             "Volumes": [],
-            "BuildCache": [],
+            "BuildCache": e2.build_cache_usage(),
         }))
     })
     .await?;
@@ -304,10 +304,6 @@ pub async fn volumes_prune() -> ApiResult {
 
 pub async fn networks_prune() -> ApiResult {
     ok_json(&json!({"NetworksDeleted": null}))
-}
-
-pub async fn build_prune() -> ApiResult {
-    ok_json(&json!({"CachesDeleted": null, "SpaceReclaimed": 0}))
 }
 
 pub async fn not_implemented(req: Request) -> ApiResult {

@@ -2,6 +2,7 @@
 //! Engine API. Parsing happens in two stages (ripgrep style): clap turns argv into the raw
 //! structs below, and each command turns those into API requests.
 
+pub mod build;
 pub mod containers;
 pub mod format;
 pub mod images;
@@ -105,6 +106,14 @@ pub enum Command {
     Version(FormatArg),
     /// Get real time events from the server
     Events(containers::EventsArgs),
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
+    /// Manage builds
+    #[command(subcommand)]
+    Builder(build::BuilderCmd),
+    /// Docker Buildx (classic builder subset)
+    #[command(subcommand)]
+    Buildx(build::BuildxCmd),
     /// Run the per-container shim (internal)
     #[command(hide = true)]
     Shim { state_dir: std::path::PathBuf },
@@ -154,6 +163,7 @@ pub enum ImageCmd {
     Push(registry::PushArgs),
     Inspect(containers::InspectArgs),
     Prune(images::PruneArgs),
+    Build(build::BuildArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -257,6 +267,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::System(SystemCmd::Prune(a)) => images::system_prune(&c().await?, a).await,
         Command::Info(f) | Command::System(SystemCmd::Info(f)) => images::info(&c().await?, f).await,
         Command::Version(f) => images::version(host.as_deref(), f).await,
+        Command::Build(a) | Command::Image(ImageCmd::Build(a)) | Command::Builder(build::BuilderCmd::Build(a)) | Command::Buildx(build::BuildxCmd::Build(a)) => build::build(&c().await?, a).await,
+        Command::Builder(build::BuilderCmd::Prune(a)) | Command::Buildx(build::BuildxCmd::Prune(a)) => build::prune(&c().await?, a).await,
         Command::Events(a) | Command::System(SystemCmd::Events(a)) => containers::events(&c().await?, a).await,
     }
 }

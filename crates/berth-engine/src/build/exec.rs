@@ -1,0 +1,203 @@
+//! The narrow executor: run one process in a container for a RUN step, and mount/unmount
+//! the overlay views COPY and `COPY --from` need. Nothing here knows about Dockerfiles.
+
+use super::{BuildError, BuildErrorKind, BuildMessage};
+use crate::Engine;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// A mounted overlay, unmounted (lazily, detached) on drop.
+pub struct OverlayMount {
+    pub target: PathBuf,
+    mounted: bool,
+}
+
+impl OverlayMount {
+    /// Mounts an overlay with these `lowerdir=...,upperdir=...` options at `target`.
+    pub fn mount(target: &Path, options: &[String]) -> Result<Self, BuildError> {
+        std::fs::create_dir_all(target).map_err(|e| internal(format!("create {}: {e}", target.display())))?;
+        let opts = options.join(",");
+        if opts.len() >= 4000 {
+            return Err(internal("overlay options exceed the page size (too many layers)"));
+        }
+        nix::mount::mount(Some("overlay"), target, Some("overlay"), nix::mount::MsFlags::empty(), Some(opts.as_str()))
+            .map_err(|e| internal(format!("mount overlay at {}: {e}", target.display())))?;
+        Ok(Self { target: target.to_path_buf(), mounted: true })
+    }
+
+    /// A read-only overlay of `lowers` (topmost first); `empty` is an empty directory used
+    /// as the bottom layer so a single lower works too.
+    pub fn mount_ro(target: &Path, lowers: &[PathBuf], empty: &Path) -> Result<Self, BuildError> {
+        let mut all: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+        all.push(empty.display().to_string());
+        Self::mount(target, &[format!("lowerdir={}", all.join(":"))])
+    }
+
+    /// Unmounts now, reporting failures.
+    pub fn unmount(mut self) -> Result<(), BuildError> {
+        self.mounted = false;
+        nix::mount::umount2(&self.target, nix::mount::MntFlags::empty())
+            .or_else(|_| nix::mount::umount2(&self.target, nix::mount::MntFlags::MNT_DETACH))
+            .map_err(|e| internal(format!("unmount {}: {e}", self.target.display())))
+    }
+}
+
+impl Drop for OverlayMount {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = nix::mount::umount2(&self.target, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+fn internal(msg: impl Into<String>) -> BuildError {
+    BuildError::new(BuildErrorKind::Internal, msg)
+}
+
+/// What to run for a RUN step.
+pub struct RunSpec {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: String,
+    pub host_network: bool,
+    pub mounts: Vec<berth_runtime::MountConfig>,
+}
+
+/// Runs `spec` on the rootfs described by `rootfs` (an overlay mount) and streams its output
+/// to `out`. Returns the exit code.
+pub fn run_process(
+    eng: &Engine,
+    rootfs: &crate::snapshot::Mount,
+    spec: &RunSpec,
+    out: &(dyn Fn(BuildMessage) + Sync),
+) -> Result<i64, BuildError> {
+    use berth_runtime::*;
+    let id = format!("build-{}", hex::encode(rand::random::<[u8; 8]>()));
+    let state_dir = eng.config.exec_root.join("build").join(&id);
+    std::fs::create_dir_all(&state_dir).map_err(|e| internal(format!("create {}: {e}", state_dir.display())))?;
+    let mut mounts = Vec::new();
+    if spec.host_network {
+        for f in ["/etc/resolv.conf", "/etc/hosts"] {
+            if Path::new(f).exists() {
+                mounts.push(MountConfig {
+                    kind: MountKind::Bind,
+                    source: f.into(),
+                    destination: f.into(),
+                    options: vec!["rbind".into(), "ro".into()],
+                    propagation: None,
+                });
+            }
+        }
+    }
+    mounts.extend(spec.mounts.iter().cloned());
+    let cfg = ContainerConfig {
+        id: id.clone(),
+        rootfs: RootfsMount { fstype: rootfs.fstype.clone(), source: rootfs.source.clone(), options: rootfs.options.clone() },
+        process: ProcessConfig {
+            args: spec.args.clone(),
+            env: spec.env.clone(),
+            cwd: if spec.cwd.is_empty() { "/".into() } else { spec.cwd.clone() },
+            user: spec.user.clone(),
+            ..Default::default()
+        },
+        hostname: "buildkitsandbox".into(),
+        mounts,
+        network: if spec.host_network { NetMode::Host } else { NetMode::None },
+        cgroup_parent: eng.config.cgroup_parent.clone(),
+        log: LogConfig { path: state_dir.join("output.log"), max_size: 64 << 20, max_file: 1 },
+        stop_signal: libc::SIGTERM,
+        ..Default::default()
+    };
+    let res = (|| -> Result<i64, BuildError> {
+        let rt = |e: RuntimeError| internal(format!("run: {e}"));
+        let started = create(&eng.config.exe, &state_dir, &cfg);
+        match started {
+            Err(RuntimeError::Start { reason: StartFailure::CommandNotFound, message }) => {
+                out(BuildMessage::Stream(format!("{message}\n")));
+                return Ok(127);
+            }
+            Err(RuntimeError::Start { reason: StartFailure::CommandNotExecutable, message }) => {
+                out(BuildMessage::Stream(format!("{message}\n")));
+                return Ok(126);
+            }
+            Err(e) => return Err(rt(e)),
+            Ok(_) => {}
+        }
+        let shim = Shim::connect(&state_dir).map_err(rt)?.ok_or_else(|| internal("run: the shim exited before start"))?;
+        let mut stream = shim.attach(false, true, true).map_err(rt)?;
+        shim.start().map_err(rt)?;
+        pump(&mut stream, out);
+        let st = shim.wait().map_err(rt)?;
+        Ok(st.exit_code as i64)
+    })();
+    let _ = cleanup(&state_dir, &cfg);
+    let _ = std::fs::remove_dir_all(&state_dir);
+    res
+}
+
+/// Copies Docker-multiplexed output frames to `out` as stream messages, line-buffered.
+fn pump(stream: &mut impl Read, out: &(dyn Fn(BuildMessage) + Sync)) {
+    let mut hdr = [0u8; 8];
+    let mut pending: Vec<u8> = Vec::new();
+    let flush = |pending: &mut Vec<u8>, all: bool| {
+        let cut = if all { pending.len() } else { pending.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) };
+        if cut > 0 {
+            let chunk: Vec<u8> = pending.drain(..cut).collect();
+            out(BuildMessage::Stream(String::from_utf8_lossy(&chunk).into_owned()));
+        }
+    };
+    loop {
+        if stream.read_exact(&mut hdr).is_err() {
+            break;
+        }
+        let len = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) as usize;
+        let mut buf = vec![0u8; len];
+        if stream.read_exact(&mut buf).is_err() {
+            break;
+        }
+        pending.extend_from_slice(&buf);
+        let big = pending.len() > 64 << 10;
+        flush(&mut pending, big);
+    }
+    flush(&mut pending, true);
+}
+
+/// Removes a mount-point stub the runtime created in `upper` for `dest` (an empty directory
+/// or an empty regular file) when no lower layer has that path. Only our stub is removed:
+/// anything else the step left there (a symlink, a non-empty file or directory) stays.
+pub fn remove_stub(upper: &Path, lowers: &[PathBuf], dest: &str) {
+    use rustix::fs::{AtFlags, OFlags};
+    let rel = dest.trim_start_matches('/');
+    if rel.is_empty() {
+        return;
+    }
+    for l in lowers {
+        if std::fs::symlink_metadata(l.join(rel)).is_ok() {
+            return;
+        }
+    }
+    let (parent, name) = match rel.rsplit_once('/') {
+        Some((p, n)) => (p, n),
+        None => ("", rel),
+    };
+    let Ok(root) = berth_archive::open_root(upper) else { return };
+    let Ok(pfd) = berth_archive::open_in_root_at(std::os::fd::AsFd::as_fd(&root), parent.as_bytes(), OFlags::PATH | OFlags::DIRECTORY) else {
+        return;
+    };
+    let Ok(st) = rustix::fs::statat(&pfd, name, AtFlags::SYMLINK_NOFOLLOW) else { return };
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFDIR => {
+            let _ = rustix::fs::unlinkat(&pfd, name, AtFlags::REMOVEDIR);
+        }
+        libc::S_IFREG if st.st_size == 0 => {
+            let _ = rustix::fs::unlinkat(&pfd, name, AtFlags::empty());
+        }
+        _ => {}
+    }
+}
+
+/// True when a directory has no entries.
+pub fn dir_is_empty(p: &Path) -> bool {
+    std::fs::read_dir(p).map(|mut r| r.next().is_none()).unwrap_or(true)
+}

@@ -1,0 +1,185 @@
+//! Test harness: a private berth daemon per test (own data root, exec root, socket and cgroup
+//! parent), a busybox image imported into it, and a guard that removes everything on drop.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+/// The busybox rootfs tar, made once per test binary.
+pub fn busybox_tar() -> PathBuf {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let p = std::env::temp_dir().join(format!("berth-test-busybox-{}.tar", std::process::id()));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mk-busybox-rootfs.sh");
+        let st = Command::new("bash").arg(script).arg(&p).status().expect("run mk-busybox-rootfs.sh");
+        assert!(st.success(), "mk-busybox-rootfs.sh failed");
+        p
+    })
+    .clone()
+}
+
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub sock: PathBuf,
+    child: Option<Child>,
+    pub name: String,
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    fn from(o: Output) -> Self {
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).to_string(),
+            stderr: String::from_utf8_lossy(&o.stderr).to_string(),
+        }
+    }
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "command failed: stdout={:?} stderr={:?}", self.stdout, self.stderr);
+        self
+    }
+}
+
+impl Daemon {
+    /// Start a daemon in a fresh directory, with `busybox:latest` imported.
+    pub fn start(name: &str) -> Daemon {
+        let d = Self::start_bare(name);
+        d.berth(&["import", "--change", "CMD [\"sh\"]", busybox_tar().to_str().unwrap(), "busybox:latest"]).ok();
+        d
+    }
+
+    pub fn start_bare(name: &str) -> Daemon {
+        let name = format!("{name}-{}", std::process::id());
+        let dir = PathBuf::from(format!("/tmp/berth-t-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("berth.sock");
+        let mut d = Daemon { dir, sock, child: None, name };
+        d.spawn();
+        d
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).unwrap();
+        let child = Command::new(BERTH)
+            .args(["daemon", "--data-root"])
+            .arg(self.dir.join("data"))
+            .arg("--exec-root")
+            .arg(self.dir.join("run"))
+            .arg("--cgroup-parent")
+            .arg(format!("berth-test-{}", self.name))
+            .arg("-H")
+            .arg(format!("unix://{}", self.sock.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn daemon");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&self.sock).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("daemon did not come up: {}", self.log());
+    }
+
+    /// SIGKILL the daemon (containers keep running).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(&self.sock);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BERTH);
+        c.env("BERTH_HOST", format!("unix://{}", self.sock.display()));
+        c.args(args);
+        c
+    }
+
+    pub fn berth(&self, args: &[&str]) -> Out {
+        Out::from(self.cmd(args).stdin(Stdio::null()).output().expect("run berth"))
+    }
+
+    pub fn berth_stdin(&self, args: &[&str], input: &[u8]) -> Out {
+        use std::io::Write;
+        let mut child = self.cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        let t = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let o = child.wait_with_output().unwrap();
+        let _ = t.join();
+        Out::from(o)
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let ids = self.berth(&["ps", "-aq"]).stdout;
+            for id in ids.split_whitespace() {
+                let _ = self.berth(&["rm", "-f", id]);
+            }
+        }
+        self.kill9();
+        // Anything still running from this daemon (killed daemons leave shims behind).
+        let run = self.dir.join("run");
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "for p in $(grep -l '{}' /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do kill -9 $p 2>/dev/null; done",
+                run.display()
+            ))
+            .status();
+        std::thread::sleep(Duration::from_millis(50));
+        if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
+            let mut mps: Vec<&str> = m.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(self.dir.to_str().unwrap())).collect();
+            mps.sort_by_key(|p| std::cmp::Reverse(p.len()));
+            for p in mps {
+                let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        for ctrl in ["cpu", "cpuacct", "memory", "pids", "freezer", "devices", "blkio", "cpuset", "systemd", "unified"] {
+            let base = PathBuf::from(format!("/sys/fs/cgroup/{ctrl}/berth-test-{}", self.name));
+            if let Ok(rd) = std::fs::read_dir(&base) {
+                for e in rd.flatten() {
+                    if e.path().is_dir() {
+                        let _ = std::fs::remove_dir(e.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(&base);
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("daemon log ({}):\n{}", self.dir.display(), self.log());
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Container lifecycle against a real daemon, real kernel (issue 2).
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+#[test]
+fn run_rm_exit_code_is_propagated() {
+    let d = Daemon::start("exitcode");
+    let o = d.berth(&["run", "--rm", "busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(o.code, 3, "{}", o.stderr);
+    let o = d.berth(&["run", "--rm", "busybox", "echo", "hello"]).ok();
+    assert_eq!(o.stdout, "hello\n");
+    assert_eq!(d.berth(&["ps", "-aq"]).ok().stdout, "", "--rm left a container");
+}
+
+#[test]
+fn unknown_command_is_127() {
+    let d = Daemon::start("e127");
+    let o = d.berth(&["run", "--rm", "busybox", "nosuchcommand"]);
+    assert_eq!(o.code, 127, "{} {}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("executable file not found"), "{}", o.stderr);
+}
+
+#[test]
+fn writable_layer_goes_away_with_the_container() {
+    let d = Daemon::start("rwlayer");
+    d.berth(&["run", "--name", "w1", "busybox", "sh", "-c", "echo data > /written"]).ok();
+    let o = d.berth(&["diff", "w1"]);
+    let _ = o; // diff may not exist yet; the file check below is what matters
+    d.berth(&["rm", "w1"]).ok();
+    let o = d.berth(&["run", "--rm", "busybox", "cat", "/written"]);
+    assert_ne!(o.code, 0, "file leaked into the image: {}", o.stdout);
+}
+
+#[test]
+fn detached_named_env_exec_logs_stop_rm() {
+    let d = Daemon::start("seedflow");
+    let id = d
+        .berth(&["run", "-d", "--name", "app", "-e", "GREETING=hi", "busybox", "sh", "-c", "echo $GREETING; while true; do sleep 1; done"])
+        .ok()
+        .stdout;
+    assert_eq!(id.trim().len(), 64);
+    let ps = d.berth(&["ps"]).ok().stdout;
+    assert!(ps.contains("app") && ps.contains("Up"), "{ps}");
+    let o = d.berth(&["exec", "app", "sh", "-c", "echo $GREETING from exec"]).ok();
+    assert_eq!(o.stdout, "hi from exec\n");
+    assert_eq!(d.berth(&["exec", "app", "sh", "-c", "exit 5"]).code, 5);
+    let mut logs = String::new();
+    for _ in 0..100 {
+        logs = d.berth(&["logs", "app"]).ok().stdout;
+        if !logs.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(logs, "hi\n");
+    d.berth(&["stop", "-t", "1", "app"]).ok();
+    let st = d.berth(&["inspect", "-f", "{{.State.Status}} {{.State.Running}}", "app"]).ok().stdout;
+    assert_eq!(st.trim(), "exited false");
+    let ps = d.berth(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]).ok().stdout;
+    assert_eq!(ps.trim(), "app exited");
+    d.berth(&["rm", "app"]).ok();
+    assert_eq!(d.berth(&["ps", "-aq"]).ok().stdout, "");
+}
+
+#[test]
+fn docker_style_errors() {
+    let d = Daemon::start("errors");
+    let o = d.berth(&["run", "--rm", "nosuchimage:v1", "true"]);
+    assert_eq!(o.code, 125);
+    assert!(o.stderr.contains("Unable to find image 'nosuchimage:v1' locally"), "{}", o.stderr);
+    d.berth(&["run", "-d", "--name", "dup", "busybox", "sleep", "100"]).ok();
+    let o = d.berth(&["run", "-d", "--name", "dup", "busybox", "true"]);
+    assert_eq!(o.code, 125);
+    assert!(o.stderr.contains("is already in use by container"), "{}", o.stderr);
+    let o = d.berth(&["rm", "dup"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("container is running: stop the container before removing or force remove"), "{}", o.stderr);
+    let o = d.berth(&["run", "--rm", "--memory", "lots", "busybox", "true"]);
+    assert_eq!(o.code, 125, "{}", o.stderr);
+    let o = d.berth(&["run", "--rm", "--memory", "1k", "busybox", "true"]);
+    assert_eq!(o.code, 125);
+    assert!(o.stderr.contains("Minimum memory limit allowed is 6MB"), "{}", o.stderr);
+    d.berth(&["rm", "-f", "dup"]).ok();
+    let o = d.berth(&["rm", "nosuch"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("No such container: nosuch"), "{}", o.stderr);
+    let o = d.berth(&["inspect", "nosuch"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("No such object: nosuch"), "{}", o.stderr);
+}
+
+#[test]
+fn memory_limit_oom_kills() {
+    let d = Daemon::start("oom");
+    let o = d.berth(&["run", "--name", "hog", "--memory", "32m", "--memory-swap", "32m", "busybox", "sh", "-c", "head -c 200m /dev/zero | tail > /dev/null"]);
+    assert_eq!(o.code, 137, "{} {}", o.stdout, o.stderr);
+    let st = d.berth(&["inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}", "hog"]).ok().stdout;
+    assert_eq!(st.trim(), "true 137");
+}
+
+#[test]
+fn tty_run_gets_a_pty() {
+    let d = Daemon::start("tty");
+    // `script` gives the CLI a terminal of its own.
+    let cmd = format!("BERTH_HOST=unix://{} {} run --rm -it busybox sh -c 'tty; exit 4'", d.sock.display(), BERTH);
+    let o = std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]).stdin(std::process::Stdio::null()).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert_eq!(o.status.code(), Some(4), "{out}");
+}
+
+#[test]
+fn stdin_is_forwarded_with_i() {
+    let d = Daemon::start("stdin");
+    let o = d.berth_stdin(&["run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z"], b"hello stdin\n").ok();
+    assert_eq!(o.stdout, "HELLO STDIN\n");
+}
+
+#[test]
+fn daemon_sigkill_keeps_containers() {
+    let mut d = Daemon::start("restart");
+    d.berth(&["run", "-d", "--name", "long", "busybox", "sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"]).ok();
+    d.berth(&["run", "-d", "--name", "short", "busybox", "sh", "-c", "sleep 1; exit 7"]).ok();
+    d.kill9();
+    std::thread::sleep(Duration::from_millis(1500));
+    d.spawn();
+    let st = d.berth(&["inspect", "-f", "{{.State.Running}}", "long"]).ok().stdout;
+    assert_eq!(st.trim(), "true");
+    let code = d.berth(&["wait", "short"]).ok().stdout;
+    assert_eq!(code.trim(), "7", "exit code of a container that died while the daemon was down");
+    let n1 = d.berth(&["logs", "long"]).ok().stdout.lines().count();
+    std::thread::sleep(Duration::from_millis(600));
+    let n2 = d.berth(&["logs", "long"]).ok().stdout.lines().count();
+    assert!(n2 > n1 && n1 >= 7, "logs keep flowing: {n1} then {n2}");
+    d.berth(&["rm", "-f", "long", "short"]).ok();
+}
+
+#[test]
+fn pause_unpause_kill_restart() {
+    let d = Daemon::start("pause");
+    d.berth(&["run", "-d", "--name", "p", "busybox", "sleep", "1000"]).ok();
+    d.berth(&["pause", "p"]).ok();
+    assert_eq!(d.berth(&["inspect", "-f", "{{.State.Status}}", "p"]).ok().stdout.trim(), "paused");
+    assert!(d.berth(&["ps"]).ok().stdout.contains("(Paused)"));
+    d.berth(&["unpause", "p"]).ok();
+    assert_eq!(d.berth(&["inspect", "-f", "{{.State.Status}}", "p"]).ok().stdout.trim(), "running");
+    d.berth(&["restart", "-t", "0", "p"]).ok();
+    assert_eq!(d.berth(&["inspect", "-f", "{{.State.Running}}", "p"]).ok().stdout.trim(), "true");
+    d.berth(&["kill", "p"]).ok();
+    assert_eq!(d.berth(&["wait", "p"]).ok().stdout.trim(), "137");
+}
+
+#[test]
+fn restart_policy_on_failure() {
+    let d = Daemon::start("policy");
+    d.berth(&["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 1"]).ok();
+    let mut count = String::new();
+    for _ in 0..100 {
+        count = d.berth(&["inspect", "-f", "{{.RestartCount}} {{.State.Running}}", "flaky"]).ok().stdout;
+        if count.trim() == "2 false" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count.trim(), "2 false");
+}
+
+#[test]
+fn images_inspect_tag_rmi_history() {
+    let d = Daemon::start("images");
+    let id = d.berth(&["image", "inspect", "-f", "{{.Id}}", "busybox"]).ok().stdout;
+    assert!(id.starts_with("sha256:"));
+    let cfg = d.berth(&["image", "inspect", "-f", "{{json .Config.Cmd}}", "busybox"]).ok().stdout;
+    assert_eq!(cfg.trim(), "[\"sh\"]");
+    d.berth(&["tag", "busybox", "mine/bb:v1"]).ok();
+    let ls = d.berth(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).ok().stdout;
+    assert!(ls.contains("busybox:latest") && ls.contains("mine/bb:v1"), "{ls}");
+    assert!(d.berth(&["history", "busybox"]).ok().stdout.contains("berth import"));
+    d.berth(&["run", "--name", "user", "busybox", "true"]).ok();
+    let o = d.berth(&["rmi", &id.trim()[7..19]]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("must be forced") || o.stderr.contains("is using its referenced image"), "{}", o.stderr);
+    let o = d.berth(&["rmi", "mine/bb:v1"]).ok();
+    assert_eq!(o.stdout.trim(), "Untagged: mine/bb:v1");
+    d.berth(&["rm", "user"]).ok();
+    let o = d.berth(&["rmi", "busybox"]).ok();
+    assert!(o.stdout.contains("Deleted: sha256:"), "{}", o.stdout);
+    assert_eq!(d.berth(&["images", "-q"]).ok().stdout, "");
+}
+
+#[test]
+fn save_load_roundtrip_between_daemons() {
+    let a = Daemon::start("savea");
+    let b = Daemon::start_bare("saveb");
+    let tar = a.dir.join("img.tar");
+    a.berth(&["save", "-o", tar.to_str().unwrap(), "busybox"]).ok();
+    let o = b.berth(&["load", "-i", tar.to_str().unwrap()]).ok();
+    assert_eq!(o.stdout.trim(), "Loaded image: busybox:latest");
+    let ida = a.berth(&["image", "inspect", "-f", "{{.Id}}", "busybox"]).ok().stdout;
+    let idb = b.berth(&["image", "inspect", "-f", "{{.Id}}", "busybox"]).ok().stdout;
+    assert_eq!(ida, idb);
+    assert_eq!(b.berth(&["run", "--rm", "busybox", "echo", "ok"]).ok().stdout, "ok\n");
+}
+
+#[test]
+fn import_refuses_hostile_archives() {
+    let d = Daemon::start_bare("hostile");
+    let sentinel = d.dir.join("sentinel");
+    std::fs::write(&sentinel, "keep").unwrap();
+    // A tar with an entry climbing out of the root, built with python's tarfile.
+    let tar = d.dir.join("evil.tar");
+    let script = format!(
+        "import tarfile,io\nt=tarfile.open('{}','w')\nfor n in ['../../../../{}','/{}']:\n  i=tarfile.TarInfo(n); d=b'pwned'; i.size=len(d); t.addfile(i,io.BytesIO(d))\ni=tarfile.TarInfo('link'); i.type=tarfile.SYMTYPE; i.linkname='{}'; t.addfile(i)\ni=tarfile.TarInfo('link'); i.size=5; t.addfile(i,io.BytesIO(b'pwned'))\nt.close()\n",
+        tar.display(),
+        sentinel.display(),
+        sentinel.display(),
+        sentinel.display()
+    );
+    let st = std::process::Command::new("python3").arg("-c").arg(script).status().unwrap();
+    assert!(st.success());
+    let _ = d.berth(&["import", tar.to_str().unwrap(), "evil:1"]);
+    assert_eq!(std::fs::read_to_string(&sentinel).unwrap(), "keep");
+    let garbage = d.dir.join("garbage.tar");
+    std::fs::write(&garbage, vec![0x41u8; 10_000]).unwrap();
+    let o = d.berth(&["load", "-i", garbage.to_str().unwrap()]);
+    assert_ne!(o.code, 0);
+    assert_eq!(d.berth(&["images", "-q"]).ok().stdout, "", "nothing half-stored");
+}
