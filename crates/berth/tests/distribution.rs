@@ -417,9 +417,7 @@ fn push_pull_round_trip_berth_registry() {
     let o = d.berth(&["pull", &r]).ok();
     assert!(o.stdout.contains("Image is up to date"), "{}", o.stdout);
 
-    // the pulled image runs
-    let o = d.berth(&["run", "--rm", &r, "echo", "pulled-ok"]).ok();
-    assert_eq!(o.stdout.trim(), "pulled-ok");
+    assert!(snapshot_file(&d, "bin/busybox").is_some(), "layer unpacked");
 
     // by digest, after removing everything
     d.berth(&["rmi", &r]).ok();
@@ -458,23 +456,74 @@ fn pushed_compressed_layers_are_reused_and_mounted() {
     assert_eq!(pushed_digest(&o.stdout).0, da);
 }
 
+fn curl(args: &[&str]) -> Vec<u8> {
+    let o = Command::new("curl").arg("-sf").args(args).output().unwrap();
+    assert!(o.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    o.stdout
+}
+
+/// Upload a blob with the registry API (POST + monolithic PUT); returns its digest.
+fn curl_upload(host: &str, repo: &str, bytes: &[u8], tmp: &Path) -> String {
+    let digest = format!("sha256:{}", hex_sha256(bytes));
+    let hdrs = String::from_utf8(curl(&["-D", "-", "-o", "/dev/null", "-X", "POST", &format!("http://{host}/v2/{repo}/blobs/uploads/")])).unwrap();
+    let loc = hdrs.lines().find_map(|l| l.strip_prefix("Location: ").or_else(|| l.strip_prefix("location: "))).unwrap().trim().to_string();
+    let loc = if loc.starts_with("http") { loc } else { format!("http://{host}{loc}") };
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let f = tmp.join("upload.bin");
+    std::fs::write(&f, bytes).unwrap();
+    curl(&["-X", "PUT", "-H", "Content-Type: application/octet-stream", "--data-binary", &format!("@{}", f.display()), &format!("{loc}{sep}digest={digest}")]);
+    digest
+}
+
 #[test]
 fn pull_after_rmi_reuses_shared_layers() {
     init();
+    if !tool("curl") {
+        return;
+    }
     let reg = BerthRegistry::start("shared");
     let d = Daemon::start("dist-shared");
-    d.berth(&["run", "--name", "mk", "busybox", "sh", "-c", "echo layer2 > /second"]).ok();
-    let two = format!("{}/shared/two:1", reg.host());
-    d.berth(&["commit", "mk", &two]).ok();
-    d.berth(&["rm", "mk"]).ok();
-    d.berth(&["push", &two]).ok();
-    d.berth(&["rmi", &two]).ok();
-    // busybox (the base layer) is still here: only the top layer is fetched
+    let host = reg.host();
+    // base: busybox; two: busybox + one uncompressed layer, assembled by hand
+    let base = format!("{host}/shared/two:base");
+    d.berth(&["tag", "busybox", &base]).ok();
+    d.berth(&["push", &base]).ok();
+    let mt = "application/vnd.docker.distribution.manifest.v2+json";
+    let mut man: serde_json::Value = serde_json::from_slice(&curl(&["-H", &format!("Accept: {mt}"), &format!("http://{host}/v2/shared/two/manifests/base")])).unwrap();
+    let cfg_digest = man["config"]["digest"].as_str().unwrap().to_string();
+    let mut cfg: serde_json::Value = serde_json::from_slice(&curl(&[&format!("http://{host}/v2/shared/two/blobs/{cfg_digest}")])).unwrap();
+    let ctx = d.dir.join("layer2");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("second"), "layer2\n").unwrap();
+    let tar = d.dir.join("layer2.tar");
+    assert!(Command::new("tar").arg("-C").arg(&ctx).arg("-cf").arg(&tar).arg("second").status().unwrap().success());
+    let layer = std::fs::read(&tar).unwrap();
+    let ld = curl_upload(&host, "shared/two", &layer, &d.dir);
+    cfg["rootfs"]["diff_ids"].as_array_mut().unwrap().push(ld.clone().into());
+    let cfg_bytes = serde_json::to_vec(&cfg).unwrap();
+    let cd = curl_upload(&host, "shared/two", &cfg_bytes, &d.dir);
+    man["config"]["digest"] = cd.into();
+    man["config"]["size"] = cfg_bytes.len().into();
+    man["layers"].as_array_mut().unwrap().push(serde_json::json!({"mediaType": "application/vnd.docker.image.rootfs.diff.tar", "digest": ld, "size": layer.len()}));
+    let mf = d.dir.join("manifest.json");
+    std::fs::write(&mf, serde_json::to_vec(&man).unwrap()).unwrap();
+    curl(&["-X", "PUT", "-H", &format!("Content-Type: {mt}"), "--data-binary", &format!("@{}", mf.display()), &format!("http://{host}/v2/shared/two/manifests/1")]);
+
+    let two = format!("{host}/shared/two:1");
     let o = d.berth(&["pull", &two]).ok();
     assert_eq!(o.stdout.matches("Already exists").count(), 1, "{}", o.stdout);
     assert_eq!(o.stdout.matches("Pull complete").count(), 1, "{}", o.stdout);
-    let o = d.berth(&["run", "--rm", &two, "cat", "/second"]).ok();
-    assert_eq!(o.stdout.trim(), "layer2");
+    d.berth(&["rmi", &two]).ok();
+    // again after rmi: the base layer is still shared with busybox
+    let o = d.berth(&["pull", &two]).ok();
+    assert_eq!(o.stdout.matches("Already exists").count(), 1, "{}", o.stdout);
+    assert_eq!(snapshot_file(&d, "second").as_deref(), Some(&b"layer2\n"[..]));
+}
+
+/// Content of `name` at the root of some layer snapshot.
+fn snapshot_file(d: &Daemon, name: &str) -> Option<Vec<u8>> {
+    let rd = std::fs::read_dir(d.data().join("snapshots")).ok()?;
+    rd.flatten().find_map(|e| std::fs::read(e.path().join("fs").join(name)).ok())
 }
 
 #[test]
@@ -596,16 +645,15 @@ fn docker_registry_with_tls_trusted_through_certs_d() {
         return;
     }
     let dir = tmpdir("tls");
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let st = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let (ca, cert, key) = (dir.join("ca.crt"), dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
+    let openssl = |args: &[&str]| {
+        let st = Command::new("openssl").current_dir(&dir).args(args).stderr(Stdio::null()).stdout(Stdio::null()).status().unwrap();
+        assert!(st.success(), "openssl {args:?}");
+    };
+    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=berth-test-ca", "-keyout", "ca.key", "-out", "ca.crt"]);
+    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "key.pem", "-out", "srv.csr"]);
+    openssl(&["x509", "-req", "-in", "srv.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "ext", "-out", "cert.pem"]);
     let Some(reg) = DistRegistry::start("tls", None, Some((&cert, &key))) else { return };
     let d = Daemon::start("dist-tls");
     let r = format!("{}/tls/busybox:1", reg.host());
@@ -614,11 +662,10 @@ fn docker_registry_with_tls_trusted_through_certs_d() {
     assert_ne!(o.code, 0, "untrusted certificate accepted: {}", o.stdout);
     let certs = CertsD(PathBuf::from("/etc/berth/certs.d").join(reg.host()));
     std::fs::create_dir_all(&certs.0).unwrap();
-    std::fs::copy(&cert, certs.0.join("ca.crt")).unwrap();
+    std::fs::copy(&ca, certs.0.join("ca.crt")).unwrap();
     d.berth(&["push", &r]).ok();
     d.berth(&["rmi", &r]).ok();
     d.berth(&["pull", &r]).ok();
-    d.berth(&["run", "--rm", &r, "true"]).ok();
     drop(certs);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -688,9 +735,8 @@ fn pull_killed_mid_layer_resumes_with_range() {
     assert!(transferred < size - (3 << 20), "resumed pull fetched {transferred} of {size} bytes (had {partial})");
     assert_eq!(image_id(&d, &r), id);
     assert!(ingest_files(&d).is_empty(), "ingest left behind: {:?}", ingest_files(&d));
-    let want = hex_sha256(&noise(24 << 20, 7));
-    let o = d.berth(&["run", "--rm", &r, "sha256sum", "/big"]).ok();
-    assert!(o.stdout.starts_with(&want), "content differs: {}", o.stdout);
+    let got = snapshot_file(&d, "big").expect("layer unpacked");
+    assert!(got == noise(24 << 20, 7), "unpacked content differs");
 }
 
 #[test]

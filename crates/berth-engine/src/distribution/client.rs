@@ -221,7 +221,8 @@ pub fn is_listed_insecure(opts: &RegistryOptions, host: &str) -> bool {
 /// HTTP clients per registry host: one verifying TLS (system roots + `certs.d`), and for
 /// insecure registries one that does not verify.
 fn http_client(host: &str, verify: bool) -> Result<reqwest::Client> {
-    static CLIENTS: OnceLock<Mutex<HashMap<(String, bool, String), reqwest::Client>>> = OnceLock::new();
+    type ClientKey = (String, bool, String);
+    static CLIENTS: OnceLock<Mutex<HashMap<ClientKey, reqwest::Client>>> = OnceLock::new();
     let map = CLIENTS.get_or_init(Default::default);
     let opts = options();
     // Trust files can be added while the daemon runs: they are part of the cache key.
@@ -383,6 +384,15 @@ impl Session {
             loop {
                 attempt += 1;
                 match http.get(&url).send().await {
+                    Ok(resp) if resp.status() == StatusCode::BAD_REQUEST && base.starts_with("http://") => {
+                        // A TLS-only registry answering plain HTTP: report why HTTPS failed.
+                        let body = read_capped(resp, 4096).await.unwrap_or_default();
+                        if String::from_utf8_lossy(&body).contains("HTTPS") {
+                            break;
+                        }
+                        last_err = Some(format!("Get \"{url}\": unexpected HTTP status: 400 Bad Request"));
+                        break;
+                    }
                     Ok(resp) => {
                         let challenge = resp
                             .headers()
@@ -628,7 +638,11 @@ impl Session {
             return Ok(resp);
         }
         let body = read_capped(resp, 64 << 10).await.unwrap_or_default();
-        let detail = registry_error_text(&body).unwrap_or_else(|| format!("unexpected HTTP status: {st}"));
+        let detail = registry_error_text(&body).unwrap_or_else(|| match st {
+            StatusCode::UNAUTHORIZED => "unauthorized: authentication required".into(),
+            StatusCode::FORBIDDEN => "denied: requested access to the resource is denied".into(),
+            _ => format!("unexpected HTTP status: {st}"),
+        });
         let kind = match st {
             StatusCode::NOT_FOUND => DistributionErrorKind::NotFound,
             StatusCode::UNAUTHORIZED => DistributionErrorKind::Unauthorized,

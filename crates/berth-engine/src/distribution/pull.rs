@@ -384,9 +384,26 @@ async fn pull_one(eng: Arc<Engine>, r: &Reference, sess: &Session, opts: &PullOp
         for l in &manifest.layers {
             pins.pin(&l.digest);
         }
+        // Layers unpacked for another image (same chain) are reused as they are, even when
+        // that image holds them in another blob (imported, or compressed differently).
+        let mut local: HashMap<Digest, LayerRecord> = HashMap::new();
+        for img in eng.list_images()? {
+            for l in img.layers {
+                if eng.content.exists(&l.blob) {
+                    local.entry(l.chain_id.clone()).or_insert(l);
+                }
+            }
+        }
+        let mut reuse: Vec<Option<LayerRecord>> = Vec::new();
         // plan: announce every layer first, as Docker does
         for (i, l) in manifest.layers.iter().enumerate() {
-            let have = eng.content.exists(&l.digest) && eng.snapshots.get(&layer_key(&chains[i]))?.is_some();
+            let snap = eng.snapshots.get(&layer_key(&chains[i]))?.is_some();
+            let substitute = if snap && !eng.content.exists(&l.digest) { local.get(&chains[i]).cloned() } else { None };
+            let have = snap && (eng.content.exists(&l.digest) || substitute.is_some());
+            if let Some(s) = &substitute {
+                pins.pin(&s.blob);
+            }
+            reuse.push(substitute);
             (sink)(Progress::layer(l.digest.short(), if have { "Already exists" } else { "Pulling fs layer" }));
         }
         let n = super::client::options().max_concurrent_downloads.max(1);
@@ -401,7 +418,16 @@ async fn pull_one(eng: Arc<Engine>, r: &Reference, sess: &Session, opts: &PullOp
                 parent: if i == 0 { None } else { Some(chains[i - 1].clone()) },
             })
             .collect();
-        let jobs = jobs.into_iter().map(|job| fetch_layer(sess, eng.clone(), job, sink.clone()));
+        let jobs = jobs.into_iter().zip(reuse).map(|(job, substitute)| {
+            let eng = eng.clone();
+            let sink = sink.clone();
+            async move {
+                match substitute {
+                    Some(rec) => Ok(rec),
+                    None => fetch_layer(sess, eng, job, sink).await,
+                }
+            }
+        });
         let layers: Vec<LayerRecord> = futures::stream::iter(jobs).buffered(n).try_collect().await?;
         let mdigest = eng.content.write(&doc.bytes)?;
         pins.pin(&mdigest);
