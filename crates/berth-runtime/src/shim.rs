@@ -250,6 +250,60 @@ fn with_clean_signals<T>(f: impl FnOnce() -> T) -> T {
     r
 }
 
+/// Run `f` (a libcontainer call) in a forked helper process and return its result.
+///
+/// libcontainer's code, allocations and descriptor juggling then never touch the long-lived
+/// shim, which keeps the shim's RSS small; the processes it starts (init, exec) are
+/// reparented to the shim, a child subreaper, when the helper exits.
+fn in_helper(f: impl FnOnce() -> Result<i32, ShimError>) -> Result<i32, ShimError> {
+    let (rd, wr) = pipe()?;
+    // SAFETY: the shim is single-threaded, so the child may run arbitrary code; it leaves
+    // through _exit and never returns into the shim's loop.
+    match unsafe { nix::unistd::fork() }.map_err(nixe("fork"))? {
+        nix::unistd::ForkResult::Child => {
+            drop(rd);
+            let res = with_clean_signals(f);
+            let msg = match &res {
+                Ok(pid) => serde_json::json!({ "pid": pid }),
+                Err(e) => serde_json::json!({ "error": e.to_string(), "reason": match e {
+                    ShimError::Start { reason, .. } => *reason,
+                    ShimError::Io(..) => StartFailure::Other,
+                }}),
+            };
+            let mut w = std::fs::File::from(wr);
+            let _ = w.write_all(format!("{msg}\n").as_bytes());
+            drop(w);
+            // SAFETY: _exit ends the helper without running the shim's destructors.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(wr);
+            // One line, not EOF: the processes the helper started hold copies of the write
+            // end until they exec.
+            let mut out = String::new();
+            let _ = std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(std::fs::File::from(rd)),
+                &mut out,
+            );
+            loop {
+                match waitpid(child, Some(WaitPidFlag::__WALL)) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    _ => break,
+                }
+            }
+            let v: serde_json::Value = serde_json::from_str(&out)
+                .map_err(|_| ShimError::other("runtime helper died"))?;
+            if let Some(pid) = v["pid"].as_i64() {
+                return Ok(pid as i32);
+            }
+            Err(ShimError::Start {
+                message: v["error"].as_str().unwrap_or("runtime helper failed").to_string(),
+                reason: serde_json::from_value(v["reason"].clone()).unwrap_or(StartFailure::Other),
+            })
+        }
+    }
+}
+
 /// Unmount `path` and anything stacked on it (lazy detach), ignoring "not mounted".
 pub(crate) fn unmount_all(path: &Path) {
     for _ in 0..16 {
@@ -632,25 +686,28 @@ impl Backend {
                 use libcontainer::container::builder::ContainerBuilder;
                 use libcontainer::syscall::syscall::SyscallType;
                 std::fs::create_dir_all(root).map_err(ioe(root.display()))?;
-                let mut b = ContainerBuilder::new(cfg.id.clone(), SyscallType::Linux)
-                    .with_root_path(root.clone())
-                    .map_err(|e| ShimError::other(e.to_string()))?;
-                if let Some((_, path)) = &stdio.console {
-                    b = b.with_console_socket(Some(path.clone()));
-                }
-                if let Some([i, o, e]) = stdio.child.take() {
-                    b = b.with_stdin(i).with_stdout(o).with_stderr(e);
-                }
-                let c = with_clean_signals(|| {
-                    b.as_init(state_dir)
+                let console = stdio.console.as_ref().map(|(_, p)| p.clone());
+                let child = stdio.child.take();
+                in_helper(move || {
+                    let mut b = ContainerBuilder::new(cfg.id.clone(), SyscallType::Linux)
+                        .with_root_path(root.clone())
+                        .map_err(|e| ShimError::other(e.to_string()))?;
+                    if let Some(path) = console {
+                        b = b.with_console_socket(Some(path));
+                    }
+                    if let Some([i, o, e]) = child {
+                        b = b.with_stdin(i).with_stdout(o).with_stderr(e);
+                    }
+                    let c = b
+                        .as_init(state_dir)
                         .with_systemd(false)
                         .with_detach(true)
                         .build()
+                        .map_err(|e| classify(e.to_string()))?;
+                    c.pid()
+                        .map(|p| p.as_raw())
+                        .ok_or_else(|| ShimError::other("runtime reported no pid"))
                 })
-                .map_err(|e| classify(e.to_string()))?;
-                c.pid()
-                    .map(|p| p.as_raw())
-                    .ok_or_else(|| ShimError::other("runtime reported no pid"))
             }
             Backend::External { bin, root } => {
                 let mut c = Self::runc(bin, root, state_dir);
@@ -682,11 +739,13 @@ impl Backend {
 
     fn start(&self, cfg: &ContainerConfig, state_dir: &Path) -> Result<(), ShimError> {
         match self {
-            Backend::Youki { root } => {
+            Backend::Youki { root } => in_helper(|| {
                 let mut c = libcontainer::container::Container::load(root.join(&cfg.id))
                     .map_err(|e| ShimError::other(e.to_string()))?;
-                c.start().map_err(|e| ShimError::other(e.to_string()))
-            }
+                c.start().map_err(|e| ShimError::other(e.to_string()))?;
+                Ok(0)
+            })
+            .map(|_| ()),
             Backend::External { bin, root } => {
                 let st = Self::runc(bin, root, state_dir)
                     .arg("start")
@@ -716,23 +775,26 @@ impl Backend {
             Backend::Youki { root } => {
                 use libcontainer::container::builder::ContainerBuilder;
                 use libcontainer::syscall::syscall::SyscallType;
-                let mut b = ContainerBuilder::new(cfg.id.clone(), SyscallType::Linux)
-                    .with_root_path(root.clone())
-                    .map_err(|e| ShimError::other(e.to_string()))?;
-                if let Some((_, path)) = &stdio.console {
-                    b = b.with_console_socket(Some(path.clone()));
-                }
-                if let Some([i, o, e]) = stdio.child.take() {
-                    b = b.with_stdin(i).with_stdout(o).with_stderr(e);
-                }
-                let pid = with_clean_signals(|| {
-                    b.as_tenant()
+                let console = stdio.console.as_ref().map(|(_, p)| p.clone());
+                let child = stdio.child.take();
+                in_helper(move || {
+                    let mut b = ContainerBuilder::new(cfg.id.clone(), SyscallType::Linux)
+                        .with_root_path(root.clone())
+                        .map_err(|e| ShimError::other(e.to_string()))?;
+                    if let Some(path) = console {
+                        b = b.with_console_socket(Some(path));
+                    }
+                    if let Some([i, o, e]) = child {
+                        b = b.with_stdin(i).with_stdout(o).with_stderr(e);
+                    }
+                    let pid = b
+                        .as_tenant()
                         .with_process(Some(process_json))
                         .with_detach(true)
                         .build()
+                        .map_err(|e| classify(e.to_string()))?;
+                    Ok(pid.as_raw())
                 })
-                .map_err(|e| classify(e.to_string()))?;
-                Ok(pid.as_raw())
             }
             Backend::External { bin, root } => {
                 let pidfile = process_json.with_extension("pid");
