@@ -285,12 +285,7 @@ fn in_helper(f: impl FnOnce() -> Result<i32, ShimError>) -> Result<i32, ShimErro
                 &mut std::io::BufReader::new(std::fs::File::from(rd)),
                 &mut out,
             );
-            loop {
-                match waitpid(child, Some(WaitPidFlag::__WALL)) {
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    _ => break,
-                }
-            }
+            while let Err(nix::errno::Errno::EINTR) = waitpid(child, Some(WaitPidFlag::__WALL)) {}
             let v: serde_json::Value = serde_json::from_str(&out)
                 .map_err(|_| ShimError::other("runtime helper died"))?;
             if let Some(pid) = v["pid"].as_i64() {
