@@ -346,3 +346,41 @@ fn shim_survives_daemon_death_and_reconnects() {
     assert!(Shim::connect(&c.state_dir).expect("connect").is_none());
     let _ = wait_exit(&c);
 }
+
+#[test]
+fn external_runc_runtime() {
+    require_root!();
+    let runc = ["/usr/sbin/runc", "/usr/bin/runc"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let Some(runc) = runc else {
+        eprintln!("skipping: runc not installed");
+        return;
+    };
+    let mut c = TestContainer::new("runc", &["sh", "-c", "echo hi; read x; echo got:$x; exit 4"]);
+    c.cfg.runtime = Some(runc.into());
+    c.cfg.process.open_stdin = true;
+    create(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect("create");
+    let shim = connect(&c);
+    let mut s = shim.attach(true, true, true).expect("attach");
+    shim.start().expect("start");
+    let p = berth_runtime::ProcessConfig {
+        args: vec!["sh".into(), "-c".into(), "echo exec:$HOSTNAME".into()],
+        ..Default::default()
+    };
+    let (id, _, es) = shim.exec(&p, false).expect("exec");
+    let (out, _) = read_mux(es);
+    assert_eq!(out, "exec:testhost\n");
+    assert_eq!(shim.exec_wait(&id).expect("exec wait"), 0);
+    s.write_all(b"yes\n").expect("write");
+    s.shutdown(Shutdown::Write).expect("shutdown");
+    let (out, _) = read_mux(s);
+    assert_eq!(out, "hi\ngot:yes\n");
+    assert_eq!(shim.wait().expect("wait").exit_code, 4);
+    assert_eq!(c.logs(), "hi\ngot:yes\n");
+
+    let mut c = TestContainer::new("runc-nosuch", &["nosuch"]);
+    c.cfg.runtime = Some(runc.into());
+    let err = start(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect_err("not found");
+    assert_eq!(err.kind(), RuntimeErrorKind::CommandNotFound);
+}
