@@ -155,6 +155,9 @@ enum Fault {
     Flip(u64),
     /// Blob responses stop after 1000 body bytes and the connection stays open.
     Stall,
+    /// A Bearer-token registry: `/token` (Basic `bob:pw`) issues a token every other request
+    /// must carry; the proxy strips it before forwarding.
+    Token,
 }
 
 struct Proxy {
@@ -164,6 +167,8 @@ struct Proxy {
     body_bytes: Arc<AtomicU64>,
     blob_gets: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
+    /// Token requests served (Fault::Token).
+    tokens: Arc<AtomicU32>,
 }
 
 impl Proxy {
@@ -176,8 +181,10 @@ impl Proxy {
             body_bytes: Arc::new(AtomicU64::new(0)),
             blob_gets: Arc::new(AtomicU32::new(0)),
             stop: Arc::new(AtomicBool::new(false)),
+            tokens: Arc::new(AtomicU32::new(0)),
         };
         let (fault, bytes, gets, stop) = (p.fault.clone(), p.body_bytes.clone(), p.blob_gets.clone(), p.stop.clone());
+        let tokens = p.tokens.clone();
         let cut_done = Arc::new(AtomicBool::new(false));
         std::thread::spawn(move || {
             for c in l.incoming() {
@@ -185,9 +192,9 @@ impl Proxy {
                     break;
                 }
                 let Ok(c) = c else { continue };
-                let (fault, bytes, gets, stop, cut_done) = (fault.clone(), bytes.clone(), gets.clone(), stop.clone(), cut_done.clone());
+                let (fault, bytes, gets, stop, cut_done, tokens) = (fault.clone(), bytes.clone(), gets.clone(), stop.clone(), cut_done.clone(), tokens.clone());
                 std::thread::spawn(move || {
-                    let _ = proxy_conn(c, upstream, fault, bytes, gets, stop, cut_done);
+                    let _ = proxy_conn(c, upstream, port, fault, bytes, gets, stop, cut_done, tokens);
                 });
             }
         });
@@ -208,14 +215,17 @@ impl Drop for Proxy {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn proxy_conn(
     mut c: TcpStream,
     upstream: u16,
+    own_port: u16,
     fault: Arc<Mutex<Fault>>,
     bytes: Arc<AtomicU64>,
     gets: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
     cut_done: Arc<AtomicBool>,
+    tokens: Arc<AtomicU32>,
 ) -> std::io::Result<()> {
     let mut head = Vec::new();
     let mut buf = [0u8; 16384];
@@ -238,16 +248,43 @@ fn proxy_conn(
     let mut lines = text.split("\r\n");
     let first = lines.next().unwrap_or("").to_string();
     let is_blob = first.starts_with("GET ") && first.contains("/blobs/sha256:");
+    let f = *fault.lock().unwrap();
     let mut out = format!("{first}\r\n");
+    let mut authz = String::new();
     for l in lines {
-        if l.is_empty() || l.to_ascii_lowercase().starts_with("connection:") {
+        let lower = l.to_ascii_lowercase();
+        if lower.starts_with("authorization:") {
+            authz = l["authorization:".len()..].trim().to_string();
+            if f == Fault::Token {
+                continue;
+            }
+        }
+        if l.is_empty() || lower.starts_with("connection:") {
             continue;
         }
         out.push_str(l);
         out.push_str("\r\n");
     }
     out.push_str("Connection: close\r\n\r\n");
-    let f = *fault.lock().unwrap();
+    if f == Fault::Token {
+        use base64::Engine as _;
+        let path = first.split_whitespace().nth(1).unwrap_or("");
+        let reply = |c: &mut TcpStream, status: &str, extra: &str, body: &str| {
+            c.write_all(format!("HTTP/1.1 {status}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes())
+        };
+        if path.starts_with("/token") {
+            let good = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("bob:pw"));
+            if authz != good {
+                return reply(&mut c, "401 Unauthorized", "", r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#);
+            }
+            tokens.fetch_add(1, Ordering::SeqCst);
+            return reply(&mut c, "200 OK", "", r#"{"token":"tok-granted","expires_in":300}"#);
+        }
+        if authz != "Bearer tok-granted" {
+            let ch = format!("WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{own_port}/token\",service=\"test-registry\"\r\n");
+            return reply(&mut c, "401 Unauthorized", &ch, r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#);
+        }
+    }
     if is_blob {
         let n = gets.fetch_add(1, Ordering::SeqCst);
         let fail = match f {
@@ -805,4 +842,37 @@ fn concurrent_pulls_fetch_a_blob_once() {
     assert_eq!(image_id(&d, &r), id);
     let sent = proxy.body_bytes.load(Ordering::SeqCst);
     assert!(sent < 6 << 20, "the 4 MiB layer was fetched more than once ({sent} bytes)");
+}
+
+#[test]
+fn bearer_token_auth() {
+    init();
+    let reg = BerthRegistry::start("token");
+    let proxy = Proxy::start(reg.port, Fault::Token);
+    let d = Daemon::start("dist-token");
+    let cfg = d.dir.join("docker-config");
+    let run = |args: &[&str], stdin: &[u8]| -> Out {
+        let mut c = d.cmd(args);
+        c.env("DOCKER_CONFIG", &cfg).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut ch = c.spawn().unwrap();
+        ch.stdin.take().unwrap().write_all(stdin).unwrap();
+        let o = ch.wait_with_output().unwrap();
+        Out { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }
+    };
+    let r = format!("{}/tok/busybox:1", proxy.host());
+    d.berth(&["tag", "busybox", &r]).ok();
+    let o = run(&["push", &r], b"");
+    assert_ne!(o.code, 0, "anonymous push accepted");
+    let o = run(&["login", "-u", "bob", "--password-stdin", &proxy.host()], b"nope\n");
+    assert_ne!(o.code, 0, "bad password accepted");
+    let o = run(&["login", "-u", "bob", "--password-stdin", &proxy.host()], b"pw\n");
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+    let o = run(&["push", &r], b"");
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+    d.berth(&["rmi", &r]).ok();
+    let before = proxy.tokens.load(Ordering::SeqCst);
+    let o = run(&["pull", &r], b"");
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+    let used = proxy.tokens.load(Ordering::SeqCst) - before;
+    assert!(used <= 1, "token not cached per scope: {used} token requests for one pull");
 }
