@@ -8,6 +8,7 @@ mod distribution;
 mod images;
 mod streams;
 mod system;
+mod volumes;
 
 pub use containers::human_duration as human_duration_pub;
 
@@ -121,8 +122,10 @@ fn router(state: AppState) -> Router {
         .route("/events", get(system::events))
         .route("/system/df", get(system::df))
         .route("/networks", get(system::networks))
-        .route("/volumes", get(system::volumes))
-        .route("/volumes/prune", post(system::volumes_prune))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route("/volumes/{name}", get(volumes::inspect).delete(volumes::remove))
         .route("/networks/prune", post(system::networks_prune))
         .route("/build", post(build::build))
         .route("/build/prune", post(build::prune))

@@ -273,7 +273,7 @@ pub async fn df(State(eng): State<AppState>) -> ApiResult {
             "LayersSize": layers_size,
             "Images": images,
             "Containers": containers,
-            "Volumes": [],
+            "Volumes": super::volumes::df_volumes(&e2)?,
             "BuildCache": e2.build_cache_usage(),
         }))
     })
@@ -292,14 +292,6 @@ pub async fn networks() -> ApiResult {
 
 fn hex_of(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-pub async fn volumes() -> ApiResult {
-    ok_json(&json!({"Volumes": [], "Warnings": null}))
-}
-
-pub async fn volumes_prune() -> ApiResult {
-    ok_json(&json!({"VolumesDeleted": null, "SpaceReclaimed": 0}))
 }
 
 pub async fn networks_prune() -> ApiResult {

@@ -480,6 +480,7 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<()> {
     let v = c.get("/system/df").await?;
     let images = v["Images"].as_array().cloned().unwrap_or_default();
     let containers = v["Containers"].as_array().cloned().unwrap_or_default();
+    let vols = v["Volumes"].as_array().cloned().unwrap_or_default();
     let img_total: f64 = v["LayersSize"].as_f64().unwrap_or(0.0);
     let active_imgs = images.iter().filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0).count();
     let img_reclaim: f64 = images.iter().filter(|i| i["Containers"].as_i64().unwrap_or(0) == 0).map(|i| i["Size"].as_f64().unwrap_or(0.0)).sum::<f64>().min(img_total);
@@ -490,7 +491,7 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<()> {
     let rows_v = vec![
         json!({"Type": "Images", "TotalCount": images.len().to_string(), "Active": active_imgs.to_string(), "Size": format::human_size(img_total), "Reclaimable": format!("{}{}", format::human_size(img_reclaim), pct(img_reclaim, img_total))}),
         json!({"Type": "Containers", "TotalCount": containers.len().to_string(), "Active": active_c.to_string(), "Size": format::human_size(ctr_total), "Reclaimable": format!("{}{}", format::human_size(ctr_reclaim), pct(ctr_reclaim, ctr_total))}),
-        json!({"Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
+        super::volumes::df_summary(&vols),
         json!({"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
     ];
     if let Some(f) = &a.format {
@@ -523,7 +524,7 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<()> {
         }
         print!("{}", format::table(&rows));
         println!("\nLocal Volumes space usage:\n");
-        print!("{}", format::table(&[vec!["VOLUME NAME".into(), "LINKS".into(), "SIZE".into()]]));
+        print!("{}", format::table(&super::volumes::df_rows(&vols)));
         println!("\nBuild cache usage: 0B\n");
         return Ok(());
     }

@@ -8,6 +8,7 @@ pub mod format;
 pub mod images;
 pub mod registry;
 pub mod run;
+pub mod volumes;
 
 use crate::client::Client;
 use anyhow::Result;
@@ -100,6 +101,9 @@ pub enum Command {
     /// Manage berth
     #[command(subcommand)]
     System(SystemCmd),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volumes::VolumeCmd),
     /// Display system-wide information
     Info(FormatArg),
     /// Show the berth version information
@@ -263,6 +267,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Logout(a) => registry::logout(a).await,
         Command::Search(a) => registry::search(&c().await?, a).await,
         Command::Image(ImageCmd::Prune(a)) => images::prune(&c().await?, a).await,
+        Command::Volume(v) => volumes::run(&c().await?, v).await,
         Command::System(SystemCmd::Df(a)) => images::df(&c().await?, a).await,
         Command::System(SystemCmd::Prune(a)) => images::system_prune(&c().await?, a).await,
         Command::Info(f) | Command::System(SystemCmd::Info(f)) => images::info(&c().await?, f).await,

@@ -118,6 +118,9 @@ pub struct RunArgs {
     /// Attach a filesystem mount to the container
     #[arg(long)]
     pub mount: Vec<String>,
+    /// Mount volumes from the specified container(s)
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
     /// Publish a container's port(s) to the host
     #[arg(short, long)]
     pub publish: Vec<String>,
@@ -293,10 +296,34 @@ fn env_arg(e: &str) -> String {
     }
 }
 
+/// `-v`: `/path` alone is an anonymous volume (`Config.Volumes`), the rest are `Binds`.
+fn split_volumes(vs: &[String]) -> Result<(serde_json::Map<String, Value>, Vec<String>)> {
+    let mut anon = serde_json::Map::new();
+    let mut binds = Vec::new();
+    for v in vs {
+        if v.is_empty() {
+            bail!("invalid empty volume spec");
+        }
+        if !v.contains(':') {
+            if !v.starts_with('/') {
+                bail!("invalid argument \"{v}\" for \"-v, --volume\" flag: invalid volume specification: '{v}'");
+            }
+            anon.insert(v.clone(), json!({}));
+        } else {
+            binds.push(v.clone());
+        }
+    }
+    Ok((anon, binds))
+}
+
 fn parse_mount(spec: &str) -> Result<Value> {
     let mut m = serde_json::Map::new();
     let mut typ = "volume".to_string();
     let mut tmpfs = serde_json::Map::new();
+    let mut vol_opts = serde_json::Map::new();
+    let mut driver_opts = serde_json::Map::new();
+    let mut vol_labels = serde_json::Map::new();
+    let mut driver_name: Option<String> = None;
     for kv in spec.split(',') {
         let (k, v) = kv.split_once('=').unwrap_or((kv, "true"));
         match k {
@@ -316,13 +343,39 @@ fn parse_mount(spec: &str) -> Result<Value> {
             "tmpfs-mode" => {
                 tmpfs.insert("Mode".into(), json!(i64::from_str_radix(v, 8).map_err(|_| anyhow!("invalid tmpfs-mode {v}"))?));
             }
-            "bind-propagation" | "consistency" | "volume-nocopy" | "volume-opt" | "volume-driver" | "volume-label" => {}
+            "volume-nocopy" => {
+                vol_opts.insert("NoCopy".into(), json!(v != "false" && v != "0"));
+            }
+            "volume-opt" => {
+                let (ok, ov) = v.split_once('=').ok_or_else(|| anyhow!("invalid argument \"{spec}\" for \"--mount\" flag: invalid volume-opt '{v}'"))?;
+                driver_opts.insert(ok.into(), json!(ov));
+            }
+            "volume-label" => {
+                let (lk, lv) = v.split_once('=').unwrap_or((v, ""));
+                vol_labels.insert(lk.into(), json!(lv));
+            }
+            "volume-driver" => {
+                driver_name = Some(v.to_string());
+            }
+            "bind-propagation" => {
+                m.insert("BindOptions".into(), json!({"Propagation": v}));
+            }
+            "consistency" => {}
             other => bail!("invalid argument \"{spec}\" for \"--mount\" flag: unexpected key '{other}' in '{kv}'"),
         }
     }
     m.insert("Type".into(), json!(typ));
     if !tmpfs.is_empty() {
         m.insert("TmpfsOptions".into(), Value::Object(tmpfs));
+    }
+    if !driver_opts.is_empty() || driver_name.is_some() {
+        vol_opts.insert("DriverConfig".into(), json!({"Name": driver_name.unwrap_or_default(), "Options": driver_opts}));
+    }
+    if !vol_labels.is_empty() {
+        vol_opts.insert("Labels".into(), Value::Object(vol_labels));
+    }
+    if !vol_opts.is_empty() {
+        m.insert("VolumeOptions".into(), Value::Object(vol_opts));
     }
     if !m.contains_key("Target") {
         bail!("invalid argument \"{spec}\" for \"--mount\" flag: target is required");
@@ -404,7 +457,9 @@ pub fn build_body(a: &RunArgs) -> Result<Value> {
     hc.insert("Privileged".into(), json!(a.privileged));
     hc.insert("ReadonlyRootfs".into(), json!(a.read_only));
     hc.insert("NetworkMode".into(), json!(a.network.clone().unwrap_or_else(|| "default".into())));
-    hc.insert("Binds".into(), json!(a.volume));
+    let (anon_volumes, binds) = split_volumes(&a.volume)?;
+    hc.insert("Binds".into(), json!(binds));
+    hc.insert("VolumesFrom".into(), json!(a.volumes_from));
     let mut tmpfs = serde_json::Map::new();
     for t in &a.tmpfs {
         let (p, o) = t.split_once(':').unwrap_or((t, ""));
@@ -491,6 +546,7 @@ pub fn build_body(a: &RunArgs) -> Result<Value> {
         "WorkingDir": a.workdir.clone().unwrap_or_default(),
         "Labels": labels,
         "ExposedPorts": exposed,
+        "Volumes": anon_volumes,
         "HostConfig": Value::Object(hc),
     });
     if let Some(ep) = &a.entrypoint {
