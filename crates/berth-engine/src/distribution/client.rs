@@ -362,20 +362,39 @@ pub enum Body {
 impl Session {
     /// Probe the registry (`GET /v2/`), picking HTTPS, or HTTP where allowed.
     pub async fn open(domain: &str, repo: &str, creds: Option<Credentials>, actions: &str) -> Result<Self> {
-        let opts = options();
         let host = api_host(domain).to_string();
+        Self::open_at(domain, &host, None, repo, creds, actions).await
+    }
+
+    /// A session on a Docker Hub mirror (`registry-mirrors`: `https://mirror.example`), read-only.
+    pub async fn open_mirror(mirror: &str, repo: &str) -> Result<Self> {
+        let url = reqwest::Url::parse(mirror).map_err(|e| DistributionError::new(DistributionErrorKind::InvalidInput, format!("invalid mirror {mirror:?}: {e}")))?;
+        let host = match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str().unwrap_or("")),
+            None => url.host_str().unwrap_or("").to_string(),
+        };
+        let scheme = url.scheme().to_string();
+        Self::open_at(crate::reference::DEFAULT_DOMAIN, &host, Some(scheme), repo, None, "pull").await
+    }
+
+    async fn open_at(domain: &str, host: &str, scheme: Option<String>, repo: &str, creds: Option<Credentials>, actions: &str) -> Result<Self> {
+        let opts = options();
+        let host = host.to_string();
         let listed = is_listed_insecure(opts, &host);
         let plain_ok = listed || is_loopback(&host);
         let mut last_err = None;
-        let candidates: Vec<(String, bool)> = {
-            let mut v = vec![(format!("https://{host}"), true)];
-            if listed {
-                v.push((format!("https://{host}"), false));
+        let candidates: Vec<(String, bool)> = match scheme.as_deref() {
+            Some("http") => vec![(format!("http://{host}"), true)],
+            _ => {
+                let mut v = vec![(format!("https://{host}"), true)];
+                if listed {
+                    v.push((format!("https://{host}"), false));
+                }
+                if plain_ok && scheme.is_none() {
+                    v.push((format!("http://{host}"), true));
+                }
+                v
             }
-            if plain_ok {
-                v.push((format!("http://{host}"), true));
-            }
-            v
         };
         for (base, verify) in candidates {
             let http = http_client(&host, verify)?;

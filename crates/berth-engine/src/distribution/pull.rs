@@ -301,6 +301,18 @@ pub async fn pull(eng: Arc<Engine>, reference: &str, opts: &PullOptions, sink: P
         return last.ok_or_else(|| DistributionError::new(DistributionErrorKind::NotFound, format!("no tags found for {}", r.familiar_name())));
     }
     let r = Reference::parse_tagged(reference)?;
+    if r.domain == crate::reference::DEFAULT_DOMAIN {
+        for m in &super::client::options().mirrors {
+            let res = match Session::open_mirror(m, &r.path).await {
+                Ok(sess) => pull_one(eng.clone(), &r, &sess, opts, &sink).await,
+                Err(e) => Err(e),
+            };
+            match res {
+                Ok(o) => return Ok(o),
+                Err(e) => tracing::info!(mirror = %m, "pull {}: mirror failed, trying the next source: {e}", r.familiar()),
+            }
+        }
+    }
     let sess = Session::open(&r.domain, &r.path, opts.creds.clone(), "pull").await.map_err(|e| e.context(format!("pull {}", r.familiar())))?;
     pull_one(eng, &r, &sess, opts, &sink).await
 }
