@@ -1709,6 +1709,7 @@ impl Shim {
             "cwd": cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps,
                              "inheritable": [], "ambient": []},
+            "rlimits": spec::rlimits(&self.cfg).map_err(|e| ShimError::other(e.to_string()))?,
         });
         if self.cfg.security_opt.no_new_privileges {
             process["noNewPrivileges"] = serde_json::json!(true);

@@ -923,6 +923,13 @@ pub fn spec_json(cfg: &ContainerConfig, user: &ResolvedUser) -> Result<Value, Sp
                 ) {
                     continue;
                 }
+                // Only real nodes directly in /dev (no /dev/stdin-style symlinks).
+                let is_link = std::fs::symlink_metadata(&p)
+                    .map(|m| m.file_type().is_symlink())
+                    .unwrap_or(true);
+                if is_link {
+                    continue;
+                }
                 if let Some(d) = device_node(&s, &s) {
                     devices.push(d);
                 }

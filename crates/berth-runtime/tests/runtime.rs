@@ -384,3 +384,34 @@ fn external_runc_runtime() {
     let err = start(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect_err("not found");
     assert_eq!(err.kind(), RuntimeErrorKind::CommandNotFound);
 }
+
+#[test]
+fn seccomp_default_and_privileged() {
+    require_root!();
+    let c = TestContainer::new(
+        "seccomp",
+        &["sh", "-c", "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; unshare -n true; cat /proc/kcore | head -c 1 | wc -c"],
+    );
+    run_to_exit(&c);
+    let log = c.logs();
+    assert!(log.contains("Seccomp:\t2"), "{log}");
+    assert!(log.contains("NoNewPrivs:\t0"), "{log}");
+    assert!(log.contains("Operation not permitted"), "{log}");
+    assert!(log.lines().any(|l| l == "0"), "masked /proc/kcore reads empty: {log}");
+
+    let mut c = TestContainer::new(
+        "privileged",
+        &["sh", "-c", "grep -E '^(Seccomp|CapEff):' /proc/self/status; ls /dev | grep -c ."],
+    );
+    c.cfg.privileged = true;
+    c.cfg.security_opt.no_new_privileges = true;
+    run_to_exit(&c);
+    let log = c.logs();
+    let host_bnd = std::fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string()))
+        .expect("CapBnd");
+    assert!(log.contains(&format!("CapEff:\t{host_bnd}")), "{log} vs {host_bnd}");
+    assert!(log.contains("Seccomp:\t0"), "{log}");
+}
