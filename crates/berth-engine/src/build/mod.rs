@@ -781,7 +781,7 @@ impl Builder<'_> {
                     let tree: &SourceTree = match &m.from {
                         None => &self.ctx,
                         Some(f) => {
-                            from_holder = self.from_tree(f)?;
+                            from_holder = self.stage_tree(f)?;
                             &from_holder.1
                         }
                     };
@@ -938,7 +938,7 @@ struct CopyPlan {
 
 impl Builder<'_> {
     /// Mounts the root filesystem of a stage or image read-only and opens it as a source tree.
-    fn from_tree(&self, from: &str) -> Result<(Option<exec::OverlayMount>, SourceTree), BuildError> {
+    fn stage_tree(&self, from: &str) -> Result<(Option<exec::OverlayMount>, SourceTree), BuildError> {
         let st = match self.df.resolve_from(self.df.stages.len(), from)? {
             SourceRef::Stage(i) => self
                 .results
@@ -966,10 +966,10 @@ impl Builder<'_> {
             Some(f) => {
                 // stage references resolve relative to the current stage
                 if let Ok(SourceRef::Stage(i)) = self.df.resolve_from(idx, f) {
-                    Some(self.from_tree(&i.to_string())?)
+                    Some(self.stage_tree(&i.to_string())?)
                 } else {
                     self.df.resolve_from(idx, f)?;
-                    Some(self.from_tree(f)?)
+                    Some(self.stage_tree(f)?)
                 }
             }
             None => None,

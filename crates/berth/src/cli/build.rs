@@ -263,7 +263,6 @@ pub async fn build(c: &Client, a: BuildArgs) -> Result<()> {
                     let h = berth_archive::Header { name: df_name.into_bytes(), mode: 0o644, size: df_text.len() as u64, ..Default::default() };
                     let _ = tw.append(&h, &mut df_text.as_bytes());
                     // no finish: the context entries follow in the same stream
-                    drop(tw);
                 }
                 if let Err(e) = tar_context(&dir, &ignore, &keep, &mut w) {
                     eprintln!("error tarring the build context: {e:#}");
@@ -387,7 +386,7 @@ impl View {
 #[derive(clap::Subcommand, Debug)]
 pub enum BuilderCmd {
     /// Build an image from a Dockerfile
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Remove build cache
     Prune(PruneArgs),
 }
@@ -397,7 +396,7 @@ pub enum BuilderCmd {
 pub enum BuildxCmd {
     /// Start a build
     #[command(alias = "b")]
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Remove build cache
     Prune(PruneArgs),
 }

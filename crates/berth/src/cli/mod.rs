@@ -272,7 +272,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::System(SystemCmd::Prune(a)) => images::system_prune(&c().await?, a).await,
         Command::Info(f) | Command::System(SystemCmd::Info(f)) => images::info(&c().await?, f).await,
         Command::Version(f) => images::version(host.as_deref(), f).await,
-        Command::Build(a) | Command::Image(ImageCmd::Build(a)) | Command::Builder(build::BuilderCmd::Build(a)) | Command::Buildx(build::BuildxCmd::Build(a)) => build::build(&c().await?, a).await,
+        Command::Build(a) | Command::Image(ImageCmd::Build(a)) => build::build(&c().await?, a).await,
+        Command::Builder(build::BuilderCmd::Build(a)) | Command::Buildx(build::BuildxCmd::Build(a)) => build::build(&c().await?, *a).await,
         Command::Builder(build::BuilderCmd::Prune(a)) | Command::Buildx(build::BuildxCmd::Prune(a)) => build::prune(&c().await?, a).await,
         Command::Events(a) | Command::System(SystemCmd::Events(a)) => containers::events(&c().await?, a).await,
     }
