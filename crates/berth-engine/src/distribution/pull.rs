@@ -668,34 +668,23 @@ async fn produce(
     Ok(())
 }
 
-/// The worker's byte source: the ingest's existing prefix, then chunks from the network
-/// (appended to the ingest as they pass). At the end the ingest is verified and committed; a
-/// failure becomes a read error.
-struct Source<'a> {
-    replay: Option<std::io::Take<std::fs::File>>,
-    rx: tokio::sync::mpsc::Receiver<Chunk>,
+/// The unpacker's byte source: chunks forwarded by the verifier thread. It ends only after
+/// the verifier has checked the blob's digest and size (and committed it); any failure
+/// becomes a read error.
+struct Source {
+    rx: std::sync::mpsc::Receiver<Chunk>,
     pending: Bytes,
-    ingest: Option<Ingest>,
-    eng: &'a Engine,
-    size: u64,
     done: bool,
-    failed: Option<DistributionError>,
+    failed: Option<String>,
 }
 
-impl Read for Source<'_> {
+impl Read for Source {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if let Some(e) = &self.failed {
-            return Err(std::io::Error::other(e.message().to_string()));
+            return Err(std::io::Error::other(e.clone()));
         }
         if buf.is_empty() {
             return Ok(0);
-        }
-        if let Some(r) = &mut self.replay {
-            let n = r.read(buf)?;
-            if n > 0 {
-                return Ok(n);
-            }
-            self.replay = None;
         }
         loop {
             if !self.pending.is_empty() {
@@ -707,38 +696,71 @@ impl Read for Source<'_> {
             if self.done {
                 return Ok(0);
             }
-            match self.rx.blocking_recv() {
-                Some(Chunk::Data(b)) => {
-                    if let Some(ing) = &mut self.ingest {
-                        ing.append(&b)?;
-                    }
-                    self.pending = b;
-                }
-                Some(Chunk::End) => {
-                    self.done = true;
-                    if let Some(ing) = self.ingest.take() {
-                        if let Err(e) = ing.commit(&self.eng.content, self.size) {
-                            let msg = e.message().to_string();
-                            self.failed = Some(e);
-                            return Err(std::io::Error::other(msg));
-                        }
-                    }
-                    return Ok(0);
-                }
-                Some(Chunk::Fail(msg, discard)) => {
-                    if discard {
-                        if let Some(ing) = self.ingest.take() {
-                            ing.discard();
-                        }
-                    }
-                    self.failed = Some(DistributionError::unavailable(msg.clone()));
+            match self.rx.recv() {
+                Ok(Chunk::Data(b)) => self.pending = b,
+                Ok(Chunk::End) => self.done = true,
+                Ok(Chunk::Fail(msg, _)) => {
+                    self.failed = Some(msg.clone());
                     return Err(std::io::Error::other(msg));
                 }
-                None => {
-                    let e = DistributionError::unavailable("download aborted");
-                    self.failed = Some(e);
+                Err(_) => {
+                    self.failed = Some("download aborted".into());
                     return Err(std::io::Error::other("download aborted"));
                 }
+            }
+        }
+    }
+}
+
+/// The verifier: replays the ingest's existing prefix, then appends network chunks to the
+/// ingest (hashing them) and forwards every chunk to the unpacker; at the end it verifies and
+/// commits the blob and tells the unpacker whether the stream is good. It keeps going when
+/// the unpacker stops early, so corrupt transfers are told apart from bad layers.
+fn verify(
+    eng: &Engine,
+    mut ing: Ingest,
+    replay: std::fs::File,
+    size: u64,
+    mut rx: tokio::sync::mpsc::Receiver<Chunk>,
+    tx: std::sync::mpsc::SyncSender<Chunk>,
+) -> Result<()> {
+    let mut replay = replay.take(ing.len());
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = replay.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let _ = tx.send(Chunk::Data(Bytes::copy_from_slice(&buf[..n])));
+    }
+    loop {
+        match rx.blocking_recv() {
+            Some(Chunk::Data(b)) => {
+                ing.append(&b)?;
+                let _ = tx.send(Chunk::Data(b));
+            }
+            Some(Chunk::End) => {
+                return match ing.commit(&eng.content, size) {
+                    Ok(()) => {
+                        let _ = tx.send(Chunk::End);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Chunk::Fail(e.message().to_string(), true));
+                        Err(e)
+                    }
+                };
+            }
+            Some(Chunk::Fail(msg, discard)) => {
+                if discard {
+                    ing.discard();
+                }
+                let _ = tx.send(Chunk::Fail(msg.clone(), discard));
+                return Err(DistributionError::unavailable(msg));
+            }
+            None => {
+                let _ = tx.send(Chunk::Fail("download aborted".into(), false));
+                return Err(DistributionError::unavailable("download aborted"));
             }
         }
     }
@@ -757,53 +779,41 @@ fn consume(
     off_tx: tokio::sync::oneshot::Sender<u64>,
 ) -> Result<()> {
     let (ing, replay) = Ingest::open(ingest_dir, &desc.digest, desc.size)?;
-    let have = ing.len();
-    let _ = off_tx.send(have);
-    let mut src = Source { replay: Some(replay.take(have)), rx, pending: Bytes::new(), ingest: Some(ing), eng, size: desc.size, done: false, failed: None };
-    let mut ran = false;
-    let res = if unpack {
-        eng.snapshots.create_layer(key, parent_key, |dir| {
-            ran = true;
-            let rd = berth_archive::decompress(&mut src, MAX_LAYER_BYTES)?;
-            let mut dr = berth_archive::DigestReader::new(rd);
-            let opts = berth_archive::ApplyOptions { whiteouts: berth_archive::WhiteoutMode::Overlay, ..Default::default() };
-            let stats = berth_archive::apply_layer(dir, &mut dr, &opts)?;
-            std::io::copy(&mut dr, &mut std::io::sink())?;
-            let got = dr.digest();
-            drop(dr);
-            // the rest of the blob (compression trailer, padding) must arrive and verify too
-            std::io::copy(&mut src, &mut std::io::sink())?;
-            if got != diff.as_str() {
-                return Err(crate::EngineError::invalid(format!(
-                    "layer {}: diff id mismatch: config says {diff}, content is {got}",
-                    desc.digest
-                )));
-            }
-            Ok(stats.bytes)
-        })
-    } else {
-        Ok(())
-    };
-    if ran && res.is_err() && src.failed.is_none() && !src.done {
-        // The unpack failed: still finish and verify the blob, so bytes corrupted in transit
-        // (digest mismatch: the ingest is discarded) are told apart from a bad layer.
+    let _ = off_tx.send(ing.len());
+    let (utx, urx) = std::sync::mpsc::sync_channel::<Chunk>(64);
+    std::thread::scope(|scope| {
+        let verifier = scope.spawn(move || verify(eng, ing, replay, desc.size, rx, utx));
+        let mut src = Source { rx: urx, pending: Bytes::new(), done: false, failed: None };
+        let res = if unpack {
+            eng.snapshots.create_layer(key, parent_key, |dir| {
+                let rd = berth_archive::decompress(&mut src, MAX_LAYER_BYTES)?;
+                let mut dr = berth_archive::DigestReader::new(rd);
+                let opts = berth_archive::ApplyOptions { whiteouts: berth_archive::WhiteoutMode::Overlay, ..Default::default() };
+                let stats = berth_archive::apply_layer(dir, &mut dr, &opts)?;
+                std::io::copy(&mut dr, &mut std::io::sink())?;
+                let got = dr.digest();
+                drop(dr);
+                // the rest of the blob (compression trailer, padding) must arrive and verify too
+                std::io::copy(&mut src, &mut std::io::sink())?;
+                if got != diff.as_str() {
+                    return Err(crate::EngineError::invalid(format!(
+                        "layer {}: diff id mismatch: config says {diff}, content is {got}",
+                        desc.digest
+                    )));
+                }
+                Ok(stats.bytes)
+            })
+        } else {
+            Ok(())
+        };
+        // (a snapshot made meanwhile by someone else means `fill` did not run: drain)
         let _ = std::io::copy(&mut src, &mut std::io::sink());
-    }
-    if !ran {
-        let drained = std::io::copy(&mut src, &mut std::io::sink());
-        if let Some(e) = src.failed.take() {
-            return Err(e);
-        }
-        drained?;
-    }
-    if let Some(e) = src.failed.take() {
-        return Err(e);
-    }
-    res?;
-    if !src.done {
-        return Err(DistributionError::internal("layer stream ended early"));
-    }
-    Ok(())
+        drop(src);
+        let verified = verifier.join().map_err(|_| DistributionError::internal("layer verifier panicked"))?;
+        verified?;
+        res?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]
