@@ -876,3 +876,27 @@ fn bearer_token_auth() {
     let used = proxy.tokens.load(Ordering::SeqCst) - before;
     assert!(used <= 1, "token not cached per scope: {used} token requests for one pull");
 }
+
+#[test]
+fn client_disconnect_does_not_cancel_the_pull() {
+    init();
+    let d = Daemon::start("dist-detach");
+    let (reg, id) = big_image(&d, "detach", 8);
+    let proxy = Proxy::start(reg.port, Fault::Throttle(2 << 20));
+    let r = format!("{}/detach/big:v1", proxy.host());
+    let mut child = d.cmd(&["pull", &r]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while ingest_files(&d).iter().map(|(_, l)| *l).max().unwrap_or(0) < 1 << 20 {
+        assert!(Instant::now() < deadline, "download did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill(); // Ctrl-C on the client
+    let _ = child.wait();
+    proxy.set(Fault::None);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while d.berth(&["inspect", &r]).code != 0 {
+        assert!(Instant::now() < deadline, "the pull did not finish detached");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(image_id(&d, &r), id);
+}
