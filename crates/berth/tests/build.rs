@@ -1,0 +1,408 @@
+//! `berth build` end to end: a private daemon per test with busybox imported, contexts in
+//! temporary directories, and checks on the built image's config and files.
+//!
+//! Run as root: `cargo test -p berth --test build`.
+
+mod common;
+
+use common::{Daemon, Out};
+use std::path::{Path, PathBuf};
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+macro_rules! need_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipping: needs root");
+            return;
+        }
+    };
+}
+
+/// A build context directory removed on drop.
+struct Ctx(PathBuf);
+
+impl Ctx {
+    fn new(name: &str, files: &[(&str, &str)]) -> Ctx {
+        let p = PathBuf::from(format!("/tmp/berth-bctx-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        let c = Ctx(p);
+        for (f, body) in files {
+            c.write(f, body);
+        }
+        c
+    }
+    fn write(&self, f: &str, body: &str) {
+        let path = self.0.join(f);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn build(d: &Daemon, ctx: &Ctx, extra: &[&str]) -> Out {
+    let mut args = vec!["build", "--progress", "plain"];
+    args.extend_from_slice(extra);
+    args.push(ctx.path());
+    d.berth(&args)
+}
+
+fn inspect(d: &Daemon, image: &str, fmt: &str) -> String {
+    d.berth(&["image", "inspect", image, "--format", fmt]).ok().stdout.trim().to_string()
+}
+
+/// Output of a container of `image`. `berth run` has been seen to lose all output of a
+/// short-lived container under heavy load (an attach race outside the builder), so an empty
+/// answer is retried a couple of times; every command used here prints something.
+fn run(d: &Daemon, image: &str, cmd: &[&str]) -> String {
+    let mut args = vec!["run", "--rm", "--network", "none", image];
+    args.extend_from_slice(cmd);
+    for _ in 0..3 {
+        let out = d.berth(&args).ok().stdout;
+        if !out.is_empty() {
+            return out;
+        }
+    }
+    String::new()
+}
+
+fn cached(o: &Out) -> usize {
+    o.stdout.matches(" ---> Using cache").count()
+}
+
+#[test]
+fn every_instruction() {
+    need_root!();
+    let d = Daemon::start("b-every");
+    let ctx = Ctx::new(
+        "every",
+        &[
+            (
+                "Dockerfile",
+                r#"# syntax=docker/dockerfile:1
+FROM busybox AS base
+LABEL maintainer.name="berth" version=1
+MAINTAINER someone@example.com
+ENV APP_HOME=/srv/app PATH=/usr/local/bin:/usr/bin:/bin
+ARG GREETING=hello
+WORKDIR $APP_HOME
+COPY --chown=33:33 --chmod=640 a.txt ./
+ADD b.tar.gz /unpacked/
+COPY <<EOF /etc/inline.conf
+greeting=${GREETING}
+EOF
+RUN echo "$GREETING from $APP_HOME" > /run.txt
+RUN <<EOT
+echo heredoc > /heredoc.txt
+EOT
+SHELL ["/bin/sh", "-ec"]
+RUN echo shell-form > /shell.txt
+EXPOSE 8080 53/udp
+VOLUME ["/data"]
+USER www-data
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=5s --retries=2 CMD true
+ONBUILD RUN echo child
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat /run.txt"]
+"#,
+            ),
+            ("a.txt", "A\n"),
+        ],
+    );
+    // a gzip tar for ADD to unpack
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("cd {0} && mkdir -p t/sub && echo inner > t/sub/f && tar -C t -czf b.tar.gz . && rm -rf t", ctx.path()))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    build(&d, &ctx, &["-t", "every:1"]).ok();
+    assert_eq!(inspect(&d, "every:1", "{{json .Config.Cmd}}"), r#"["cat /run.txt"]"#);
+    assert_eq!(inspect(&d, "every:1", "{{json .Config.Entrypoint}}"), r#"["/bin/sh","-c"]"#);
+    assert_eq!(inspect(&d, "every:1", "{{.Config.WorkingDir}}"), "/srv/app");
+    assert_eq!(inspect(&d, "every:1", "{{.Config.User}}"), "www-data");
+    assert_eq!(inspect(&d, "every:1", "{{.Config.StopSignal}}"), "SIGINT");
+    assert_eq!(inspect(&d, "every:1", "{{json .Config.Shell}}"), r#"["/bin/sh","-ec"]"#);
+    assert_eq!(inspect(&d, "every:1", "{{json .Config.OnBuild}}"), r#"["RUN echo child"]"#);
+    assert_eq!(inspect(&d, "every:1", "{{json .Config.ExposedPorts}}"), r#"{"53/udp":{},"8080/tcp":{}}"#);
+    assert_eq!(inspect(&d, "every:1", "{{json .Config.Volumes}}"), r#"{"/data":{}}"#);
+    assert_eq!(inspect(&d, "every:1", "{{index .Config.Labels \"version\"}}"), "1");
+    assert_eq!(inspect(&d, "every:1", "{{.Author}}"), "someone@example.com");
+    assert!(inspect(&d, "every:1", "{{json .Config.Healthcheck}}").contains(r#""Retries":2"#));
+    assert!(inspect(&d, "every:1", "{{json .Config.Env}}").contains("APP_HOME=/srv/app"));
+    let out = run(&d, "every:1", &["cat /run.txt /heredoc.txt /shell.txt /etc/inline.conf /unpacked/sub/f"]);
+    assert_eq!(out, "hello from /srv/app\nheredoc\nshell-form\ngreeting=hello\ninner\n");
+    let ls = run(&d, "every:1", &["ls -ln /srv/app/a.txt"]);
+    assert!(ls.starts_with("-rw-r-----") && ls.contains(" 33 ") , "{ls}");
+    // ONBUILD triggers run in a child build
+    let child = Ctx::new("every-child", &[("Dockerfile", "FROM every:1\n")]);
+    let o = build(&d, &child, &["-t", "child:1"]).ok();
+    assert!(o.stdout.contains("child\n"), "{}", o.stdout);
+    assert_eq!(inspect(&d, "child:1", "{{json .Config.OnBuild}}"), "null");
+}
+
+#[test]
+fn node_style_arg_before_from() {
+    need_root!();
+    let d = Daemon::start("b-node");
+    let ctx = Ctx::new(
+        "node",
+        &[
+            (
+                "Dockerfile",
+                "ARG BASE_VERSION=latest\nFROM busybox:${BASE_VERSION}\nWORKDIR /usr/src/app\nCOPY package*.json ./\nRUN wc -c package.json > deps.txt\nCOPY . .\nEXPOSE 3000\nCMD [\"sh\", \"server.sh\"]\n",
+            ),
+            ("package.json", "{\"name\":\"app\"}\n"),
+            ("package-lock.json", "{}\n"),
+            ("server.sh", "echo listening on 3000\n"),
+            (".dockerignore", "node_modules\n*.log\n"),
+            ("node_modules/x/index.js", "junk\n"),
+            ("debug.log", "junk\n"),
+        ],
+    );
+    build(&d, &ctx, &["-t", "node:1", "--build-arg", "BASE_VERSION=latest"]).ok();
+    assert_eq!(run(&d, "node:1", &[]), "listening on 3000\n");
+    let ls = run(&d, "node:1", &["ls", "-a", "/usr/src/app"]);
+    assert!(!ls.contains("node_modules") && !ls.contains("debug.log"), "{ls}");
+    assert!(ls.contains("package-lock.json") && ls.contains("deps.txt"), "{ls}");
+}
+
+#[test]
+fn multistage_target_and_copy_from() {
+    need_root!();
+    let d = Daemon::start("b-multi");
+    let ctx = Ctx::new(
+        "multi",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS build\nRUN mkdir /out && echo artifact > /out/app\n\nFROM busybox AS unused\nRUN exit 1\n\nFROM busybox AS test\nCOPY --from=build /out/app /app\nRUN grep artifact /app\n\nFROM scratch\nCOPY --from=build /out/ /\nCOPY --from=busybox /bin/busybox /bin/busybox\nCMD [\"/bin/busybox\", \"cat\", \"/app\"]\n",
+        )],
+    );
+    // the last stage does not need `unused` (which would fail) nor `test`
+    let o = build(&d, &ctx, &["-t", "multi:final"]).ok();
+    assert!(!o.stdout.contains("exit 1"), "{}", o.stdout);
+    assert_eq!(run(&d, "multi:final", &[]), "artifact\n");
+    let o = build(&d, &ctx, &["--target", "test", "-t", "multi:test"]).ok();
+    assert!(o.stdout.contains("grep artifact"), "{}", o.stdout);
+    let o = build(&d, &ctx, &["--target", "nosuch"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("nosuch"), "{}", o.stderr);
+}
+
+#[test]
+fn dockerignore_custom_file_wins() {
+    need_root!();
+    let d = Daemon::start("b-ignore");
+    let ctx = Ctx::new(
+        "ignore",
+        &[
+            ("build/app.Dockerfile", "FROM busybox\nCOPY . /ctx/\n"),
+            ("build/app.Dockerfile.dockerignore", "secret*\n!secret-ok\n**/*.tmp\n"),
+            (".dockerignore", "keep.txt\n"),
+            ("keep.txt", "k\n"),
+            ("secret-1", "s\n"),
+            ("secret-ok", "ok\n"),
+            ("deep/a/b.tmp", "t\n"),
+            ("deep/a/c.txt", "c\n"),
+        ],
+    );
+    build(&d, &ctx, &["-f", &format!("{}/build/app.Dockerfile", ctx.path()), "-t", "ign:1"]).ok();
+    let ls = run(&d, "ign:1", &["find", "/ctx", "-type", "f"]);
+    assert!(ls.contains("/ctx/keep.txt"), "{ls}");
+    assert!(ls.contains("/ctx/secret-ok"), "{ls}");
+    assert!(!ls.contains("secret-1"), "{ls}");
+    assert!(!ls.contains("b.tmp") && ls.contains("c.txt"), "{ls}");
+}
+
+#[test]
+fn cache_hits_and_partial_invalidation_and_restart() {
+    need_root!();
+    let mut d = Daemon::start("b-cache");
+    let ctx = Ctx::new(
+        "cache",
+        &[
+            ("Dockerfile", "FROM busybox\nRUN echo one > /1\nCOPY a.txt /a.txt\nRUN echo two > /2\nCOPY b.txt /b.txt\nRUN cat /b.txt > /3\n"),
+            ("a.txt", "a\n"),
+            ("b.txt", "b\n"),
+        ],
+    );
+    let first = build(&d, &ctx, &["-t", "c:1"]).ok();
+    assert_eq!(cached(&first), 0);
+    let id1 = inspect(&d, "c:1", "{{.Id}}");
+    let second = build(&d, &ctx, &["-t", "c:2"]).ok();
+    assert_eq!(cached(&second), 5, "{}", second.stdout);
+    assert_eq!(inspect(&d, "c:2", "{{.Id}}"), id1, "a fully cached rebuild gives the same image");
+    // touching a file without changing it keeps the cache (content, not mtime)
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    ctx.write("a.txt", "a\n");
+    assert_eq!(cached(&build(&d, &ctx, &[]).ok()), 5);
+    // changing b.txt re-runs from its COPY on
+    ctx.write("b.txt", "B\n");
+    let third = build(&d, &ctx, &["-t", "c:3"]).ok();
+    assert_eq!(cached(&third), 3, "{}", third.stdout);
+    assert_eq!(run(&d, "c:3", &["cat", "/3"]), "B\n");
+    // the cache survives a daemon restart
+    d.kill9();
+    d.spawn();
+    let fourth = build(&d, &ctx, &[]).ok();
+    assert_eq!(cached(&fourth), 5, "{}", fourth.stdout);
+    // --no-cache runs everything
+    assert_eq!(cached(&build(&d, &ctx, &["--no-cache"]).ok()), 0);
+    // df accounts for the cache, prune empties it
+    let df = d.berth(&["system", "df"]).ok().stdout;
+    assert!(df.contains("Build Cache"), "{df}");
+    d.berth(&["builder", "prune", "-f"]).ok();
+    let after = build(&d, &ctx, &[]).ok();
+    assert_eq!(cached(&after), 0, "{}", after.stdout);
+}
+
+#[test]
+fn run_failure_names_file_line_and_exit_code() {
+    need_root!();
+    let d = Daemon::start("b-fail");
+    let ctx = Ctx::new("fail", &[("Dockerfile", "FROM busybox\nRUN true\nRUN exit 3\n")]);
+    let o = build(&d, &ctx, &[]);
+    assert_eq!(o.code, 3, "{} {}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("Dockerfile:3: The command '/bin/sh -c exit 3' returned a non-zero code: 3"), "{}", o.stderr);
+    let ctx2 = Ctx::new("fail2", &[("Dockerfile", "FROM busybox\nRUNN true\n")]);
+    let o = build(&d, &ctx2, &[]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("Dockerfile:2:") && o.stderr.contains("RUNN"), "{}", o.stderr);
+}
+
+/// HARDENING A5 #43-44: hostile contexts give clear errors and touch nothing outside.
+#[test]
+fn hostile_inputs_are_refused_or_contained() {
+    need_root!();
+    let d = Daemon::start("b-hostile");
+    let pid = std::process::id();
+    let sentinel_dir = PathBuf::from(format!("/tmp/berth-sentinel-{pid}"));
+    let _ = std::fs::remove_dir_all(&sentinel_dir);
+    std::fs::create_dir_all(&sentinel_dir).unwrap();
+    std::fs::write(sentinel_dir.join("secret"), "TOP SECRET\n").unwrap();
+    struct Rm(PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _rm = Rm(sentinel_dir.clone());
+
+    // COPY ../x
+    let c1 = Ctx::new("h1", &[("Dockerfile", "FROM busybox\nCOPY ../x /x\n")]);
+    let o = build(&d, &c1, &[]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("Dockerfile:2: COPY failed: forbidden path outside the build context: ../x"), "{}", o.stderr);
+
+    // a symlink in the context pointing outside it resolves inside the context
+    let c2 = Ctx::new("h2", &[("Dockerfile", "FROM busybox\nCOPY link /got\n")]);
+    std::os::unix::fs::symlink(sentinel_dir.join("secret"), c2.0.join("link")).unwrap();
+    let o = build(&d, &c2, &["-t", "h2:1"]);
+    assert_ne!(o.code, 0, "{}", o.stdout);
+    assert!(o.stderr.contains("not found"), "{}", o.stderr);
+    // ... and inside a copied directory it stays a symlink, never followed
+    let c3 = Ctx::new("h3", &[("Dockerfile", "FROM busybox\nCOPY dir /dir\n"), ("dir/ok", "ok\n")]);
+    std::os::unix::fs::symlink(sentinel_dir.join("secret"), c3.0.join("dir/link")).unwrap();
+    build(&d, &c3, &["-t", "h3:1"]).ok();
+    let out = run(&d, "h3:1", &["sh", "-c", "readlink /dir/link; cat /dir/link || true"]);
+    assert!(out.contains(&format!("{}/secret", sentinel_dir.display())) && !out.contains("TOP SECRET"), "{out}");
+
+    // ADD of a tar with ../ and absolute entries stays inside the destination
+    let c4 = Ctx::new("h4", &[("Dockerfile", "FROM busybox\nADD evil.tar /dst/\n")]);
+    let tar = evil_tar(&sentinel_dir);
+    std::fs::write(c4.0.join("evil.tar"), tar).unwrap();
+    build(&d, &c4, &["-t", "h4:1"]).ok();
+    assert_eq!(std::fs::read_to_string(sentinel_dir.join("secret")).unwrap(), "TOP SECRET\n");
+    assert!(!sentinel_dir.join("pwned").exists());
+    let ls = run(&d, "h4:1", &["find", "/dst"]);
+    assert!(ls.contains("/dst/"), "{ls}");
+
+    // cache mount ids with ..
+    let c5 = Ctx::new("h5", &[("Dockerfile", "FROM busybox\nRUN --mount=type=cache,id=../../x,target=/c touch /c/pwned\n")]);
+    let o = build(&d, &c5, &[]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("Dockerfile:2:") && o.stderr.contains("cache mount id"), "{}", o.stderr);
+    // bind mount sources with ..
+    let c6 = Ctx::new("h6", &[("Dockerfile", "FROM busybox\nRUN --mount=type=bind,source=../../,target=/m ls /m\n")]);
+    let o = build(&d, &c6, &[]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("must not contain"), "{}", o.stderr);
+    assert!(!Path::new("/pwned").exists());
+}
+
+/// A tar whose entries try `../`, absolute paths and a symlink pointing outside.
+fn evil_tar(outside: &Path) -> Vec<u8> {
+    use berth_archive::{EntryType, Header, TarWriter};
+    let mut w = TarWriter::new(Vec::new());
+    let file = |name: &str, data: &[u8]| Header { name: name.as_bytes().to_vec(), mode: 0o644, size: data.len() as u64, ..Default::default() };
+    let up = format!("../../../../../../..{}/pwned", outside.display());
+    w.append(&file(&up, b"x"), &mut &b"x"[..]).unwrap();
+    let abs = format!("{}/secret", outside.display());
+    w.append(&file(&abs, b"overwritten"), &mut &b"overwritten"[..]).unwrap();
+    let link = Header {
+        name: b"esc".to_vec(),
+        entry_type: EntryType::Symlink,
+        link_name: outside.as_os_str().as_encoded_bytes().to_vec(),
+        mode: 0o777,
+        ..Default::default()
+    };
+    w.append(&link, &mut std::io::empty()).unwrap();
+    w.append(&file("esc/secret", b"via link"), &mut &b"via link"[..]).unwrap();
+    w.finish().unwrap()
+}
+
+#[test]
+fn context_from_stdin_and_quiet_iidfile() {
+    need_root!();
+    let d = Daemon::start("b-stdin");
+    let o = d.berth_stdin(&["build", "-q", "-t", "stdin:1", "-"], b"FROM busybox\nLABEL from=stdin\n").ok();
+    let id = o.stdout.trim().to_string();
+    assert!(id.starts_with("sha256:"), "{}", o.stdout);
+    assert_eq!(inspect(&d, "stdin:1", "{{.Id}}"), id);
+    let ctx = Ctx::new("iid", &[("Dockerfile", "FROM busybox\nENV X=1\n")]);
+    let iid = ctx.0.join("iid.txt");
+    build(&d, &ctx, &["--iidfile", iid.to_str().unwrap(), "-t", "iid:1"]).ok();
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), inspect(&d, "iid:1", "{{.Id}}"));
+    // the tar transport (what remote daemons get) builds the same image
+    let o = d
+        .cmd(&["build", "-q", ctx.path()])
+        .env("BERTH_BUILD_SEND_CONTEXT", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), inspect(&d, "iid:1", "{{.Id}}"));
+}
+
+/// The real Docker CLI (classic builder protocol) against berth.
+#[test]
+fn docker_cli_builds_against_berth() {
+    need_root!();
+    if !Path::new("/usr/bin/docker").exists() {
+        eprintln!("skipping: /usr/bin/docker is not installed");
+        return;
+    }
+    let d = Daemon::start("b-dcli");
+    let ctx = Ctx::new("dcli", &[("Dockerfile", "FROM busybox\nCOPY f /f\nRUN cat /f\nCMD [\"cat\", \"/f\"]\n"), ("f", "from docker cli\n")]);
+    let o = std::process::Command::new("/usr/bin/docker")
+        .env("DOCKER_BUILDKIT", "0")
+        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .args(["build", "-t", "dcli:1", ctx.path()])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out} {}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("Step 3/4 : RUN cat /f") && out.contains("Successfully tagged dcli:1"), "{out}");
+    assert_eq!(run(&d, "dcli:1", &[]), "from docker cli\n");
+}
