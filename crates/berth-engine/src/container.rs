@@ -68,6 +68,9 @@ pub struct ContainerRecord {
     pub exec_ids: Vec<String>,
     #[serde(default)]
     pub has_been_started: bool,
+    /// Network endpoints while running (persisted for reconcile after a crash).
+    #[serde(default)]
+    pub endpoints: Vec<(berth_network::EndpointSpec, berth_network::Endpoint)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -221,7 +224,15 @@ impl Engine {
         let icfg = self.image_config(&img)?.config.unwrap_or_default();
         let mut hc = body.host_config.clone().unwrap_or_default();
         validate_host_config(&hc)?;
-        let mut warnings = Vec::new();
+        let endpoints_cfg: std::collections::HashMap<String, serde_json::Value> = body
+            .networking_config
+            .as_ref()
+            .and_then(|n| n.endpoints_config.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::to_value(v).unwrap_or_default()))
+            .collect();
+        let warnings = Vec::new();
 
         // Merge the image's defaults into the container config, as Docker does.
         let mut cfg = ContainerConfig {
@@ -294,13 +305,6 @@ impl Engine {
         if hc.network_mode.as_deref().unwrap_or("").is_empty() {
             hc.network_mode = Some("bridge".into());
         }
-        if !matches!(hc.network_mode.as_deref(), Some("none" | "host")) {
-            warnings.push(format!(
-                "network {:?} is not available yet in this berth build; the container gets its own network namespace with loopback only",
-                hc.network_mode.as_deref().unwrap_or("")
-            ));
-        }
-
         let id = random_id();
         let name = match name {
             Some(n) if !n.is_empty() => {
@@ -342,6 +346,7 @@ impl Engine {
             manually_stopped: false,
             exec_ids: vec![],
             has_been_started: false,
+            endpoints: vec![],
         };
         // Reserve the name and write the record in one transaction (name conflicts are atomic).
         {
@@ -361,6 +366,7 @@ impl Engine {
             std::fs::create_dir_all(self.ctr_dir(&id))?;
             self.snapshots.prepare(&snapshot, img.top_chain().as_deref())?;
             self.prepare_volumes(&mut rec)?;
+            self.prepare_network(&mut rec, endpoints_cfg.clone())?;
             self.save(&rec)?;
             Ok(())
         })();
@@ -391,6 +397,10 @@ impl Engine {
 
     /// Build the runtime's view of a container.
     fn runtime_config(&self, rec: &ContainerRecord) -> Result<berth_runtime::ContainerConfig> {
+        self.runtime_config_net(rec, None)
+    }
+
+    fn runtime_config_net(&self, rec: &ContainerRecord, netmode: Option<berth_runtime::NetMode>) -> Result<berth_runtime::ContainerConfig> {
         use berth_runtime::*;
         let hc = &rec.host_config;
         let cfg = &rec.config;
@@ -398,7 +408,7 @@ impl Engine {
         let dir = self.ctr_dir(&rec.id);
         let hostname = cfg.hostname.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| rec.id[..12].to_string());
         let net_mode = hc.network_mode.clone().unwrap_or_default();
-        let network = if net_mode == "host" { NetMode::Host } else { NetMode::None };
+        let network = netmode.unwrap_or(if net_mode == "host" { NetMode::Host } else { NetMode::None });
         // /etc/hostname, /etc/hosts, /etc/resolv.conf
         let (hosts, resolv) = if net_mode == "host" {
             (
@@ -409,6 +419,7 @@ impl Engine {
             let mut h = String::from(
                 "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::\tip6-localnet\nff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
             );
+            h.push_str(&self.hosts_entries(rec, &hostname));
             for e in hc.extra_hosts.clone().unwrap_or_default() {
                 if let Some((n, ip)) = e.split_once(':') {
                     h.push_str(&format!("{ip}\t{n}\n"));
@@ -418,8 +429,13 @@ impl Engine {
             for d in hc.dns.clone().unwrap_or_default() {
                 r.push_str(&format!("nameserver {d}\n"));
             }
-            if r.is_empty() {
-                r = host_resolv_conf();
+            if let Some(user) = self.resolv_for(rec) {
+                r = user;
+            } else if r.is_empty() {
+                r = match self.net.as_ref() {
+                    Some(m) => m.resolv_conf(false),
+                    None => host_resolv_conf(),
+                };
             }
             (h, r)
         };
@@ -581,30 +597,41 @@ impl Engine {
     }
 
     fn start_locked(self: &Arc<Self>, rec: &mut ContainerRecord) -> Result<()> {
-        let cfg = self.runtime_config(rec).map_err(|e| {
-            rec.state.error = e.to_string();
-            let _ = self.save(rec);
-            e
-        })?;
+        let netmode = match self.setup_network(rec) {
+            Ok(m) => m,
+            Err(e) => {
+                rec.state.error = e.to_string();
+                let _ = self.save(rec);
+                return Err(e);
+            }
+        };
+        let cfg = match self.runtime_config_net(rec, Some(netmode)) {
+            Ok(c) => c,
+            Err(e) => {
+                self.teardown_network(rec);
+                rec.state.error = e.to_string();
+                let _ = self.save(rec);
+                return Err(e);
+            }
+        };
         let state_dir = self.state_dir(&rec.id);
         let _ = std::fs::remove_dir_all(&state_dir);
         std::fs::create_dir_all(&state_dir)?;
-        let gated = self.attach_pending_count(&rec.id) > 0;
-        let launched = if gated {
-            berth_runtime::create(&self.config.exe, &state_dir, &cfg).and_then(|st| {
+        // Always create, then start: attaches that arrived before the start connect in between
+        // (docker run attaches first), so no output is missed.
+        let launched = berth_runtime::create(&self.config.exe, &state_dir, &cfg).and_then(|st| {
+            if self.attach_pending_count(&rec.id) > 0 {
                 self.notify_state();
                 let deadline = std::time::Instant::now() + Duration::from_secs(5);
                 while self.attach_pending_count(&rec.id) > 0 && std::time::Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                let shim = berth_runtime::Shim::connect(&state_dir)?
-                    .ok_or_else(|| berth_runtime::RuntimeError::Shim("shim exited before start".into()))?;
-                shim.start()?;
-                Ok(st)
-            })
-        } else {
-            berth_runtime::start(&self.config.exe, &state_dir, &cfg)
-        };
+            }
+            let shim = berth_runtime::Shim::connect(&state_dir)?
+                .ok_or_else(|| berth_runtime::RuntimeError::Shim("shim exited before start".into()))?;
+            shim.start()?;
+            Ok(st)
+        });
         match launched {
             Ok(started) => {
                 rec.state = State {
@@ -634,6 +661,7 @@ impl Engine {
                 rec.state.error = msg.clone();
                 rec.state.exit_code = code;
                 rec.state.status = if rec.has_been_started { "exited".into() } else { "created".into() };
+                self.teardown_network(rec);
                 let _ = self.save(rec);
                 let _ = berth_runtime::cleanup(&state_dir, &cfg);
                 self.notify_state();
@@ -693,6 +721,7 @@ impl Engine {
             if let Ok(cfg) = self.runtime_config(&rec) {
                 let _ = berth_runtime::cleanup(&self.state_dir(id), &cfg);
             }
+            self.teardown_network(&mut rec);
             rec.state.running = false;
             rec.state.paused = false;
             rec.state.pid = 0;
@@ -752,6 +781,9 @@ impl Engine {
 
     /// Reconnect to the shims of containers that were running when the daemon stopped.
     pub fn restore(self: &Arc<Self>) {
+        if let Err(e) = self.restore_networks() {
+            tracing::error!("network reconcile failed: {e}");
+        }
         for rec in self.all_containers() {
             if !rec.state.running {
                 continue;
@@ -940,6 +972,8 @@ impl Engine {
         if let Ok(cfg) = self.runtime_config(&rec) {
             let _ = berth_runtime::cleanup(&self.state_dir(&rec.id), &cfg);
         }
+        let mut rec = rec;
+        self.teardown_network(&mut rec);
         self.purge_container(&rec)?;
         if let Err(e) = self.release_volumes(&rec, volumes || rec.host_config.auto_remove.unwrap_or(false)) {
             tracing::warn!(container = %rec.id, "releasing volumes: {e}");

@@ -28,6 +28,14 @@ pub struct EngineConfig {
     /// Named external OCI runtimes (`runc` → `/usr/sbin/runc`).
     pub runtimes: HashMap<String, PathBuf>,
     pub default_runtime: String,
+    /// Device name of the default `bridge` network.
+    pub bridge_name: String,
+    /// berth's own nftables table.
+    pub nft_table: String,
+    /// Address pools for automatic subnets (`--default-address-pool`).
+    pub default_pools: Vec<String>,
+    /// Pool prefix length for automatic subnets.
+    pub pool_size: u8,
 }
 
 impl EngineConfig {
@@ -47,6 +55,10 @@ impl EngineConfig {
             log_max_file: 3,
             runtimes,
             default_runtime: "berth".into(),
+            bridge_name: "berth0".into(),
+            nft_table: "berth".into(),
+            default_pools: vec![],
+            pool_size: 24,
         }
     }
 }
@@ -120,6 +132,9 @@ pub struct Engine {
     pub(crate) exit_codes: Mutex<HashMap<String, i64>>,
     /// Attach requests waiting for a container to start (`docker run` attaches before start).
     pub(crate) attach_pending: Mutex<HashMap<String, usize>>,
+    /// The kernel side of networking; `None` when it could not be set up (logged).
+    pub net: Option<berth_network::NetManager>,
+    pub(crate) net_lock: Mutex<()>,
     pub started: chrono::DateTime<chrono::Utc>,
 }
 
@@ -140,7 +155,30 @@ impl Engine {
         for (id, rec) in meta.list::<ContainerRecord>(CONTAINERS)? {
             containers.insert(id, Arc::new(Mutex::new(rec)));
         }
-        Ok(Arc::new(Self {
+        let net = {
+            let mut nc = berth_network::NetConfig {
+                bridge_name: config.bridge_name.clone(),
+                nft_table: config.nft_table.clone(),
+                netns_dir: config.exec_root.join("netns"),
+                pool_prefix_len: config.pool_size,
+                ..Default::default()
+            };
+            if !config.default_pools.is_empty() {
+                nc.default_pool = config
+                    .default_pools
+                    .iter()
+                    .map(|p| p.parse().map_err(|_| crate::error::EngineError::invalid(format!("invalid address pool {p}"))))
+                    .collect::<Result<Vec<_>>>()?;
+            }
+            match berth_network::NetManager::new(nc) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::error!("networking unavailable: {e}");
+                    None
+                }
+            }
+        };
+        let eng = Arc::new(Self {
             config,
             content,
             meta,
@@ -153,8 +191,17 @@ impl Engine {
             state_tx: tokio::sync::watch::channel(0).0,
             exit_codes: Mutex::new(HashMap::new()),
             attach_pending: Mutex::new(HashMap::new()),
+            net,
+            net_lock: Mutex::new(()),
             started: chrono::Utc::now(),
-        }))
+        });
+        eng.init_networks()?;
+        Ok(eng)
+    }
+
+    /// The per-container directory under the data root (hosts, resolv.conf, logs).
+    pub fn ctr_dir_pub(&self, id: &str) -> PathBuf {
+        self.config.data_root.join("containers").join(id)
     }
 
     /// Keep blobs alive across a GC while an operation uses them (a lease).

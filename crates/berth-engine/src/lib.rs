@@ -15,6 +15,7 @@ pub mod error;
 pub mod image;
 pub mod meta;
 pub mod names;
+pub mod network;
 pub mod reference;
 pub mod snapshot;
 pub mod transfer;

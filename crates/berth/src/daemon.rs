@@ -27,6 +27,15 @@ pub struct DaemonArgs {
     /// Parent cgroup for all containers
     #[arg(long = "cgroup-parent")]
     pub cgroup_parent: Option<String>,
+    /// Device name of the default bridge network
+    #[arg(short = 'b', long)]
+    pub bridge: Option<String>,
+    /// Name of berth's nftables table
+    #[arg(long = "nft-table")]
+    pub nft_table: Option<String>,
+    /// Default address pool for networks (base=172.30.0.0/16,size=24)
+    #[arg(long = "default-address-pool")]
+    pub default_address_pool: Vec<String>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -41,6 +50,8 @@ struct DaemonJson {
     cgroup_parent: Option<String>,
     runtimes: Option<std::collections::HashMap<String, serde_json::Value>>,
     log_opts: Option<std::collections::HashMap<String, String>>,
+    bridge: Option<String>,
+    default_address_pools: Option<Vec<serde_json::Value>>,
     #[serde(flatten)]
     _other: std::collections::HashMap<String, serde_json::Value>,
 }
@@ -69,22 +80,21 @@ pub fn spawn_background(sock: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write_pidfile(p: &Path) -> Result<()> {
-    if let Ok(s) = std::fs::read_to_string(p) {
-        if let Ok(pid) = s.trim().parse::<i32>() {
-            if pid != std::process::id() as i32 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() {
-                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                if comm.trim() == "berth" {
-                    bail!("pid file found, ensure berth is not running or delete {}", p.display());
-                }
-            }
-        }
-    }
+/// Write and lock the pid file: a second daemon on the same paths fails here, before it can
+/// touch the first one's socket or database.
+fn write_pidfile(p: &Path) -> Result<std::fs::File> {
+    use std::io::Write;
     if let Some(d) = p.parent() {
         std::fs::create_dir_all(d)?;
     }
-    std::fs::write(p, format!("{}\n", std::process::id()))?;
-    Ok(())
+    let mut f = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(p)?;
+    if nix::fcntl::Flock::lock(f.try_clone()?, nix::fcntl::FlockArg::LockExclusiveNonblock).map(std::mem::forget).is_err() {
+        let other = std::fs::read_to_string(p).unwrap_or_default();
+        bail!("pid file found, ensure berth is not running or delete {} (held by pid {})", p.display(), other.trim());
+    }
+    f.set_len(0)?;
+    writeln!(f, "{}", std::process::id())?;
+    Ok(f)
 }
 
 pub fn run(host: Option<String>, a: DaemonArgs) -> Result<()> {
@@ -115,6 +125,37 @@ pub fn run(host: Option<String>, a: DaemonArgs) -> Result<()> {
     if let Some(c) = a.cgroup_parent.clone().or(cfg.cgroup_parent.clone()) {
         ec.cgroup_parent = c;
     }
+    if let Some(b) = a.bridge.clone().or(cfg.bridge.clone()) {
+        if b == "none" {
+            bail!("--bridge none is not supported by berth");
+        }
+        ec.bridge_name = b;
+    }
+    if let Some(t) = a.nft_table.clone() {
+        ec.nft_table = t;
+    }
+    let mut pools: Vec<(String, Option<u8>)> = Vec::new();
+    for p in &a.default_address_pool {
+        let mut base = None;
+        let mut size = None;
+        for kv in p.split(',') {
+            match kv.split_once('=') {
+                Some(("base", v)) => base = Some(v.to_string()),
+                Some(("size", v)) => size = Some(v.parse::<u8>().context("invalid pool size")?),
+                _ => bail!("invalid --default-address-pool {p:?}: expected base=CIDR,size=N"),
+            }
+        }
+        pools.push((base.context("--default-address-pool needs base=")?, size));
+    }
+    for p in cfg.default_address_pools.clone().unwrap_or_default() {
+        if let Some(b) = p["base"].as_str() {
+            pools.push((b.to_string(), p["size"].as_u64().map(|s| s as u8)));
+        }
+    }
+    if let Some((_, Some(sz))) = pools.first() {
+        ec.pool_size = *sz;
+    }
+    ec.default_pools = pools.into_iter().map(|(b, _)| b).collect();
     for (name, v) in cfg.runtimes.unwrap_or_default() {
         if let Some(p) = v["path"].as_str() {
             ec.runtimes.insert(name, PathBuf::from(p));
@@ -129,10 +170,16 @@ pub fn run(host: Option<String>, a: DaemonArgs) -> Result<()> {
         }
     }
     std::fs::create_dir_all(&ec.exec_root)?;
-    write_pidfile(&pidfile)?;
+    let _pid_lock = write_pidfile(&pidfile)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(64).enable_all().build()?;
     let res = rt.block_on(async {
-        let engine = berth_engine::Engine::open(ec).context("opening the engine")?;
+        let engine = berth_engine::Engine::open(ec.clone()).map_err(|e| {
+            if e.to_string().contains("Cannot acquire lock") {
+                anyhow::anyhow!("another berth daemon is using {}", ec.data_root.display())
+            } else {
+                anyhow::anyhow!("opening the engine: {e}")
+            }
+        })?;
         engine.restore();
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "berth daemon started");
         let serve = crate::api::serve(engine.clone(), &sock);
@@ -143,7 +190,13 @@ pub fn run(host: Option<String>, a: DaemonArgs) -> Result<()> {
             _ = term.recv() => { tracing::info!("terminated; containers keep running"); Ok(()) }
         }
     });
+    if let Err(e) = &res {
+        eprintln!("berth daemon: {e:#}");
+    }
+    // We hold the pid file lock, so the socket and pid file are ours to remove.
     let _ = std::fs::remove_file(&sock);
     let _ = std::fs::remove_file(&pidfile);
-    res
+    // Don't wait for blocked helper threads (attach/wait calls to shims): exit now.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    std::process::exit(if res.is_ok() { 0 } else { 1 });
 }

@@ -70,12 +70,12 @@ pub fn summary(eng: &Engine, c: &ContainerRecord, size: bool) -> serde_json::Val
         "ImageID": c.image,
         "Command": cmd,
         "Created": unix(&c.created),
-        "Ports": [],
+        "Ports": eng.summary_ports(c),
         "Labels": c.config.labels.clone().unwrap_or_default(),
         "State": c.state.status,
         "Status": status_text(c),
         "HostConfig": {"NetworkMode": c.host_config.network_mode.clone().unwrap_or_default()},
-        "NetworkSettings": {"Networks": c.networks},
+        "NetworkSettings": {"Networks": eng.network_settings(c)["Networks"]},
         "Mounts": c.mounts,
     });
     if size {
@@ -253,12 +253,7 @@ pub fn inspect_json(eng: &Engine, c: &ContainerRecord, size: bool) -> serde_json
         "GraphDriver": graph,
         "Mounts": c.mounts,
         "Config": cfg,
-        "NetworkSettings": {
-            "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {},
-            "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "",
-            "Networks": c.networks,
-        },
+        "NetworkSettings": eng.network_settings(c),
     });
     if size {
         let s = summary(eng, c, true);

@@ -6,6 +6,7 @@ mod build;
 mod containers;
 mod distribution;
 mod images;
+mod networks;
 mod streams;
 mod system;
 mod volumes;
@@ -121,12 +122,16 @@ fn router(state: AppState) -> Router {
         .route("/info", get(system::info))
         .route("/events", get(system::events))
         .route("/system/df", get(system::df))
-        .route("/networks", get(system::networks))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/{id}", get(networks::inspect).delete(networks::remove))
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
         .route("/volumes", get(volumes::list))
         .route("/volumes/create", post(volumes::create))
         .route("/volumes/prune", post(volumes::prune))
         .route("/volumes/{name}", get(volumes::inspect).delete(volumes::remove))
-        .route("/networks/prune", post(system::networks_prune))
+        .route("/networks/prune", post(networks::prune))
         .route("/build", post(build::build))
         .route("/build/prune", post(build::prune))
         .route("/images/json", get(images::list))

@@ -281,23 +281,6 @@ pub async fn df(State(eng): State<AppState>) -> ApiResult {
     ok_json(&v)
 }
 
-pub async fn networks() -> ApiResult {
-    let mk = |name: &str, driver: &str| {
-        json!({"Name": name, "Id": format!("{:0>64}", hex_of(name)), "Created": "0001-01-01T00:00:00Z", "Scope": "local", "Driver": driver,
-               "EnableIPv6": false, "IPAM": {"Driver": "default", "Options": null, "Config": []}, "Internal": false, "Attachable": false,
-               "Ingress": false, "ConfigFrom": {"Network": ""}, "ConfigOnly": false, "Containers": {}, "Options": {}, "Labels": {}})
-    };
-    ok_json(&json!([mk("bridge", "bridge"), mk("host", "host"), mk("none", "null")]))
-}
-
-fn hex_of(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-pub async fn networks_prune() -> ApiResult {
-    ok_json(&json!({"NetworksDeleted": null}))
-}
-
 pub async fn not_implemented(req: Request) -> ApiResult {
     Err(ApiError(StatusCode::NOT_IMPLEMENTED, format!("{} {} is not implemented by berth yet", req.method(), req.uri().path())))
 }

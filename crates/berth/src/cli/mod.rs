@@ -6,6 +6,7 @@ pub mod build;
 pub mod containers;
 pub mod format;
 pub mod images;
+pub mod networks;
 pub mod registry;
 pub mod run;
 pub mod volumes;
@@ -118,6 +119,11 @@ pub enum Command {
     /// Docker Buildx (classic builder subset)
     #[command(subcommand)]
     Buildx(build::BuildxCmd),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(networks::NetworkCmd),
+    /// List port mappings or a specific mapping for the container
+    Port { container: String, private_port: Option<String> },
     /// Run the per-container shim (internal)
     #[command(hide = true)]
     Shim { state_dir: std::path::PathBuf },
@@ -151,6 +157,7 @@ pub enum ContainerCmd {
     Rename { container: String, new_name: String },
     Attach(containers::AttachArgs),
     Prune(containers::PruneArgs),
+    Port { container: String, private_port: Option<String> },
 }
 
 #[derive(Subcommand, Debug)]
@@ -275,6 +282,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Build(a) | Command::Image(ImageCmd::Build(a)) => build::build(&c().await?, a).await,
         Command::Builder(build::BuilderCmd::Build(a)) | Command::Buildx(build::BuildxCmd::Build(a)) => build::build(&c().await?, *a).await,
         Command::Builder(build::BuilderCmd::Prune(a)) | Command::Buildx(build::BuildxCmd::Prune(a)) => build::prune(&c().await?, a).await,
+        Command::Network(n) => networks::network(&c().await?, n).await,
+        Command::Port { container, private_port } | Command::Container(ContainerCmd::Port { container, private_port }) => {
+            networks::port(&c().await?, &container, private_port.as_deref()).await
+        }
         Command::Events(a) | Command::System(SystemCmd::Events(a)) => containers::events(&c().await?, a).await,
     }
 }

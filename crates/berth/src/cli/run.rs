@@ -94,6 +94,21 @@ pub struct RunArgs {
     /// Connect a container to a network
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    pub dns_option: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
     /// Give extended privileges to this container
     #[arg(long)]
     pub privileged: bool,
@@ -471,6 +486,8 @@ pub fn build_body(a: &RunArgs) -> Result<Value> {
     hc.insert("CapDrop".into(), json!(a.cap_drop));
     hc.insert("SecurityOpt".into(), json!(a.security_opt));
     hc.insert("Dns".into(), json!(a.dns));
+    hc.insert("DnsOptions".into(), json!(a.dns_option));
+    hc.insert("DnsSearch".into(), json!(a.dns_search));
     hc.insert("ExtraHosts".into(), json!(a.add_host));
     hc.insert("GroupAdd".into(), json!(a.group_add));
     hc.insert("Ulimits".into(), Value::Array(a.ulimit.iter().map(|u| parse_ulimit(u)).collect::<Result<_>>()?));
@@ -551,6 +568,17 @@ pub fn build_body(a: &RunArgs) -> Result<Value> {
     });
     if let Some(ep) = &a.entrypoint {
         body["Entrypoint"] = json!([ep]);
+    }
+    let net = a.network.clone().unwrap_or_else(|| "default".into());
+    if !a.network_alias.is_empty() || a.ip.is_some() || a.mac_address.is_some() {
+        let mut ep = json!({"Aliases": a.network_alias});
+        if let Some(ip) = &a.ip {
+            ep["IPAMConfig"] = json!({"IPv4Address": ip});
+        }
+        if let Some(m) = &a.mac_address {
+            ep["MacAddress"] = json!(m);
+        }
+        body["NetworkingConfig"] = json!({"EndpointsConfig": {net: ep}});
     }
     if let Some(s) = &a.stop_signal {
         body["StopSignal"] = json!(s);

@@ -80,6 +80,10 @@ impl Daemon {
             .arg(format!("berth-test-{}", self.name))
             .arg("-H")
             .arg(format!("unix://{}", self.sock.display()))
+            .arg("--bridge")
+            .arg(self.bridge())
+            .arg("--nft-table")
+            .arg(format!("berth-t-{}", self.name))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -133,6 +137,14 @@ impl Daemon {
         Out::from(o)
     }
 
+    /// A bridge device name unique to this daemon (15 characters at most).
+    pub fn bridge(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.name.hash(&mut h);
+        format!("bt{:08x}", h.finish() as u32)
+    }
+
     pub fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
@@ -164,6 +176,10 @@ impl Drop for Daemon {
                 let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
             }
         }
+        let _ = Command::new("nft").args(["delete", "table", "ip", &format!("berth-t-{}", self.name)]).status();
+        let _ = Command::new("ip").args(["link", "del", &self.bridge()]).stderr(Stdio::null()).status();
+        let _ = Command::new("nft").args(["delete", "table", "ip", &format!("berth-t-{}", self.name)]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip").args(["link", "del", &self.bridge()]).stderr(Stdio::null()).status();
         for ctrl in ["cpu", "cpuacct", "memory", "pids", "freezer", "devices", "blkio", "cpuset", "systemd", "unified"] {
             let base = PathBuf::from(format!("/sys/fs/cgroup/{ctrl}/berth-test-{}", self.name));
             if let Ok(rd) = std::fs::read_dir(&base) {
