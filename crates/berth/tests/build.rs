@@ -406,3 +406,216 @@ fn docker_cli_builds_against_berth() {
     assert!(out.contains("Step 3/4 : RUN cat /f") && out.contains("Successfully tagged dcli:1"), "{out}");
     assert_eq!(run(&d, "dcli:1", &[]), "from docker cli\n");
 }
+
+/// A private dockerd (Debian's docker.io) for the differential test, stopped on drop.
+struct DockerD {
+    dir: PathBuf,
+    sock: PathBuf,
+    child: std::process::Child,
+}
+
+impl DockerD {
+    fn start() -> Option<DockerD> {
+        if !Path::new("/usr/sbin/dockerd").exists() || !Path::new("/usr/bin/docker").exists() {
+            eprintln!("skipping the docker comparison: dockerd or /usr/bin/docker is not installed");
+            return None;
+        }
+        let pid = std::process::id();
+        let dir = PathBuf::from(format!("/tmp/berth-dd-{pid}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).ok()?;
+        let sock = dir.join("docker.sock");
+        let log = std::fs::File::create(dir.join("dockerd.log")).ok()?;
+        let child = std::process::Command::new("/usr/sbin/dockerd")
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("run"))
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .arg("--pidfile")
+            .arg(dir.join("docker.pid"))
+            .args(["--bridge", "none", "--iptables=false", "--ip6tables=false"])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().ok()?)
+            .stderr(log)
+            .spawn()
+            .ok()?;
+        let dd = DockerD { dir, sock, child };
+        for _ in 0..300 {
+            if dd.docker(&["info"]).status.success() {
+                return Some(dd);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        eprintln!(
+            "skipping the docker comparison: dockerd did not start: {}",
+            std::fs::read_to_string(dd.dir.join("dockerd.log")).unwrap_or_default().lines().last().unwrap_or("")
+        );
+        None
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("/usr/bin/docker")
+            .env("DOCKER_BUILDKIT", "0")
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .args(args)
+            .output()
+            .expect("run docker")
+    }
+}
+
+impl Drop for DockerD {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
+            let mut mps: Vec<&str> = m.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(self.dir.to_str().unwrap())).collect();
+            mps.sort_by_key(|p| std::cmp::Reverse(p.len()));
+            for p in mps {
+                let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The flattened file tree of a docker-archive (`save` output): path → description.
+fn flatten(archive: &Path, work: &Path) -> std::collections::BTreeMap<String, String> {
+    use sha2::Digest as _;
+    use std::os::unix::fs::MetadataExt;
+    let x = work.join("x");
+    let root = work.join("root");
+    std::fs::create_dir_all(&x).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    let opts = berth_archive::ApplyOptions::default();
+    berth_archive::apply_layer(&x, std::fs::File::open(archive).unwrap(), &opts).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(x.join("manifest.json")).unwrap()).unwrap();
+    for l in manifest[0]["Layers"].as_array().unwrap() {
+        let f = std::fs::File::open(x.join(l.as_str().unwrap())).unwrap();
+        let rd = berth_archive::decompress(f, 1 << 34).unwrap();
+        berth_archive::apply_layer(&root, rd, &opts).unwrap();
+    }
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(&root).unwrap().display().to_string();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let what = if md.file_type().is_symlink() {
+                format!("link -> {}", std::fs::read_link(&p).unwrap().display())
+            } else if md.is_dir() {
+                stack.push(p.clone());
+                "dir".to_string()
+            } else if md.is_file() {
+                format!("file sha256:{}", hex_sha(&sha2::Sha256::digest(std::fs::read(&p).unwrap())))
+            } else {
+                "other".to_string()
+            };
+            let mode = if md.file_type().is_symlink() { 0 } else { md.mode() & 0o7777 };
+            out.insert(rel, format!("{what} mode={mode:o} owner={}:{}", md.uid(), md.gid()));
+        }
+    }
+    out
+}
+
+fn hex_sha(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Config fields compared with Docker's, nulls and empty collections treated alike.
+fn config_fields(inspect_json: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(inspect_json).unwrap();
+    let cfg = &v[0]["Config"];
+    let mut out = std::collections::BTreeMap::new();
+    for k in ["Cmd", "Entrypoint", "Env", "WorkingDir", "User", "ExposedPorts", "Volumes", "Labels", "Healthcheck", "StopSignal", "Shell", "OnBuild"] {
+        let x = cfg[k].clone();
+        let empty = match &x {
+            serde_json::Value::Null => true,
+            serde_json::Value::Array(a) => a.is_empty(),
+            serde_json::Value::Object(o) => o.is_empty(),
+            serde_json::Value::String(s) => s.is_empty(),
+            _ => false,
+        };
+        out.insert(k.to_string(), if empty { serde_json::Value::Null } else { x });
+    }
+    out
+}
+
+/// Builds every Dockerfile of `tests/dockerfiles` with berth, and with Debian's docker.io
+/// (classic builder) where dockerd can start, comparing configs and file trees.
+#[test]
+fn corpus_builds_and_matches_docker() {
+    need_root!();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/dockerfiles");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&corpus).unwrap().flatten().map(|e| e.path()).filter(|p| p.join("Dockerfile").exists()).collect();
+    cases.sort();
+    assert!(cases.len() >= 30, "the corpus has {} Dockerfiles", cases.len());
+    let d = Daemon::start("b-corpus");
+    let work = PathBuf::from(format!("/tmp/berth-corpus-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    struct Rm(PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _rm = Rm(work.clone());
+    let docker = DockerD::start();
+    if let Some(dd) = &docker {
+        let img = work.join("busybox.tar");
+        d.berth(&["save", "-o", img.to_str().unwrap(), "busybox:latest"]).ok();
+        let o = dd.docker(&["load", "-i", img.to_str().unwrap()]);
+        assert!(o.status.success(), "docker load: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let mut diffs: Vec<String> = Vec::new();
+    for case in &cases {
+        let name = case.file_name().unwrap().to_string_lossy().to_string();
+        let tag = format!("corpus-{name}:1");
+        let o = d.berth(&["build", "-q", "-t", &tag, case.to_str().unwrap()]);
+        assert_eq!(o.code, 0, "berth build {name}: {}", o.stderr);
+        let Some(dd) = &docker else { continue };
+        if case.join("SKIP_LEGACY").exists() {
+            continue;
+        }
+        let o = dd.docker(&["build", "-q", "--network", "host", "-t", &tag, case.to_str().unwrap()]);
+        assert!(o.status.success(), "docker build {name}: {}", String::from_utf8_lossy(&o.stderr));
+        let b_cfg = config_fields(&d.berth(&["image", "inspect", &tag]).ok().stdout);
+        let d_cfg = config_fields(&String::from_utf8_lossy(&dd.docker(&["image", "inspect", &tag]).stdout));
+        for (k, bv) in &b_cfg {
+            if d_cfg.get(k) != Some(bv) {
+                diffs.push(format!("{name}: Config.{k}: berth {bv} docker {}", d_cfg.get(k).cloned().unwrap_or_default()));
+            }
+        }
+        let bt = work.join(format!("{name}-berth.tar"));
+        let dt = work.join(format!("{name}-docker.tar"));
+        d.berth(&["save", "-o", bt.to_str().unwrap(), &tag]).ok();
+        assert!(dd.docker(&["save", "-o", dt.to_str().unwrap(), &tag]).status.success());
+        let bf = flatten(&bt, &work.join(format!("{name}-b")));
+        let df = flatten(&dt, &work.join(format!("{name}-d")));
+        for (p, bv) in &bf {
+            match df.get(p) {
+                Some(dv) if dv == bv => {}
+                Some(dv) => diffs.push(format!("{name}: /{p}: berth {bv}, docker {dv}")),
+                None => diffs.push(format!("{name}: /{p}: only in berth ({bv})")),
+            }
+        }
+        for (p, dv) in &df {
+            if !bf.contains_key(p) {
+                diffs.push(format!("{name}: /{p}: only in docker ({dv})"));
+            }
+        }
+        let _ = std::fs::remove_dir_all(work.join(format!("{name}-b")));
+        let _ = std::fs::remove_dir_all(work.join(format!("{name}-d")));
+    }
+    assert!(diffs.is_empty(), "{} differences from docker:\n{}", diffs.len(), diffs.join("\n"));
+}

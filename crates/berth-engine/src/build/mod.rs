@@ -208,6 +208,9 @@ impl StageState {
     }
 }
 
+/// The `PATH` Docker gives images that have none.
+const DEFAULT_PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 fn hash_hex(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     for p in parts {
@@ -487,7 +490,7 @@ impl Builder<'_> {
                     architecture: host_arch().into(),
                     os: "linux".into(),
                     config: Some(ImageConfig {
-                        env: Some(vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()]),
+                        env: Some(vec![DEFAULT_PATH_ENV.into()]),
                         ..Default::default()
                     }),
                     rootfs: RootFs { typ: "layers".into(), diff_ids: vec![] },
@@ -500,6 +503,11 @@ impl Builder<'_> {
             SourceRef::Image(name) => self.image(&name, self.opts.pull).map_err(from_err)?,
         };
         st.cmd_set = false;
+        // like Docker, a base without PATH gets the default one
+        let env = st.img().env.get_or_insert_with(Vec::new);
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(0, DEFAULT_PATH_ENV.to_string());
+        }
         self.say(format!(" ---> {}\n", &st.key[..12]));
         let mut sc = scope.stage(&env_pairs(&st.config));
         // ONBUILD triggers of the base image run first, then are cleared.
@@ -1093,7 +1101,7 @@ impl Builder<'_> {
             if items.is_empty() {
                 continue;
             }
-            let dfd = berth_archive::mkdir_all_in_root(root, Path::new(&dir), 0o755)?;
+            let dfd = mkdir_dest(root, &dir, req.chown.as_ref().and(owner))?;
             apply_items_fd(tree, &items, chmod, &dfd, &opts)?;
         }
         for (path, name) in &plan.downloads {
@@ -1180,6 +1188,37 @@ impl Builder<'_> {
         }
         Ok((path, name, sum))
     }
+}
+
+/// Creates the destination directory `dir` inside `root`; with `owner`, the directories it
+/// had to create get that owner (Docker's `--chown` also owns created parents).
+fn mkdir_dest(root: &Path, dir: &str, owner: Option<(u32, u32)>) -> Result<std::os::fd::OwnedFd, BuildError> {
+    let mut missing = Vec::new();
+    if owner.is_some() {
+        let mut cur = String::new();
+        for c in dir.split('/').filter(|c| !c.is_empty()) {
+            cur.push('/');
+            cur.push_str(c);
+            if berth_archive::open_in_root(root, Path::new(&cur), berth_archive::OFlags::PATH).is_err() {
+                missing.push(cur.clone());
+            }
+        }
+    }
+    let fd = berth_archive::mkdir_all_in_root(root, Path::new(dir), 0o755)?;
+    if let Some((uid, gid)) = owner {
+        for m in &missing {
+            let d = berth_archive::open_in_root(root, Path::new(m), berth_archive::OFlags::PATH | berth_archive::OFlags::DIRECTORY)?;
+            rustix::fs::chownat(
+                &d,
+                "",
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+                rustix::fs::AtFlags::EMPTY_PATH,
+            )
+            .map_err(|e| internal(format!("chown {m}: {e}")))?;
+        }
+    }
+    Ok(fd)
 }
 
 /// Whether a listed file looks like a (possibly compressed) tar archive.

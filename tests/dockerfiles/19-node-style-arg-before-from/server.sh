@@ -1,0 +1,1 @@
+echo listening on 3000
