@@ -929,6 +929,117 @@ struct Exec {
     done: bool,
 }
 
+/// Mount the rootfs, resolve the user, create the cwd, check the executable, resolve the
+/// mount destinations in the root and write `config.json` (runs in a helper process).
+fn prepare_bundle(cfg: &ContainerConfig, state_dir: &Path) -> Result<(), ShimError> {
+    let rootfs = state_dir.join(ROOTFS_DIR);
+    mount_rootfs(cfg, &rootfs)?;
+    let user = spec::resolve_user(&rootfs, &cfg.process.user).map_err(|e| ShimError::Start {
+        message: e.to_string(),
+        reason: StartFailure::InvalidConfig,
+    })?;
+    let mut spec_json = spec::spec_json(cfg, &user).map_err(|e| ShimError::Start {
+        message: e.to_string(),
+        reason: StartFailure::InvalidConfig,
+    })?;
+    let cwd = spec_json["process"]["cwd"].as_str().unwrap_or("/").to_string();
+    ensure_cwd(&rootfs, &cwd, user.uid, user.gid)?;
+    let env: Vec<String> = serde_json::from_value(spec_json["process"]["env"].clone())
+        .unwrap_or_default();
+    if let Some(arg0) = cfg.process.args.first() {
+        check_executable(&rootfs, arg0, &env_path(&env), &cwd)?;
+    } else {
+        return Err(ShimError::Start {
+            message: "no command specified".into(),
+            reason: StartFailure::InvalidConfig,
+        });
+    }
+    const DEFAULT_MOUNTS: &[&str] = &[
+        "/proc", "/dev", "/dev/pts", "/sys", "/sys/fs/cgroup", "/dev/mqueue", "/dev/shm",
+    ];
+    if let Some(mounts) = spec_json["mounts"].as_array_mut() {
+        for m in mounts.iter_mut() {
+            let dest = m["destination"].as_str().unwrap_or("").to_string();
+            if DEFAULT_MOUNTS.contains(&dest.as_str()) {
+                continue;
+            }
+            let file = m["type"] == "bind"
+                && m["source"]
+                    .as_str()
+                    .and_then(|s| std::fs::metadata(s).ok())
+                    .is_some_and(|md| !md.is_dir());
+            let resolved = resolve_dest(&rootfs, &dest, file)?;
+            m["destination"] = serde_json::json!(resolved);
+        }
+    }
+    spec_json["root"]["path"] = serde_json::json!(rootfs);
+    let spec_bytes = serde_json::to_vec_pretty(&spec_json).unwrap_or_default();
+    write_atomic(&state_dir.join(SPEC_FILE), &spec_bytes).map_err(ioe("write config.json"))?;
+    Ok(())
+}
+
+/// Resolve the exec's user, environment and cwd, check its executable and write its OCI
+/// process JSON to `pj` (runs in a helper process).
+fn prepare_exec(
+    cfg: &ContainerConfig,
+    state_dir: &Path,
+    p: &ProcessConfig,
+    pj: &Path,
+) -> Result<(), ShimError> {
+    let rootfs = state_dir.join(ROOTFS_DIR);
+    let user_spec = if p.user.is_empty() {
+        &cfg.process.user
+    } else {
+        &p.user
+    };
+    let user = spec::resolve_user(&rootfs, user_spec).map_err(|e| ShimError::Start {
+        message: e.to_string(),
+        reason: StartFailure::InvalidConfig,
+    })?;
+    // Docker: the container's environment, overridden by the exec's.
+    let mut merged = ProcessConfig {
+        env: cfg.process.env.clone(),
+        tty: p.tty,
+        ..Default::default()
+    };
+    for e in &p.env {
+        let k = e.split('=').next().unwrap_or("");
+        merged.env.retain(|x| x.split('=').next() != Some(k));
+        merged.env.push(e.clone());
+    }
+    let env = spec::process_env(&merged, &cfg.hostname, &user.home);
+    let cwd = if p.cwd.is_empty() {
+        if cfg.process.cwd.is_empty() {
+            "/".to_string()
+        } else {
+            cfg.process.cwd.clone()
+        }
+    } else {
+        p.cwd.clone()
+    };
+    let arg0 = p.args.first().cloned().unwrap_or_default();
+    check_executable(&rootfs, &arg0, &env_path(&env), &cwd)?;
+    let caps = spec::container_caps(cfg).map_err(|e| ShimError::other(e.to_string()))?;
+    let mut process = serde_json::json!({
+        "terminal": p.tty,
+        "user": {"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids},
+        "args": p.args,
+        "env": env,
+        "cwd": cwd,
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps,
+                         "inheritable": [], "ambient": []},
+        "rlimits": spec::rlimits(cfg).map_err(|e| ShimError::other(e.to_string()))?,
+    });
+    if cfg.security_opt.no_new_privileges {
+        process["noNewPrivileges"] = serde_json::json!(true);
+    }
+    if let Some((h, w)) = p.console_size {
+        process["consoleSize"] = serde_json::json!({"height": h, "width": w});
+    }
+    write_atomic(pj, process.to_string().as_bytes()).map_err(ioe("write exec process"))?;
+    Ok(())
+}
+
 /// The running shim.
 struct Shim {
     cfg: ContainerConfig,
@@ -1033,54 +1144,9 @@ impl Shim {
             .set_nonblocking(true)
             .map_err(|e| fail(ioe("shim.sock")(e)))?;
 
-        let rootfs = state_dir.join(ROOTFS_DIR);
-        mount_rootfs(&cfg, &rootfs).map_err(fail)?;
-        let user = spec::resolve_user(&rootfs, &cfg.process.user).map_err(|e| {
-            fail(ShimError::Start {
-                message: e.to_string(),
-                reason: StartFailure::InvalidConfig,
-            })
-        })?;
-        let mut spec_json = spec::spec_json(&cfg, &user).map_err(|e| {
-            fail(ShimError::Start {
-                message: e.to_string(),
-                reason: StartFailure::InvalidConfig,
-            })
-        })?;
-        let cwd = spec_json["process"]["cwd"].as_str().unwrap_or("/").to_string();
-        ensure_cwd(&rootfs, &cwd, user.uid, user.gid).map_err(fail)?;
-        let env: Vec<String> = serde_json::from_value(spec_json["process"]["env"].clone())
-            .unwrap_or_default();
-        if let Some(arg0) = cfg.process.args.first() {
-            check_executable(&rootfs, arg0, &env_path(&env), &cwd).map_err(fail)?;
-        } else {
-            return Err(fail(ShimError::Start {
-                message: "no command specified".into(),
-                reason: StartFailure::InvalidConfig,
-            }));
-        }
-        const DEFAULT_MOUNTS: &[&str] = &[
-            "/proc", "/dev", "/dev/pts", "/sys", "/sys/fs/cgroup", "/dev/mqueue", "/dev/shm",
-        ];
-        if let Some(mounts) = spec_json["mounts"].as_array_mut() {
-            for m in mounts.iter_mut() {
-                let dest = m["destination"].as_str().unwrap_or("").to_string();
-                if DEFAULT_MOUNTS.contains(&dest.as_str()) {
-                    continue;
-                }
-                let file = m["type"] == "bind"
-                    && m["source"]
-                        .as_str()
-                        .and_then(|s| std::fs::metadata(s).ok())
-                        .is_some_and(|md| !md.is_dir());
-                let resolved = resolve_dest(&rootfs, &dest, file).map_err(fail)?;
-                m["destination"] = serde_json::json!(resolved);
-            }
-        }
-        spec_json["root"]["path"] = serde_json::json!(rootfs);
-        let spec_bytes = serde_json::to_vec_pretty(&spec_json).unwrap_or_default();
-        write_atomic(&state_dir.join(SPEC_FILE), &spec_bytes)
-            .map_err(|e| fail(ioe("write config.json")(e)))?;
+        // Mounting, resolving and checking touch a lot of code: do it in a helper process so
+        // none of it stays resident in the shim.
+        in_helper(|| prepare_bundle(&cfg, state_dir).map(|_| 0)).map_err(fail)?;
 
         let log_default = state_dir.join(format!("{}-json.log", cfg.id));
         let logs = LogWriter::open(&cfg.log, &log_default)
@@ -1667,59 +1733,10 @@ impl Shim {
         if Cgroup::for_path(&cgroups_path(&self.cfg)).frozen() {
             return Err(ShimError::other("container is paused, unpause the container before exec"));
         }
-        let rootfs = self.state_dir.join(ROOTFS_DIR);
-        let user_spec = if p.user.is_empty() {
-            &self.cfg.process.user
-        } else {
-            &p.user
-        };
-        let user = spec::resolve_user(&rootfs, user_spec).map_err(|e| ShimError::Start {
-            message: e.to_string(),
-            reason: StartFailure::InvalidConfig,
-        })?;
-        // Docker: the container's environment, overridden by the exec's.
-        let mut merged = ProcessConfig {
-            env: self.cfg.process.env.clone(),
-            tty: p.tty,
-            ..Default::default()
-        };
-        for e in &p.env {
-            let k = e.split('=').next().unwrap_or("");
-            merged.env.retain(|x| x.split('=').next() != Some(k));
-            merged.env.push(e.clone());
-        }
-        let env = spec::process_env(&merged, &self.cfg.hostname, &user.home);
-        let cwd = if p.cwd.is_empty() {
-            if self.cfg.process.cwd.is_empty() {
-                "/".to_string()
-            } else {
-                self.cfg.process.cwd.clone()
-            }
-        } else {
-            p.cwd.clone()
-        };
-        let arg0 = p.args.first().cloned().unwrap_or_default();
-        check_executable(&rootfs, &arg0, &env_path(&env), &cwd)?;
-        let caps = spec::container_caps(&self.cfg).map_err(|e| ShimError::other(e.to_string()))?;
-        let mut process = serde_json::json!({
-            "terminal": p.tty,
-            "user": {"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids},
-            "args": p.args,
-            "env": env,
-            "cwd": cwd,
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps,
-                             "inheritable": [], "ambient": []},
-            "rlimits": spec::rlimits(&self.cfg).map_err(|e| ShimError::other(e.to_string()))?,
-        });
-        if self.cfg.security_opt.no_new_privileges {
-            process["noNewPrivileges"] = serde_json::json!(true);
-        }
-        if let Some((h, w)) = p.console_size {
-            process["consoleSize"] = serde_json::json!({"height": h, "width": w});
-        }
         let eid = exec_id();
         let pj = self.state_dir.join(format!("exec-{eid}.json"));
-        write_atomic(&pj, process.to_string().as_bytes()).map_err(ioe("write exec process"))?;
+        let (cfg, state_dir) = (&self.cfg, &self.state_dir);
+        in_helper(|| prepare_exec(cfg, state_dir, p, &pj).map(|_| 0))?;
         let console_name = format!("exec-{}.sock", &eid[..8]);
         let mut stdio = make_stdio(&self.state_dir, p.tty, attach_stdin, &console_name)?;
         let res = self.backend.exec(&self.cfg, &self.state_dir, &pj, &mut stdio);

@@ -415,3 +415,28 @@ fn seccomp_default_and_privileged() {
     assert!(log.contains(&format!("CapEff:\t{host_bnd}")), "{log} vs {host_bnd}");
     assert!(log.contains("Seccomp:\t0"), "{log}");
 }
+
+/// Prints the shim's memory use (not asserted): `cargo test -- --ignored --nocapture shim_memory`.
+#[test]
+#[ignore]
+fn shim_memory() {
+    require_root!();
+    let c = TestContainer::new("mem", &["sleep", "30"]);
+    start(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect("start");
+    let pid = c.shim_pid().expect("shim pid");
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    eprintln!("{rollup}");
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut cur = String::new();
+    for l in smaps.lines() {
+        if !l.contains(':') || l.split_whitespace().next().is_some_and(|w| w.contains('-')) {
+            cur = l.to_string();
+        } else if let Some(v) = l.strip_prefix("Rss:") {
+            let kb: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+            if kb >= 64 {
+                eprintln!("{kb:>6} kB {cur}");
+            }
+        }
+    }
+    connect(&c).kill(9, false).expect("kill");
+}
