@@ -440,3 +440,27 @@ fn shim_memory() {
     }
     connect(&c).kill(9, false).expect("kill");
 }
+
+#[test]
+fn cleanup_after_shim_was_killed() {
+    require_root!();
+    let c = TestContainer::new("orphan", &["sleep", "60"]);
+    let started = start(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect("start");
+    let shim_pid = c.shim_pid().expect("shim pid");
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(shim_pid, libc::SIGKILL) };
+    while std::path::Path::new(&format!("/proc/{shim_pid}/cmdline")).exists()
+        && std::fs::read(format!("/proc/{shim_pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+    {
+        std::thread::yield_now();
+    }
+    assert!(Shim::connect(&c.state_dir).expect("connect").is_none());
+    berth_runtime::cleanup(&c.state_dir, &c.cfg).expect("cleanup");
+    berth_runtime::cleanup(&c.state_dir, &c.cfg).expect("cleanup is idempotent");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains(&c.state_dir.display().to_string()));
+    let cg = berth_runtime::Cgroup::for_path(&berth_runtime::cgroups_path(&c.cfg));
+    assert!(cg.v1.values().chain(cg.v2.iter()).all(|d| !d.exists()));
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", started.pid)).unwrap_or_default();
+    assert!(stat.is_empty() || stat.contains(") Z "), "container init still alive: {stat}");
+}
