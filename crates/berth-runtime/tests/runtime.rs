@@ -115,10 +115,18 @@ fn pids_limit_applies() {
         &["sh", "-c", "i=0; while [ $i -lt 12 ]; do sleep 5 & i=$((i+1)); done; echo spawned"],
     );
     c.cfg.resources.pids_limit = Some(6);
+    c.cfg.resources.cpus = Some(0.5);
+    c.cfg.resources.memory = Some(64 << 20);
     create(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect("create");
     let shim = connect(&c);
     let stats = shim.stats().expect("stats");
     assert_eq!(stats.pids_limit, Some(6));
+    assert_eq!(stats.memory_limit, 64 << 20);
+    let cg = berth_runtime::Cgroup::for_path(&berth_runtime::cgroups_path(&c.cfg));
+    if let Some(cpu) = cg.v1.get("cpu") {
+        let quota = std::fs::read_to_string(cpu.join("cpu.cfs_quota_us")).expect("quota");
+        assert_eq!(quota.trim(), "50000");
+    }
     let s = shim.attach(false, true, true).expect("attach");
     shim.start().expect("start");
     let (out, err) = read_mux(s);
@@ -259,11 +267,24 @@ fn pause_resume_and_top() {
 #[test]
 fn read_only_rootfs() {
     require_root!();
-    let mut c = TestContainer::new("ro", &["sh", "-c", "touch /x || exit 9; exit 0"]);
+    let mut c = TestContainer::new(
+        "ro",
+        &["sh", "-c", "echo ok > /scratch/f && cat /scratch/f && grep /scratch /proc/mounts; touch /x || exit 9; exit 0"],
+    );
     c.cfg.read_only_rootfs = true;
+    c.cfg.mounts.push(berth_runtime::MountConfig {
+        kind: berth_runtime::MountKind::Tmpfs,
+        destination: "/scratch".into(),
+        options: vec!["size=1m".into()],
+        ..Default::default()
+    });
     let exit = run_to_exit(&c);
     assert_eq!(exit.exit_code, 9);
-    assert!(c.logs().contains("Read-only file system"), "{}", c.logs());
+    let log = c.logs();
+    assert!(log.contains("Read-only file system"), "{log}");
+    assert!(log.contains("ok\n"), "{log}");
+    assert!(log.contains("tmpfs /scratch tmpfs rw,nosuid,nodev,noexec"), "{log}");
+    assert!(log.contains("size=1024k"), "{log}");
 }
 
 #[test]
