@@ -619,3 +619,25 @@ fn corpus_builds_and_matches_docker() {
     }
     assert!(diffs.is_empty(), "{} differences from docker:\n{}", diffs.len(), diffs.join("\n"));
 }
+
+/// Independent stages build at the same time: each of two stages waits (bounded) for the
+/// other to show up in a shared cache mount, which only works when they run in parallel.
+#[test]
+fn independent_stages_run_in_parallel() {
+    need_root!();
+    let d = Daemon::start("b-par");
+    let wait = |me: &str, other: &str| {
+        format!(
+            "RUN --mount=type=cache,id=rendezvous,target=/rv touch /rv/{me} && i=0; while [ ! -e /rv/{other} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; test -e /rv/{other} && echo {me} > /{me}"
+        )
+    };
+    let df = format!(
+        "FROM busybox AS a\n{}\n\nFROM busybox AS b\n{}\n\nFROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+        wait("a", "b"),
+        wait("b", "a")
+    );
+    let ctx = Ctx::new("par", &[("Dockerfile", &df)]);
+    let o = build(&d, &ctx, &["-t", "par:1"]);
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+    assert_eq!(run(&d, "par:1", &["cat", "/a", "/b"]), "a\nb\n");
+}

@@ -22,6 +22,8 @@
 //!   ([`context`]); sources are resolved inside the context (`COPY ../x` and symlinks
 //!   pointing outside are refused or contained). Empty diffs give no layer (BuildKit's
 //!   `empty_layer` history).
+//! * independent stages build in parallel: each needed stage gets a thread that starts as
+//!   soon as the stages it depends on (base, `COPY --from`, `--mount=from`) are done.
 //! * `RUN --network=default` uses the host network until bridges land (DESIGN says the
 //!   default build network will be a bridge); `--network=none` gets a fresh netns.
 //!
@@ -233,6 +235,9 @@ struct Builder<'a> {
     total: usize,
     cached: std::sync::atomic::AtomicUsize,
     results: std::sync::Mutex<HashMap<usize, StageState>>,
+    /// The daemon's async runtime (pulls, ADD URLs), captured on the calling thread since
+    /// stage threads are not inside it.
+    rt: Option<tokio::runtime::Handle>,
 }
 
 impl Engine {
@@ -267,6 +272,7 @@ impl Engine {
         let ignore_text = read_in_root(context, &custom).or_else(|_| read_in_root(context, ".dockerignore")).unwrap_or_default();
         let ignore = IgnoreMatcher::new(&ignore_text).map_err(|e| inval(format!(".dockerignore: {e}")))?;
         let cache = BuildCache::open(&self.config.data_root)?;
+        let _running = RunningBuild::enter(self);
         let ctx = SourceTree::open(context, Some(ignore), true, cache.load_memo())?;
         let tmp = self.config.data_root.join("build-tmp").join(hex::encode(rand::random::<[u8; 8]>()));
         std::fs::create_dir_all(tmp.join("empty")).map_err(|e| BuildError::new(BuildErrorKind::Internal, format!("create build dir: {e}")))?;
@@ -283,6 +289,7 @@ impl Engine {
             total: 0,
             cached: Default::default(),
             results: Default::default(),
+            rt: tokio::runtime::Handle::try_current().ok(),
         };
         let res = b.run();
         if let Some(m) = b.ctx.take_memo() {
@@ -330,6 +337,58 @@ impl Engine {
         let freed = self.gc_images()?;
         let _ = std::fs::remove_dir_all(self.config.data_root.join("build-cache").join("mounts"));
         Ok((ids, freed))
+    }
+}
+
+/// Counts builds in progress; the first one to start cleans what a crashed daemon left
+/// behind (work snapshots `build:*`, mounts and temp dirs under `<data-root>/build-tmp`).
+struct RunningBuild;
+
+static RUNNING_BUILDS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+
+impl RunningBuild {
+    fn enter(eng: &Engine) -> RunningBuild {
+        if let Ok(mut n) = RUNNING_BUILDS.lock() {
+            if *n == 0 {
+                cleanup_leftovers(eng);
+            }
+            *n += 1;
+        }
+        RunningBuild
+    }
+}
+
+impl Drop for RunningBuild {
+    fn drop(&mut self) {
+        if let Ok(mut n) = RUNNING_BUILDS.lock() {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+fn cleanup_leftovers(eng: &Engine) {
+    let tmp = eng.config.data_root.join("build-tmp");
+    if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
+        let prefix = tmp.display().to_string();
+        let mut mps: Vec<&str> = m.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&prefix)).collect();
+        mps.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in mps {
+            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(&tmp) {
+        for e in rd.flatten() {
+            // contexts being received by the API are named ctx-*: leave them
+            if !e.file_name().to_string_lossy().starts_with("ctx-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    if let Ok(snaps) = eng.snapshots.list() {
+        for (k, _) in snaps.iter().filter(|(k, _)| k.starts_with("build:")) {
+            tracing::info!(snapshot = %k, "build: removing a leftover work snapshot");
+            let _ = eng.snapshots.remove(k);
+        }
     }
 }
 
@@ -403,16 +462,12 @@ impl Builder<'_> {
             }
         }
         self.total = (0..self.df.stages.len()).filter(|&i| needed[i]).map(|i| 1 + self.df.stages[i].instructions.len()).sum();
-        let mut last = None;
-        for i in 0..self.df.stages.len() {
-            if !needed[i] {
-                continue;
-            }
-            let st = self.build_stage(i, &bases[i], &scope)?;
-            self.results.lock().map_err(|_| internal("lock"))?.insert(i, st.clone());
-            last = Some(st);
+        let mut deps: HashMap<usize, Vec<usize>> = HashMap::new();
+        for i in (0..self.df.stages.len()).filter(|&i| needed[i]) {
+            deps.insert(i, self.df.stage_dependencies(i, &bases[i])?);
         }
-        let mut st = last.ok_or_else(|| BuildError::new(BuildErrorKind::InvalidInput, "the Dockerfile has no stage"))?;
+        let last = self.build_stages(target, &needed, &deps, &bases, &scope)?;
+        let mut st = last;
         if !self.opts.labels.is_empty() {
             let labels = st.img().labels.get_or_insert_with(Default::default);
             for (k, v) in &self.opts.labels {
@@ -442,6 +497,71 @@ impl Builder<'_> {
         })
     }
 
+    /// Builds the needed stages, each on its own thread as soon as the stages it depends on
+    /// are done (independent stages run in parallel). Returns the target's state.
+    fn build_stages(
+        &self,
+        target: usize,
+        needed: &[bool],
+        deps: &HashMap<usize, Vec<usize>>,
+        bases: &[String],
+        scope: &berth_dockerfile::ScopeState,
+    ) -> Result<StageState, BuildError> {
+        let failed: std::sync::Mutex<Option<BuildError>> = std::sync::Mutex::new(None);
+        let done = std::sync::Condvar::new();
+        let wait_for = |ds: &[usize]| -> bool {
+            let mut guard = match self.results.lock() {
+                Ok(g) => g,
+                Err(_) => return false,
+            };
+            loop {
+                if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
+                    return false;
+                }
+                if ds.iter().all(|d| guard.contains_key(d)) {
+                    return true;
+                }
+                guard = match done.wait_timeout(guard, std::time::Duration::from_millis(200)) {
+                    Ok((g, _)) => g,
+                    Err(_) => return false,
+                };
+            }
+        };
+        std::thread::scope(|s| {
+            for i in (0..needed.len()).filter(|&i| needed[i]) {
+                let ds = deps.get(&i).cloned().unwrap_or_default();
+                let (failed, done, wait_for) = (&failed, &done, &wait_for);
+                s.spawn(move || {
+                    if !wait_for(&ds) {
+                        return;
+                    }
+                    match self.build_stage(i, &bases[i], scope) {
+                        Ok(st) => {
+                            if let Ok(mut r) = self.results.lock() {
+                                r.insert(i, st);
+                            }
+                        }
+                        Err(e) => {
+                            if let Ok(mut f) = failed.lock() {
+                                f.get_or_insert(e);
+                            }
+                        }
+                    }
+                    done.notify_all();
+                });
+            }
+        });
+        if let Some(e) = failed.lock().map_err(|_| internal("lock"))?.take() {
+            return Err(e);
+        }
+        self.results
+            .lock()
+            .map_err(|_| internal("lock"))?
+            .get(&target)
+            .cloned()
+            .ok_or_else(|| BuildError::new(BuildErrorKind::InvalidInput, "the Dockerfile has no stage"))
+    }
+
     fn next_step(&self, text: &str) {
         let n = self.step.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         self.say(format!("Step {n}/{} : {text}\n", self.total));
@@ -462,7 +582,7 @@ impl Builder<'_> {
     }
 
     fn pull(&self, name: &str) -> Result<(), BuildError> {
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+        let handle = self.rt.clone().ok_or_else(|| {
             BuildError::new(BuildErrorKind::NotFound, format!("pull access denied for {name}: no such image and no runtime to pull it"))
         })?;
         self.say(format!("Pulling image {name}\n"));
@@ -1151,7 +1271,7 @@ impl Builder<'_> {
     /// and its sha256.
     fn download(&self, url: &str, checksum: Option<&str>) -> Result<(PathBuf, String, String), BuildError> {
         const MAX: u64 = 8 << 30;
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| internal("ADD of a URL needs the daemon's runtime"))?;
+        let handle = self.rt.clone().ok_or_else(|| internal("ADD of a URL needs the daemon's runtime"))?;
         let dir = self.tmp.join(format!("dl-{}", hex::encode(rand::random::<[u8; 6]>())));
         std::fs::create_dir_all(&dir).map_err(|e| internal(e.to_string()))?;
         let path = dir.join("download");
