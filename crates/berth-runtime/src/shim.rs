@@ -1935,3 +1935,67 @@ impl Shim {
         self.exit = Some(exit);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_have_docker_headers() {
+        let f = frame(Stream::Stderr, b"hey");
+        assert_eq!(f, vec![2, 0, 0, 0, 0, 0, 0, 3, b'h', b'e', b'y']);
+        assert_eq!(frame(Stream::Stdout, b"")[0], 1);
+    }
+
+    #[test]
+    fn runtime_errors_are_classified() {
+        let e = classify("exec: \"x\": executable file not found in $PATH".into());
+        assert_eq!(e.kind(), ShimErrorKind::Start(StartFailure::CommandNotFound));
+        let e = classify("exec: \"/etc\": permission denied".into());
+        assert_eq!(e.kind(), ShimErrorKind::Start(StartFailure::CommandNotExecutable));
+        assert_eq!(classify("boom".into()).kind(), ShimErrorKind::Start(StartFailure::Other));
+    }
+
+    #[test]
+    fn destinations_resolve_inside_the_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        // Absolute symlink to a host path, and a relative one climbing above the root.
+        std::os::unix::fs::symlink(&outside, root.join("abs")).expect("symlink");
+        std::os::unix::fs::symlink("../../../..", root.join("up")).expect("symlink");
+        let d = resolve_dest(&root, "/abs/data", false).expect("resolve");
+        assert_eq!(d, format!("{}/data", outside.display()));
+        assert!(root.join(d.trim_start_matches('/')).is_dir());
+        assert!(!outside.join("data").exists(), "created outside the root");
+        let d = resolve_dest(&root, "/up/etc/hosts", true).expect("resolve");
+        assert_eq!(d, "/etc/hosts");
+        assert!(root.join("etc/hosts").is_file());
+        assert_eq!(resolve_dest(&root, "/a/../b/./c", false).expect("resolve"), "/b/c");
+    }
+
+    #[test]
+    fn executables_are_checked_in_the_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+        std::fs::write(root.join("bin/tool"), "#!/bin/sh\n").expect("write");
+        std::fs::set_permissions(root.join("bin/tool"), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        std::fs::write(root.join("bin/data"), "x").expect("write");
+        assert!(check_executable(root, "tool", "/usr/bin:/bin", "/").is_ok());
+        assert!(check_executable(root, "/bin/tool", "", "/").is_ok());
+        let e = check_executable(root, "nosuch", "/bin", "/").expect_err("missing");
+        assert_eq!(e.to_string(), "exec: \"nosuch\": executable file not found in $PATH");
+        let e = check_executable(root, "/bin/nosuch", "/bin", "/").expect_err("missing");
+        assert_eq!(
+            e.to_string(),
+            "exec: \"/bin/nosuch\": stat /bin/nosuch: no such file or directory"
+        );
+        let e = check_executable(root, "/bin/data", "/bin", "/").expect_err("not executable");
+        assert_eq!(e.kind(), ShimErrorKind::Start(StartFailure::CommandNotExecutable));
+    }
+}
