@@ -162,6 +162,7 @@ fn run(state_dir: &Path) -> Result<(), ShimError> {
                 }),
                 ..Default::default()
             };
+            trim_resident();
             report(&mut ready, &resp);
             drop(ready);
             shim.run_loop();
@@ -296,6 +297,35 @@ fn in_helper(f: impl FnOnce() -> Result<i32, ShimError>) -> Result<i32, ShimErro
                 reason: serde_json::from_value(v["reason"].clone()).unwrap_or(StartFailure::Other),
             })
         }
+    }
+}
+
+/// Drop the start-up working set from the shim's RSS: free heap is returned to the kernel and
+/// the page-table entries of executable file mappings are discarded (never-written text, so
+/// the kernel refaults exactly the pages the event loop still runs, from the page cache).
+fn trim_resident() {
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let path = f.nth(3).unwrap_or("");
+        if perms != "r-xp" || !path.starts_with('/') {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+            continue;
+        };
+        // SAFETY: the range is a read-only, private, file-backed text mapping of this process;
+        // MADV_DONTNEED on it only drops page-table entries, the content comes back from the
+        // file on the next access.
+        unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) };
     }
 }
 
