@@ -641,3 +641,58 @@ fn independent_stages_run_in_parallel() {
     assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
     assert_eq!(run(&d, "par:1", &["cat", "/a", "/b"]), "a\nb\n");
 }
+
+/// HARDENING A5 #46-47: no privileged RUN without an entitlement; huge, binary and escape-laden
+/// output is clipped for the client with a notice while the full log stays on disk.
+#[test]
+fn insecure_run_refused_and_log_floods_clipped() {
+    need_root!();
+    let d = Daemon::start("b-flood");
+    let c1 = Ctx::new("insecure", &[("Dockerfile", "FROM busybox\nRUN --security=insecure true\n")]);
+    let o = build(&d, &c1, &[]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("Dockerfile:2:") && o.stderr.contains("entitlement"), "{}", o.stderr);
+    let c2 = Ctx::new(
+        "flood",
+        &[("Dockerfile", "FROM busybox\nRUN printf '\\377\\376\\033[2J\\n'; yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 8000000\n")],
+    );
+    let o = build(&d, &c2, &["-t", "flood:1"]).ok();
+    assert!(o.stdout.len() < 3 << 20, "client saw {} bytes", o.stdout.len());
+    assert!(o.stdout.contains("[output clipped, log limit 2 MiB reached; the full output is in "), "{}", &o.stdout[o.stdout.len() - 300..]);
+    let logs: Vec<_> = std::fs::read_dir(d.data().join("build-logs")).unwrap().flatten().collect();
+    assert_eq!(logs.len(), 1);
+    assert!(logs[0].metadata().unwrap().len() > 8_000_000, "the full output is kept");
+}
+
+/// ADD of a URL (a loopback server here), with `--checksum`, bounded and verified.
+#[test]
+fn add_url_with_checksum() {
+    need_root!();
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let mut s = s;
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let body = b"remote content\n";
+            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = s.write_all(body);
+        }
+    });
+    let d = Daemon::start("b-url");
+    use sha2::Digest as _;
+    let sum = hex_sha(&sha2::Sha256::digest(b"remote content\n"));
+    let c1 = Ctx::new(
+        "url",
+        &[("Dockerfile", &format!("FROM busybox\nADD --checksum=sha256:{sum} http://127.0.0.1:{port}/files/data.txt /srv/\n"))],
+    );
+    build(&d, &c1, &["-t", "url:1"]).ok();
+    assert_eq!(run(&d, "url:1", &["cat", "/srv/data.txt"]), "remote content\n");
+    let bad = "0".repeat(64);
+    let c2 = Ctx::new("url-bad", &[("Dockerfile", &format!("FROM busybox\nADD --checksum=sha256:{bad} http://127.0.0.1:{port}/x /x\n"))]);
+    let o = build(&d, &c2, &[]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("digest mismatch"), "{}", o.stderr);
+}

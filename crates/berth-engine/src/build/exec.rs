@@ -76,6 +76,10 @@ pub fn run_process(
     let id = format!("build-{}", hex::encode(rand::random::<[u8; 8]>()));
     let state_dir = eng.config.exec_root.join("build").join(&id);
     std::fs::create_dir_all(&state_dir).map_err(|e| internal(format!("create {}: {e}", state_dir.display())))?;
+    // the step's whole output is kept on disk; the client sees at most MAX_CLIENT_LOG bytes
+    let logs = eng.config.data_root.join("build-logs");
+    std::fs::create_dir_all(&logs).map_err(|e| internal(format!("create {}: {e}", logs.display())))?;
+    let log_path = logs.join(format!("{id}.log"));
     let mut mounts = Vec::new();
     if spec.host_network {
         for f in ["/etc/resolv.conf", "/etc/hosts"] {
@@ -105,10 +109,11 @@ pub fn run_process(
         mounts,
         network: if spec.host_network { NetMode::Host } else { NetMode::None },
         cgroup_parent: eng.config.cgroup_parent.clone(),
-        log: LogConfig { path: state_dir.join("output.log"), max_size: 64 << 20, max_file: 1 },
+        log: LogConfig { path: log_path.clone(), max_size: 0, max_file: 1 },
         stop_signal: libc::SIGTERM,
         ..Default::default()
     };
+    let mut keep_log = false;
     let res = (|| -> Result<i64, BuildError> {
         let rt = |e: RuntimeError| internal(format!("run: {e}"));
         let started = create(&eng.config.exe, &state_dir, &cfg);
@@ -127,40 +132,76 @@ pub fn run_process(
         let shim = Shim::connect(&state_dir).map_err(rt)?.ok_or_else(|| internal("run: the shim exited before start"))?;
         let mut stream = shim.attach(false, true, true).map_err(rt)?;
         shim.start().map_err(rt)?;
-        pump(&mut stream, out);
+        if pump(&mut stream, out, &log_path) {
+            keep_log = true;
+        }
         let st = shim.wait().map_err(rt)?;
         Ok(st.exit_code as i64)
     })();
     let _ = cleanup(&state_dir, &cfg);
     let _ = std::fs::remove_dir_all(&state_dir);
+    if !keep_log {
+        let _ = std::fs::remove_file(&log_path);
+    }
     res
 }
 
-/// Copies Docker-multiplexed output frames to `out` as stream messages, line-buffered.
-fn pump(stream: &mut impl Read, out: &(dyn Fn(BuildMessage) + Sync)) {
+/// Most output bytes of one step sent to the client (BuildKit clips at 2 MiB too); the rest
+/// is only in the step's log file, which the notice names.
+pub const MAX_CLIENT_LOG: usize = 2 << 20;
+
+/// Copies Docker-multiplexed output frames to `out` as stream messages, line-buffered, up
+/// to [`MAX_CLIENT_LOG`] bytes; then a notice naming the full log. Returns whether the
+/// output was clipped.
+fn pump(stream: &mut impl Read, out: &(dyn Fn(BuildMessage) + Sync), log: &Path) -> bool {
     let mut hdr = [0u8; 8];
     let mut pending: Vec<u8> = Vec::new();
-    let flush = |pending: &mut Vec<u8>, all: bool| {
+    let mut sent = 0usize;
+    let mut clipped = false;
+    let flush = |pending: &mut Vec<u8>, all: bool, sent: &mut usize| {
         let cut = if all { pending.len() } else { pending.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) };
         if cut > 0 {
             let chunk: Vec<u8> = pending.drain(..cut).collect();
+            *sent += chunk.len();
             out(BuildMessage::Stream(String::from_utf8_lossy(&chunk).into_owned()));
         }
     };
+    let mut buf = vec![0u8; 64 << 10];
     loop {
         if stream.read_exact(&mut hdr).is_err() {
             break;
         }
-        let len = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) as usize;
-        let mut buf = vec![0u8; len];
-        if stream.read_exact(&mut buf).is_err() {
+        let mut len = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) as usize;
+        while len > 0 {
+            let n = len.min(buf.len());
+            if stream.read_exact(&mut buf[..n]).is_err() {
+                len = usize::MAX;
+                break;
+            }
+            len -= n;
+            if clipped {
+                continue;
+            }
+            let room = MAX_CLIENT_LOG.saturating_sub(sent + pending.len());
+            pending.extend_from_slice(&buf[..n.min(room)]);
+            if n > room {
+                flush(&mut pending, true, &mut sent);
+                clipped = true;
+                out(BuildMessage::Stream(format!(
+                    "\n[output clipped, log limit {} MiB reached; the full output is in {}]\n",
+                    MAX_CLIENT_LOG >> 20,
+                    log.display()
+                )));
+            }
+        }
+        if len == usize::MAX {
             break;
         }
-        pending.extend_from_slice(&buf);
         let big = pending.len() > 64 << 10;
-        flush(&mut pending, big);
+        flush(&mut pending, big, &mut sent);
     }
-    flush(&mut pending, true);
+    flush(&mut pending, true, &mut sent);
+    clipped
 }
 
 /// Removes a mount-point stub the runtime created in `upper` for `dest` (an empty directory

@@ -336,6 +336,7 @@ impl Engine {
         cache.clear();
         let freed = self.gc_images()?;
         let _ = std::fs::remove_dir_all(self.config.data_root.join("build-cache").join("mounts"));
+        let _ = std::fs::remove_dir_all(self.config.data_root.join("build-logs"));
         Ok((ids, freed))
     }
 }
@@ -847,6 +848,12 @@ impl Builder<'_> {
         upper: &Path,
         parent_key: Option<&str>,
     ) -> Result<(), BuildError> {
+        if r.security == berth_dockerfile::SecurityMode::Insecure {
+            return Err(BuildError::new(
+                BuildErrorKind::InvalidInput,
+                "RUN --security=insecure needs the security.insecure entitlement, which berth does not grant",
+            ));
+        }
         let shell = st.shell();
         let mut mounts = Vec::new();
         let args = match r.command.effective() {

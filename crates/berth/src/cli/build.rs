@@ -365,8 +365,10 @@ impl View {
                 self.close_step();
                 println!("{line}");
             } else {
-                // step output, dimmed and indented
-                println!("\x1b[2m    {line}\x1b[0m");
+                // step output, dimmed and indented; its own control sequences are dropped so
+                // a hostile step cannot repaint the terminal
+                let clean: String = line.chars().filter(|c| !c.is_control() || *c == '\t').collect();
+                println!("\x1b[2m    {clean}\x1b[0m");
             }
         }
     }
