@@ -696,3 +696,21 @@ fn add_url_with_checksum() {
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains("digest mismatch"), "{}", o.stderr);
 }
+
+/// RUN --mount=type=bind exposes context files read-only; changing them invalidates the step.
+#[test]
+fn run_bind_mount_from_context_is_cached_by_content() {
+    need_root!();
+    let d = Daemon::start("b-bind");
+    let ctx = Ctx::new(
+        "bind",
+        &[("Dockerfile", "FROM busybox\nRUN --mount=type=bind,source=src,target=/src cat /src/v > /v\n"), ("src/v", "1\n")],
+    );
+    build(&d, &ctx, &["-t", "bind:1"]).ok();
+    assert_eq!(run(&d, "bind:1", &["cat", "/v"]), "1\n");
+    assert_eq!(cached(&build(&d, &ctx, &[]).ok()), 1);
+    ctx.write("src/v", "2\n");
+    let o = build(&d, &ctx, &["-t", "bind:2"]).ok();
+    assert_eq!(cached(&o), 0, "{}", o.stdout);
+    assert_eq!(run(&d, "bind:2", &["sh", "-c", "cat /v; ls /src 2>/dev/null | wc -l"]), "2\n0\n");
+}

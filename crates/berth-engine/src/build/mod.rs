@@ -739,6 +739,23 @@ impl Builder<'_> {
                 }
             }
             InstructionKind::Run(r) => {
+                // what bind mounts expose is part of the step's input
+                for m in r.mounts.iter().filter(|m| m.kind == MountType::Bind) {
+                    match &m.from {
+                        Some(f) => key_extra.push_str(&self.from_key(idx, f)?.1),
+                        None => {
+                            let src = m.source.clone().unwrap_or_default();
+                            if src.split('/').any(|c| c == "..") {
+                                return Err(BuildError::new(BuildErrorKind::InvalidInput, format!("invalid bind mount source {src:?}: must not contain \"..\"")));
+                            }
+                            for mm in self.ctx.resolve(if src.is_empty() { "." } else { &src })? {
+                                let mut items = Vec::new();
+                                self.ctx.walk(&mm, b"", None, &mut items)?;
+                                key_extra.push_str(&self.ctx.hash_items(&items, false)?);
+                            }
+                        }
+                    }
+                }
                 layer_step = Some(LayerStep::Run(Box::new(r.clone())));
             }
             InstructionKind::Copy(c) => {
@@ -1064,8 +1081,8 @@ impl CopyReq {
 /// A COPY/ADD ready to run: what it reads (already hashed) and where it goes.
 struct CopyPlan {
     req: CopyReq,
-    /// Source tree for `--from` (kept mounted until the copy ran).
-    from: Option<(Option<exec::OverlayMount>, SourceTree)>,
+    /// `--from`, normalised for [`Builder::stage_tree`] (a stage index or an image name).
+    from: Option<String>,
     /// Downloaded ADD URLs: (file in tmp, file name).
     downloads: Vec<(PathBuf, String)>,
     hash: String,
@@ -1096,29 +1113,33 @@ impl Builder<'_> {
         Ok((Some(m), tree))
     }
 
-    fn plan_copy(&self, idx: usize, st: &StageState, req: CopyReq) -> Result<CopyPlan, BuildError> {
-        let from = match &req.from {
-            Some(f) => {
-                // stage references resolve relative to the current stage
-                if let Ok(SourceRef::Stage(i)) = self.df.resolve_from(idx, f) {
-                    Some(self.stage_tree(&i.to_string())?)
-                } else {
-                    self.df.resolve_from(idx, f)?;
-                    Some(self.stage_tree(f)?)
-                }
+    /// Resolves a `--from` value of stage `idx` to (a reference [`Builder::stage_tree`]
+    /// takes, the key that identifies its content).
+    fn from_key(&self, idx: usize, from: &str) -> Result<(String, String), BuildError> {
+        Ok(match self.df.resolve_from(idx, from)? {
+            SourceRef::Stage(i) => {
+                let key = self.results.lock().map_err(|_| internal("lock"))?.get(&i).map(|s| s.key.clone());
+                (i.to_string(), key.ok_or_else(|| internal(format!("stage {from} was not built")))?)
             }
+            SourceRef::Scratch => ("scratch".into(), hash_hex(&[b"scratch"])),
+            SourceRef::Image(name) => {
+                let key = self.image(&name, false)?.key;
+                (name, key)
+            }
+        })
+    }
+
+    fn plan_copy(&self, idx: usize, st: &StageState, req: CopyReq) -> Result<CopyPlan, BuildError> {
+        // Stages and images are addressed by their key / id: their content is not re-hashed.
+        let from = match &req.from {
+            Some(f) => Some(self.from_key(idx, f)?),
             None => None,
         };
-        let tree = from.as_ref().map(|(_, t)| t).unwrap_or(&self.ctx);
         let exclude = if req.exclude.is_empty() { None } else { Some(IgnoreMatcher::from_patterns(&req.exclude).map_err(|e| BuildError::new(BuildErrorKind::InvalidInput, e.to_string()))?) };
         let mut h = Sha256::new();
         let mut downloads = Vec::new();
-        if let Some((_, _)) = &from {
-            let fkey = match req.from.as_deref().map(|f| self.df.resolve_from(idx, f)) {
-                Some(Ok(SourceRef::Stage(i))) => self.results.lock().map_err(|_| internal("lock"))?.get(&i).map(|s| s.key.clone()).unwrap_or_default(),
-                _ => String::new(),
-            };
-            h.update(fkey.as_bytes());
+        if let Some((_, key)) = &from {
+            h.update(format!("from {key}\n").as_bytes());
         }
         for src in &req.sources {
             if req.is_add && (src.starts_with("http://") || src.starts_with("https://")) {
@@ -1130,13 +1151,16 @@ impl Builder<'_> {
             if req.is_add && src.starts_with("git@") {
                 return Err(BuildError::new(BuildErrorKind::InvalidInput, "ADD of git repositories is not supported by berth yet"));
             }
-            let matched = tree.resolve(src)?;
+            if from.is_some() {
+                continue;
+            }
+            let matched = self.ctx.resolve(src)?;
             for m in &matched {
                 let prefix = self.source_prefix(&req, m);
                 let mut items = Vec::new();
-                tree.walk(m, &prefix, exclude.as_ref(), &mut items)?;
+                self.ctx.walk(m, &prefix, exclude.as_ref(), &mut items)?;
                 h.update(format!("src {} {}\n", m.ctx_path, m.is_dir).as_bytes());
-                h.update(tree.hash_items(&items, !tree.is_context())?.as_bytes());
+                h.update(self.ctx.hash_items(&items, false)?.as_bytes());
             }
             if req.is_add && req.checksum.is_some() {
                 return Err(BuildError::new(BuildErrorKind::InvalidInput, "checksum can't be specified for non-HTTP(S) sources"));
@@ -1147,7 +1171,7 @@ impl Builder<'_> {
             h.update(f.data.as_bytes());
         }
         let _ = st;
-        Ok(CopyPlan { req, from, downloads, hash: hex::encode(h.finalize()) })
+        Ok(CopyPlan { req, from: from.map(|(r, _)| r), downloads, hash: hex::encode(h.finalize()) })
     }
 
     /// The destination name a matched source gets inside the destination directory (before
@@ -1165,7 +1189,11 @@ impl Builder<'_> {
 
     fn do_copy(&self, st: &StageState, plan: &CopyPlan, root: &Path) -> Result<(), BuildError> {
         let req = &plan.req;
-        let tree = plan.from.as_ref().map(|(_, t)| t).unwrap_or(&self.ctx);
+        let holder = match &plan.from {
+            Some(f) => Some(self.stage_tree(f)?),
+            None => None,
+        };
+        let tree = holder.as_ref().map(|(_, t)| t).unwrap_or(&self.ctx);
         let workdir = st.config.config.as_ref().and_then(|c| c.working_dir.clone()).unwrap_or_else(|| "/".into());
         let dest_raw = &req.dest;
         let dir_syntax = dest_raw.ends_with('/') || dest_raw.ends_with("/.") || dest_raw == "." || dest_raw.is_empty();
