@@ -742,7 +742,7 @@ impl Builder<'_> {
                 // what bind mounts expose is part of the step's input
                 for m in r.mounts.iter().filter(|m| m.kind == MountType::Bind) {
                     match &m.from {
-                        Some(f) => key_extra.push_str(&self.from_key(idx, f)?.1),
+                        Some(f) => key_extra.push_str(&self.source_key(idx, f)?.1),
                         None => {
                             let src = m.source.clone().unwrap_or_default();
                             if src.split('/').any(|c| c == "..") {
@@ -1115,7 +1115,7 @@ impl Builder<'_> {
 
     /// Resolves a `--from` value of stage `idx` to (a reference [`Builder::stage_tree`]
     /// takes, the key that identifies its content).
-    fn from_key(&self, idx: usize, from: &str) -> Result<(String, String), BuildError> {
+    fn source_key(&self, idx: usize, from: &str) -> Result<(String, String), BuildError> {
         Ok(match self.df.resolve_from(idx, from)? {
             SourceRef::Stage(i) => {
                 let key = self.results.lock().map_err(|_| internal("lock"))?.get(&i).map(|s| s.key.clone());
@@ -1132,7 +1132,7 @@ impl Builder<'_> {
     fn plan_copy(&self, idx: usize, st: &StageState, req: CopyReq) -> Result<CopyPlan, BuildError> {
         // Stages and images are addressed by their key / id: their content is not re-hashed.
         let from = match &req.from {
-            Some(f) => Some(self.from_key(idx, f)?),
+            Some(f) => Some(self.source_key(idx, f)?),
             None => None,
         };
         let exclude = if req.exclude.is_empty() { None } else { Some(IgnoreMatcher::from_patterns(&req.exclude).map_err(|e| BuildError::new(BuildErrorKind::InvalidInput, e.to_string()))?) };
