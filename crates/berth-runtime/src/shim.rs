@@ -300,32 +300,42 @@ fn in_helper(f: impl FnOnce() -> Result<i32, ShimError>) -> Result<i32, ShimErro
     }
 }
 
-/// Drop the start-up working set from the shim's RSS: free heap is returned to the kernel and
-/// the page-table entries of executable file mappings are discarded (never-written text, so
-/// the kernel refaults exactly the pages the event loop still runs, from the page cache).
+/// Drop the start-up working set from the shim's RSS: free heap goes back to the kernel, and
+/// file mappings without a single privately modified page (text, read-only data) lose their
+/// page-table entries; the kernel refaults, from the page cache, exactly the pages the event
+/// loop still uses. `MADV_RANDOM` turns off fault-around so each refault maps one page only.
 fn trim_resident() {
     // SAFETY: malloc_trim only releases free heap memory.
     unsafe { libc::malloc_trim(0) };
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    for line in maps.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
-            continue;
-        };
-        let path = f.nth(3).unwrap_or("");
-        if perms != "r-xp" || !path.starts_with('/') {
-            continue;
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    let mut cur: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            cur = None;
+            let path = line.split_whitespace().nth(5).unwrap_or("");
+            if path.starts_with('/') {
+                if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                    cur = Some((a, b));
+                }
+            }
+        } else if let Some(v) = line.strip_prefix("Anonymous:") {
+            if let Some(r) = cur.take() {
+                if v.trim() == "0 kB" {
+                    ranges.push(r);
+                }
+            }
         }
-        let Some((a, b)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
-            continue;
-        };
-        // SAFETY: the range is a read-only, private, file-backed text mapping of this process;
-        // MADV_DONTNEED on it only drops page-table entries, the content comes back from the
-        // file on the next access.
-        unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) };
+    }
+    for (a, b) in ranges {
+        // SAFETY: the range is a private file mapping of this process with no privately
+        // modified page: MADV_DONTNEED only drops page-table entries and the same content
+        // comes back from the file on the next access; MADV_RANDOM is a paging hint.
+        unsafe {
+            libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED);
+            libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_RANDOM);
+        }
     }
 }
 
