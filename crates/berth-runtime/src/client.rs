@@ -48,7 +48,7 @@ pub enum RuntimeError {
     Cgroup(#[from] CgroupError),
     #[error("container is not running")]
     NotRunning,
-    #[error("container is paused")]
+    #[error("container is paused, unpause the container before exec")]
     Paused,
     #[error("no such exec instance: {0}")]
     NoSuchExec(String),
@@ -308,6 +308,7 @@ fn response_result(resp: &Response) -> Result<(), RuntimeError> {
                 reason,
             },
             None if e == "container is not running" => RuntimeError::NotRunning,
+            None if e.starts_with("container is paused") => RuntimeError::Paused,
             None if e.starts_with("no such exec instance") => {
                 RuntimeError::NoSuchExec(e.trim_start_matches("no such exec instance: ").into())
             }

@@ -919,6 +919,9 @@ fn teardown(state_dir: &Path, cfg: &ContainerConfig, backend: Option<&Backend>) 
     let _ = std::fs::remove_file(state_dir.join("console.sock"));
 }
 
+/// Docker's wording for an exec into a paused container.
+pub(crate) const PAUSED: &str = "container is paused, unpause the container before exec";
+
 /// Most bytes buffered for one attached client before its output is dropped.
 const MAX_CLIENT_BUF: usize = 4 << 20;
 /// Most bytes buffered towards a process' stdin before its client is not read any more.
@@ -1713,6 +1716,14 @@ impl Shim {
                 self.reply(id, &ok, Role::Done);
             }
             Request::Exec { process, stdin } => {
+                if self.init_exit.is_some() || self.status != Status::Running {
+                    self.reply(id, &Response::err("container is not running"), Role::Done);
+                    return;
+                }
+                if Cgroup::for_path(&cgroups_path(&self.cfg)).frozen() {
+                    self.reply(id, &Response::err(PAUSED), Role::Done);
+                    return;
+                }
                 let r = match self.spawn_exec(&process, stdin) {
                     Ok((eid, pid)) => {
                         let r = Response {
@@ -1767,12 +1778,6 @@ impl Shim {
     }
 
     fn spawn_exec(&mut self, p: &ProcessConfig, attach_stdin: bool) -> Result<(String, i32), ShimError> {
-        if self.init_exit.is_some() || self.status != Status::Running {
-            return Err(ShimError::other("container is not running"));
-        }
-        if Cgroup::for_path(&cgroups_path(&self.cfg)).frozen() {
-            return Err(ShimError::other("container is paused, unpause the container before exec"));
-        }
         let eid = exec_id();
         let pj = self.state_dir.join(format!("exec-{eid}.json"));
         let (cfg, state_dir) = (&self.cfg, &self.state_dir);

@@ -255,6 +255,12 @@ fn pause_resume_and_top() {
     assert_eq!(shim.pids().expect("pids"), vec![started.pid]);
     shim.pause().expect("pause");
     assert_eq!(shim.state().expect("state").status, Status::Paused);
+    let p = berth_runtime::ProcessConfig {
+        args: vec!["true".into()],
+        ..Default::default()
+    };
+    let err = shim.exec(&p, false).expect_err("paused");
+    assert_eq!(err.kind(), RuntimeErrorKind::Conflict);
     shim.resume().expect("resume");
     assert_eq!(shim.state().expect("state").status, Status::Running);
     let st = shim.stats().expect("stats");
