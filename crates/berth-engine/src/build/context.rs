@@ -40,7 +40,12 @@ pub struct SourceTree {
     is_context: bool,
     memo: Mutex<HashMap<String, MemoEntry>>,
     memo_dirty: Mutex<bool>,
+    /// Prefix of memo keys: the tree's root path, so two contexts never share entries.
+    memo_prefix: String,
 }
+
+/// Most memo entries kept; beyond that the memo starts over (it is only an accelerator).
+const MAX_MEMO: usize = 200_000;
 
 /// What kind of entry an [`Item`] is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,7 +243,9 @@ impl SourceTree {
     pub fn open(root: &Path, ignore: Option<IgnoreMatcher>, is_context: bool, memo: HashMap<String, MemoEntry>) -> Result<Self, BuildError> {
         let rootfd = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| errno("open", &root.display().to_string(), e))?;
-        Ok(Self { rootfd, ignore, is_context, memo: Mutex::new(memo), memo_dirty: Mutex::new(false) })
+        let memo = if memo.len() > MAX_MEMO { HashMap::new() } else { memo };
+        let memo_prefix = format!("{}\0", root.display());
+        Ok(Self { rootfd, ignore, is_context, memo: Mutex::new(memo), memo_dirty: Mutex::new(false), memo_prefix })
     }
 
     pub fn is_context(&self) -> bool {
@@ -469,7 +476,7 @@ impl SourceTree {
 
     /// sha256 of a file's content, from the memo when its stat tuple is unchanged.
     pub fn content_hash(&self, it: &Item) -> Result<String, BuildError> {
-        let key = it.ctx_path.clone();
+        let key = format!("{}{}", self.memo_prefix, it.ctx_path);
         let mtime_ns = it.mtime as i128 * 1_000_000_000 + it.mtime_nsec as i128;
         if self.is_context {
             if let Ok(m) = self.memo.lock() {

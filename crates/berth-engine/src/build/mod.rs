@@ -273,7 +273,10 @@ impl Engine {
         let ignore = IgnoreMatcher::new(&ignore_text).map_err(|e| inval(format!(".dockerignore: {e}")))?;
         let cache = BuildCache::open(&self.config.data_root)?;
         let _running = RunningBuild::enter(self);
-        let ctx = SourceTree::open(context, Some(ignore), true, cache.load_memo())?;
+        // contexts unpacked from an API body are new files every time: no memo for them
+        let use_memo = !context.starts_with(self.config.data_root.join("build-tmp"));
+        let memo = if use_memo { cache.load_memo() } else { HashMap::new() };
+        let ctx = SourceTree::open(context, Some(ignore), true, memo)?;
         let tmp = self.config.data_root.join("build-tmp").join(hex::encode(rand::random::<[u8; 8]>()));
         std::fs::create_dir_all(tmp.join("empty")).map_err(|e| BuildError::new(BuildErrorKind::Internal, format!("create build dir: {e}")))?;
         let mut b = Builder {
@@ -292,7 +295,7 @@ impl Engine {
             rt: tokio::runtime::Handle::try_current().ok(),
         };
         let res = b.run();
-        if let Some(m) = b.ctx.take_memo() {
+        if let Some(m) = b.ctx.take_memo().filter(|_| use_memo) {
             b.cache.save_memo(&m);
         }
         let _ = std::fs::remove_dir_all(&tmp);
