@@ -149,6 +149,8 @@ enum Fault {
     FailFirst(u32),
     /// Every blob GET answers 429.
     FailAlways,
+    /// The first N upload requests (`/blobs/uploads/`) answer 503.
+    FailUploads(u32),
     /// The first blob response is cut after this many body bytes.
     CutOnce(u64),
     /// Every blob response has the body byte at this offset flipped.
@@ -283,6 +285,12 @@ fn proxy_conn(
         if authz != "Bearer tok-granted" {
             let ch = format!("WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{own_port}/token\",service=\"test-registry\"\r\n");
             return reply(&mut c, "401 Unauthorized", &ch, r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#);
+        }
+    }
+    if let Fault::FailUploads(k) = f {
+        if first.contains("/blobs/uploads/") && gets.fetch_add(1, Ordering::SeqCst) < k {
+            c.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+            return Ok(());
         }
     }
     if is_blob {
@@ -899,4 +907,19 @@ fn client_disconnect_does_not_cancel_the_pull() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(image_id(&d, &r), id);
+}
+
+#[test]
+fn push_retries_failed_uploads() {
+    init();
+    let reg = BerthRegistry::start("pushretry");
+    let proxy = Proxy::start(reg.port, Fault::FailUploads(3));
+    let d = Daemon::start("dist-pushretry");
+    let r = format!("{}/retry/busybox:1", proxy.host());
+    d.berth(&["tag", "busybox", &r]).ok();
+    let o = d.berth(&["push", &r]).ok();
+    assert!(o.stdout.contains("Pushed"), "{}", o.stdout);
+    assert!(proxy.blob_gets.load(Ordering::SeqCst) >= 3, "the faults were not hit");
+    d.berth(&["rmi", "busybox", &r]).ok();
+    d.berth(&["pull", &format!("{}/retry/busybox:1", reg.host())]).ok();
 }
