@@ -375,6 +375,10 @@ fn context_from_stdin_and_quiet_iidfile() {
     let iid = ctx.0.join("iid.txt");
     build(&d, &ctx, &["--iidfile", iid.to_str().unwrap(), "-t", "iid:1"]).ok();
     assert_eq!(std::fs::read_to_string(&iid).unwrap(), inspect(&d, "iid:1", "{{.Id}}"));
+    // -f - with a directory context
+    let o = d.berth_stdin(&["build", "-q", "-f", "-", "-t", "dash-f:1", ctx.path()], b"FROM busybox\nLABEL via=dash-f\n").ok();
+    assert!(o.stdout.trim().starts_with("sha256:"), "{}", o.stdout);
+    assert_eq!(inspect(&d, "dash-f:1", "{{index .Config.Labels \"via\"}}"), "dash-f");
     // the tar transport (what remote daemons get) builds the same image
     let o = d
         .cmd(&["build", "-q", ctx.path()])
@@ -712,5 +716,6 @@ fn run_bind_mount_from_context_is_cached_by_content() {
     ctx.write("src/v", "2\n");
     let o = build(&d, &ctx, &["-t", "bind:2"]).ok();
     assert_eq!(cached(&o), 0, "{}", o.stdout);
-    assert_eq!(run(&d, "bind:2", &["sh", "-c", "cat /v; ls /src 2>/dev/null | wc -l"]), "2\n0\n");
+    // the mount point stub the runtime made for /src is not left in the image
+    assert_eq!(run(&d, "bind:2", &["sh", "-c", "cat /v; test -e /src && echo stub || echo clean"]), "2\nclean\n");
 }

@@ -109,6 +109,18 @@ pub async fn build(State(eng): State<AppState>, RawQuery(raw): RawQuery, body: B
             return Err(bad_request("berthcontext must be an absolute path"));
         }
     }
+    // with a local context the body, when present, is the Dockerfile itself
+    let body = if local.is_some() {
+        let bytes = axum::body::to_bytes(body, berth_dockerfile::MAX_DOCKERFILE_SIZE + 1)
+            .await
+            .map_err(|e| bad_request(format!("read the Dockerfile: {e}")))?;
+        if !bytes.is_empty() {
+            opts.dockerfile_text = Some(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        Body::empty()
+    } else {
+        body
+    };
     let quiet = opts.quiet;
     let (tx, rx) = futures::channel::mpsc::unbounded::<bytes::Bytes>();
     let eng2 = eng.clone();

@@ -321,6 +321,8 @@ pub async fn build(c: &Client, a: BuildArgs) -> Result<()> {
 /// Renders the stream: plain text, or a per-step view with timings on a terminal.
 struct View {
     tty: bool,
+    /// The current step's header is on the screen without a newline (no output yet).
+    header_open: bool,
     step_started: Option<(String, Instant)>,
     started: Instant,
     pending: String,
@@ -328,13 +330,15 @@ struct View {
 
 impl View {
     fn new(tty: bool) -> Self {
-        Self { tty, step_started: None, started: Instant::now(), pending: String::new() }
+        Self { tty, header_open: false, step_started: None, started: Instant::now(), pending: String::new() }
     }
 
     fn close_step(&mut self) {
         if let Some((name, t)) = self.step_started.take() {
-            println!("\x1b[34m => {name}\x1b[0m \x1b[2m{:.1}s\x1b[0m", t.elapsed().as_secs_f64());
+            let lead = if self.header_open { "\r\x1b[2K" } else { "" };
+            println!("{lead}\x1b[34m => {name}\x1b[0m \x1b[2m{:.1}s\x1b[0m", t.elapsed().as_secs_f64());
         }
+        self.header_open = false;
     }
 
     fn show(&mut self, s: &str) {
@@ -353,8 +357,9 @@ impl View {
                     Some((n, text)) => format!("[{n}] {text}"),
                     None => rest.to_string(),
                 };
-                print!("\x1b[1m => {label}\x1b[0m\r");
+                print!("\x1b[1m => {label}\x1b[0m");
                 let _ = std::io::stdout().flush();
+                self.header_open = true;
                 self.step_started = Some((label, Instant::now()));
             } else if line == " ---> Using cache" {
                 if let Some((name, _)) = &mut self.step_started {
@@ -368,6 +373,10 @@ impl View {
                 // step output, dimmed and indented; its own control sequences are dropped so
                 // a hostile step cannot repaint the terminal
                 let clean: String = line.chars().filter(|c| !c.is_control() || *c == '\t').collect();
+                if self.header_open {
+                    println!();
+                    self.header_open = false;
+                }
                 println!("\x1b[2m    {clean}\x1b[0m");
             }
         }
