@@ -171,7 +171,7 @@ fn run(state_dir: &Path) -> Result<(), ShimError> {
         Err((e, partial)) => {
             report(&mut ready, &e.response());
             if let Some(cfg) = partial {
-                teardown(&state_dir, &cfg, None);
+                drop(teardown(&state_dir, &cfg, None));
             }
             let _ = std::fs::remove_file(state_dir.join(SOCKET_FILE));
             Err(e)
@@ -864,11 +864,10 @@ impl Backend {
     fn delete(&self, cfg: &ContainerConfig, state_dir: &Path) {
         match self {
             Backend::Youki { root } => {
-                if let Ok(mut c) = libcontainer::container::Container::load(root.join(&cfg.id)) {
-                    if let Err(e) = c.delete(true) {
-                        tracing::warn!("delete container state: {e}");
-                    }
-                }
+                // libcontainer's delete only removes the cgroup (slowly, with back-off
+                // sleeps) and its state dir; the cgroup is removed by `teardown`, we set no
+                // hooks, so removing the state dir is all that is left.
+                let _ = cfg;
                 let _ = std::fs::remove_dir_all(root);
             }
             Backend::External { bin, root } => {
@@ -902,7 +901,11 @@ fn classify(msg: String) -> ShimError {
 }
 
 /// Tear down what a container leaves on the host; used on exit and on failed starts.
-fn teardown(state_dir: &Path, cfg: &ContainerConfig, backend: Option<&Backend>) {
+///
+/// Returns a descriptor on the (already detached) rootfs: unmounting an overlay syncs its
+/// whole upper filesystem when the last reference goes, which takes hundreds of ms on a busy
+/// disk. Holding the descriptor until the waiters are answered moves that cost after them.
+fn teardown(state_dir: &Path, cfg: &ContainerConfig, backend: Option<&Backend>) -> Option<OwnedFd> {
     let backend_owned;
     let backend = match backend {
         Some(b) => b,
@@ -912,11 +915,15 @@ fn teardown(state_dir: &Path, cfg: &ContainerConfig, backend: Option<&Backend>) 
         }
     };
     backend.delete(cfg, state_dir);
+    tracing::debug!("runtime state deleted");
+    let pin = std::fs::File::open(state_dir.join(ROOTFS_DIR)).ok().map(OwnedFd::from);
     unmount_all(&state_dir.join(ROOTFS_DIR));
+    tracing::debug!("rootfs unmounted");
     if let Err(e) = Cgroup::for_path(&cgroups_path(cfg)).remove() {
         tracing::warn!("remove cgroup: {e}");
     }
     let _ = std::fs::remove_file(state_dir.join("console.sock"));
+    pin
 }
 
 /// Docker's wording for an exec into a paused container.
@@ -1106,6 +1113,8 @@ struct Shim {
     exit: Option<ExitStatus>,
     /// Poll timeouts counted since init exited with output still open.
     linger: u32,
+    /// Keeps the unmounted rootfs' superblock until the shim exits (see [`teardown`]).
+    rootfs_pin: Option<OwnedFd>,
 }
 
 #[derive(Clone)]
@@ -1189,7 +1198,9 @@ impl Shim {
 
         // Mounting, resolving and checking touch a lot of code: do it in a helper process so
         // none of it stays resident in the shim.
+        tracing::debug!("preparing bundle");
         in_helper(|| prepare_bundle(&cfg, state_dir).map(|_| 0)).map_err(fail)?;
+        tracing::debug!("bundle ready");
 
         let log_default = state_dir.join(format!("{}-json.log", cfg.id));
         let logs = LogWriter::open(&cfg.log, &log_default)
@@ -1206,7 +1217,10 @@ impl Shim {
                 .map_err(|e| fail(nixe("signalfd")(e)))?
         };
         let init_pid = match backend.create(&cfg, state_dir, &mut stdio) {
-            Ok(pid) => pid,
+            Ok(pid) => {
+                tracing::debug!(pid, "container created");
+                pid
+            }
             Err(e) => {
                 // What the runtime's child wrote before failing is in the output pipes.
                 let mut buf = [0u8; 8192];
@@ -1280,6 +1294,7 @@ impl Shim {
             execs: BTreeMap::new(),
             exit: None,
             linger: 0,
+            rootfs_pin: None,
         };
         if autostart {
             if let Err(e) = shim.start_container() {
@@ -1297,6 +1312,7 @@ impl Shim {
             return Err(ShimError::other("container already started"));
         }
         self.backend.start(&self.cfg, &self.state_dir)?;
+        tracing::debug!("container started");
         self.status = Status::Running;
         self.started_at = Some(now());
         Ok(())
@@ -1352,6 +1368,8 @@ impl Shim {
             });
         }
         let _ = std::fs::remove_file(self.state_dir.join(SOCKET_FILE));
+        // Last: releasing the detached rootfs may sync the upper filesystem.
+        self.rootfs_pin = None;
     }
 
     fn poll_set(&self) -> (Vec<libc::pollfd>, Vec<Tok>) {
@@ -1946,9 +1964,11 @@ impl Shim {
         self.outs.clear();
         self.stdin = None;
         self.master = None;
+        tracing::debug!("container exited");
         let cg = Cgroup::for_path(&cgroups_path(&self.cfg));
         let oom_killed = cg.oom_kill_count() > 0;
-        teardown(&self.state_dir, &self.cfg, Some(&self.backend));
+        self.rootfs_pin = teardown(&self.state_dir, &self.cfg, Some(&self.backend));
+        tracing::debug!("torn down");
         let exit = ExitStatus {
             exit_code: code,
             signal,
