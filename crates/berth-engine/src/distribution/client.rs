@@ -56,12 +56,19 @@ impl RegistryOptions {
     /// (`BERTH_INSECURE_REGISTRIES` comma list, `BERTH_CERTS_D`, `BERTH_REGISTRY_READ_TIMEOUT`
     /// seconds, `BERTH_REGISTRY_MAX_ATTEMPTS`, `BERTH_REGISTRY_BACKOFF_MS`).
     pub fn from_system() -> Self {
+        let v = std::fs::read_to_string("/etc/berth/daemon.json")
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .unwrap_or(serde_json::Value::Null);
+        Self::from_daemon_json(&v)
+    }
+
+    /// Defaults, overlaid with a daemon configuration (`--config-file`) and the environment
+    /// variables listed at [`RegistryOptions::from_system`]. For the daemon:
+    /// `configure(RegistryOptions::from_daemon_json(&daemon_json))` before serving.
+    pub fn from_daemon_json(v: &serde_json::Value) -> Self {
         let mut o = Self::default();
-        if let Ok(s) = std::fs::read_to_string("/etc/berth/daemon.json") {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&s) {
-                o.apply_daemon_json(&v);
-            }
-        }
+        o.apply_daemon_json(v);
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         if let Some(v) = env("BERTH_INSECURE_REGISTRIES") {
             o.insecure.extend(v.split(',').map(|s| s.trim().to_string()));
@@ -885,6 +892,15 @@ mod tests {
         assert_eq!(login_domain("https://index.docker.io/v1/"), "docker.io");
         assert_eq!(login_domain("http://127.0.0.1:5000/"), "127.0.0.1:5000");
         assert_eq!(login_domain(""), "docker.io");
+    }
+
+    #[test]
+    fn daemon_json() {
+        let v = serde_json::json!({"insecure-registries": ["reg.local:5000"], "registry-mirrors": ["https://m.example"], "max-concurrent-downloads": 7});
+        let o = RegistryOptions::from_daemon_json(&v);
+        assert!(o.insecure.contains(&"reg.local:5000".to_string()));
+        assert_eq!(o.mirrors, vec!["https://m.example".to_string()]);
+        assert_eq!(o.max_concurrent_downloads, 7);
     }
 
     #[test]
