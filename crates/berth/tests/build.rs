@@ -719,3 +719,42 @@ fn run_bind_mount_from_context_is_cached_by_content() {
     // the mount point stub the runtime made for /src is not left in the image
     assert_eq!(run(&d, "bind:2", &["sh", "-c", "cat /v; test -e /src && echo stub || echo clean"]), "2\nclean\n");
 }
+
+/// `FROM` an image that is not present pulls it (berth's registry server on loopback).
+#[test]
+fn from_missing_image_pulls_it() {
+    need_root!();
+    let dir = PathBuf::from(format!("/tmp/berth-bpull-reg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    struct Rm(PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _rm = Rm(dir.clone());
+    let reg = berth_registry::Registry::open(dir.join("root")).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            let _ = axum::serve(l, berth_registry::router(std::sync::Arc::new(reg))).await;
+        });
+    });
+    let d = Daemon::start("b-pull");
+    let remote = format!("127.0.0.1:{port}/base/busybox:1");
+    d.berth(&["tag", "busybox:latest", &remote]).ok();
+    d.berth(&["push", &remote]).ok();
+    d.berth(&["rmi", &remote]).ok();
+    let ctx = Ctx::new("pull", &[("Dockerfile", &format!("FROM {remote}\nRUN echo pulled > /p\n"))]);
+    build(&d, &ctx, &["-t", "pulled:1"]).ok();
+    assert_eq!(run(&d, "pulled:1", &["cat", "/p"]), "pulled\n");
+    // a base that exists nowhere is a clear error naming the line
+    let ctx2 = Ctx::new("pull-missing", &[("Dockerfile", &format!("FROM 127.0.0.1:{port}/nosuch/image:1\n"))]);
+    let o = build(&d, &ctx2, &[]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("Dockerfile:1: FROM: failed to pull"), "{}", o.stderr);
+}
