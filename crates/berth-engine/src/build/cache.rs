@@ -132,3 +132,29 @@ impl BuildCache {
 fn io_err(what: &str, e: std::io::Error) -> BuildError {
     BuildError::new(BuildErrorKind::Internal, format!("{what}: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_memo_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = BuildCache::open(dir.path()).expect("open");
+        let rec = CacheRecord { layer: None, created: "2026-01-01T00:00:00Z".into(), description: "ENV A=1".into(), last_used: String::new() };
+        c.put("k1", &rec).expect("put");
+        c.put("k2", &rec).expect("put");
+        let mut keys: Vec<String> = c.list().into_iter().map(|(k, _)| k).collect();
+        keys.sort();
+        assert_eq!(keys, vec!["k1", "k2"]);
+        let mut memo = HashMap::new();
+        memo.insert("a".to_string(), MemoEntry { size: 1, mtime_ns: 2, ctime_ns: 3, ino: 4, hash: "h".into() });
+        c.save_memo(&memo);
+        assert_eq!(c.load_memo(), memo);
+        // records survive reopening (a daemon restart)
+        let c2 = BuildCache::open(dir.path()).expect("reopen");
+        assert_eq!(c2.list().len(), 2);
+        assert_eq!(c2.clear(), 2);
+        assert!(c2.list().is_empty() && c2.load_memo().is_empty());
+    }
+}
