@@ -26,6 +26,23 @@
 //!   (no CAP_SYS_RESOURCE here), no `oomScoreAdj` is set, no RT cgroup settings; seccomp uses
 //!   Docker's default profile with ENOSYS for unknown syscalls.
 //!
+//! - **libcontainer runs in short-lived helper processes** forked by the shim (bundle
+//!   preparation, create, start, exec). Its code never stays resident in the shim, its
+//!   descriptor handling cannot disturb the shim's sockets, and the processes it starts are
+//!   reparented to the shim (child subreaper). The shim follows init and execs through
+//!   pidfds (libcontainer clones them with no exit signal) and reaps with `__WALL`. After
+//!   start-up the shim drops its unmodified file pages (`trim_resident`): about 1.5–2 MiB
+//!   RSS in a release build.
+//! - **Exit order**: init reaped and output drained → OOM counter read → runtime state,
+//!   rootfs mount and cgroup removed → `exit.json` written and `shim.sock` removed → waiters
+//!   answered → the detached overlay is released (its upper-fs sync happens last) → exit.
+//!   When [`Shim::wait`] returns, [`Shim::connect`] returns `None`.
+//!
+//! Libraries never print: the shim's tracing goes to whatever subscriber the binary set up,
+//! with stderr pointed at `<state_dir>/shim.log`. libcontainer's own logs are silenced
+//! because the processes it clones inherit the subscriber and would write into the
+//! container's output (`BERTH_SHIM_TRACE_RUNTIME=1` keeps them, for debugging).
+//!
 //! # State dir layout (the state dir is also the OCI bundle)
 //!
 //! ```text

@@ -88,12 +88,22 @@ fn tty_through_pty() {
     let shim = connect(&c);
     let mut s = shim.attach(true, true, true).expect("attach");
     shim.start().expect("start");
-    s.write_all(b"tty; stty size; exit 5\n").expect("write");
+    s.write_all(b"tty; stty size\n").expect("write");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("30 100") {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    shim.resize(40, 120).expect("resize");
+    s.write_all(b"stty size; exit 5\n").expect("write");
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
-    let out = String::from_utf8_lossy(&out);
+    seen.extend_from_slice(&out);
+    let out = String::from_utf8_lossy(&seen);
     assert!(out.contains("/dev/pts/0"), "{out}");
-    assert!(out.contains("30 100"), "{out}");
+    assert!(out.contains("40 120"), "{out}");
     assert_eq!(shim.wait().expect("wait").exit_code, 5);
 }
 
