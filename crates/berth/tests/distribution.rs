@@ -473,6 +473,18 @@ fn push_pull_round_trip_berth_registry() {
     let wrong = format!("{}/test/busybox@sha256:{}", reg.host(), "0".repeat(64));
     let o = d.berth(&["pull", &wrong]);
     assert_ne!(o.code, 0);
+    // explicit platform that the single-platform image does not have
+    let o = d.berth(&["pull", "--platform", "linux/s390x", &r]);
+    assert!(o.stderr.contains("does not match the specified platform"), "{}", o.stderr);
+    // all tags
+    let r2 = format!("{}/test/busybox:v2", reg.host());
+    d.berth(&["tag", &by_digest, &r2]).ok();
+    d.berth(&["push", &r2]).ok();
+    d.berth(&["rmi", "-f", &r2]).ok();
+    assert!(d.berth(&["inspect", &by_digest]).code != 0);
+    d.berth(&["pull", "-a", &format!("{}/test/busybox", reg.host())]).ok();
+    assert_eq!(image_id(&d, &r), id);
+    assert_eq!(image_id(&d, &r2), id);
     // unknown tag: Docker's message
     let o = d.berth(&["pull", &format!("{}/test/busybox:nosuch", reg.host())]);
     assert_ne!(o.code, 0);

@@ -377,6 +377,17 @@ async fn pull_one(eng: Arc<Engine>, r: &Reference, sess: &Session, opts: &PullOp
         b
     };
     let cfg: ConfigFile = serde_json::from_slice(&config_bytes).map_err(|e| DistributionError::invalid(format!("invalid image config {cfg_digest}: {e}")))?;
+    if depth == 0 && opts.platform.as_deref().is_some_and(|p| !p.is_empty()) {
+        // A single-platform image pulled with an explicit --platform must match it (Docker).
+        let got = Platform { os: cfg.os.clone(), architecture: cfg.architecture.clone(), variant: cfg.variant.clone() };
+        let compatible = platform.score(&serde_json::json!({"os": got.os, "architecture": got.architecture, "variant": got.variant})).is_some();
+        if !compatible {
+            return Err(DistributionError::new(
+                DistributionErrorKind::NotFound,
+                format!("image with reference {} was found but its platform ({got}) does not match the specified platform ({platform})", r.familiar()),
+            ));
+        }
+    }
     if cfg.rootfs.diff_ids.len() != manifest.layers.len() {
         return Err(DistributionError::invalid(format!(
             "invalid image {cfg_digest}: config lists {} layers, manifest {}",
