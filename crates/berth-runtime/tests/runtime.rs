@@ -501,3 +501,46 @@ fn cleanup_after_shim_was_killed() {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", started.pid)).unwrap_or_default();
     assert!(stat.is_empty() || stat.contains(") Z "), "container init still alive: {stat}");
 }
+
+/// HARDENING A4 #38: with Docker's default profile, a syscall the profile does not know gets
+/// ENOSYS (so glibc falls back), one it denies gets EPERM, and clone3 without CAP_SYS_ADMIN
+/// gets ENOSYS. Needs a C compiler and static glibc to build the probe; skipped otherwise.
+#[test]
+fn seccomp_unknown_syscalls_get_enosys() {
+    require_root!();
+    let c = TestContainer::new("enosys", &["/probe"]);
+    let src = c.dir.join("probe.c");
+    std::fs::write(
+        &src,
+        r#"#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+int main(void) {
+    long r = syscall(1000);          /* no such syscall (yet) */
+    printf("unknown=%d\n", r < 0 ? errno : 0);
+    r = syscall(SYS_keyctl, 0, 0, 0, 0, 0);
+    printf("keyctl=%d\n", r < 0 ? errno : 0);
+    r = syscall(SYS_clone3, 0, 0);
+    printf("clone3=%d\n", r < 0 ? errno : 0);
+    return 0;
+}
+"#,
+    )
+    .expect("write probe.c");
+    let built = std::process::Command::new("cc")
+        .args(["-static", "-O0", "-o"])
+        .arg(c.dir.join("upper/probe"))
+        .arg(&src)
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        eprintln!("skipping: cannot build a static C probe (cc / libc.a missing)");
+        return;
+    }
+    let exit = run_to_exit(&c);
+    assert_eq!(exit.exit_code, 0, "{}", c.logs());
+    let log = c.logs();
+    assert!(log.contains("unknown=38\n"), "{log}");
+    assert!(log.contains("keyctl=1\n"), "{log}");
+    assert!(log.contains("clone3=38\n"), "{log}");
+}
