@@ -437,6 +437,15 @@ fn seccomp_default_and_privileged() {
     assert!(log.lines().any(|l| l == "0"), "masked /proc/kcore reads empty: {log}");
 
     let mut c = TestContainer::new(
+        "nnp",
+        &["sh", "-c", "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status"],
+    );
+    c.cfg.security_opt.no_new_privileges = true;
+    run_to_exit(&c);
+    let log = c.logs();
+    assert!(log.contains("Seccomp:\t2") && log.contains("NoNewPrivs:\t1"), "{log}");
+
+    let mut c = TestContainer::new(
         "privileged",
         &["sh", "-c", "grep -E '^(Seccomp|CapEff):' /proc/self/status; ls /dev | grep -c ."],
     );
