@@ -160,6 +160,8 @@ enum Fault {
     /// A Bearer-token registry: `/token` (Basic `bob:pw`) issues a token every other request
     /// must carry; the proxy strips it before forwarding.
     Token,
+    /// Like `Token`, but each token is refused after 3 uses (the client must refresh on 401).
+    ShortToken,
 }
 
 struct Proxy {
@@ -171,7 +173,10 @@ struct Proxy {
     stop: Arc<AtomicBool>,
     /// Token requests served (Fault::Token).
     tokens: Arc<AtomicU32>,
+    /// Uses of the current token (Fault::ShortToken).
+    token_uses: Arc<AtomicU32>,
 }
+
 
 impl Proxy {
     fn start(upstream: u16, fault: Fault) -> Self {
@@ -184,9 +189,10 @@ impl Proxy {
             blob_gets: Arc::new(AtomicU32::new(0)),
             stop: Arc::new(AtomicBool::new(false)),
             tokens: Arc::new(AtomicU32::new(0)),
+            token_uses: Arc::new(AtomicU32::new(0)),
         };
         let (fault, bytes, gets, stop) = (p.fault.clone(), p.body_bytes.clone(), p.blob_gets.clone(), p.stop.clone());
-        let tokens = p.tokens.clone();
+        let tokens = (p.tokens.clone(), p.token_uses.clone());
         let cut_done = Arc::new(AtomicBool::new(false));
         std::thread::spawn(move || {
             for c in l.incoming() {
@@ -227,7 +233,7 @@ fn proxy_conn(
     gets: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
     cut_done: Arc<AtomicBool>,
-    tokens: Arc<AtomicU32>,
+    (tokens, token_uses): (Arc<AtomicU32>, Arc<AtomicU32>),
 ) -> std::io::Result<()> {
     let mut head = Vec::new();
     let mut buf = [0u8; 16384];
@@ -257,7 +263,7 @@ fn proxy_conn(
         let lower = l.to_ascii_lowercase();
         if lower.starts_with("authorization:") {
             authz = l["authorization:".len()..].trim().to_string();
-            if f == Fault::Token {
+            if matches!(f, Fault::Token | Fault::ShortToken) {
                 continue;
             }
         }
@@ -268,7 +274,7 @@ fn proxy_conn(
         out.push_str("\r\n");
     }
     out.push_str("Connection: close\r\n\r\n");
-    if f == Fault::Token {
+    if matches!(f, Fault::Token | Fault::ShortToken) {
         use base64::Engine as _;
         let path = first.split_whitespace().nth(1).unwrap_or("");
         let reply = |c: &mut TcpStream, status: &str, extra: &str, body: &str| {
@@ -280,9 +286,11 @@ fn proxy_conn(
                 return reply(&mut c, "401 Unauthorized", "", r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#);
             }
             tokens.fetch_add(1, Ordering::SeqCst);
+            token_uses.store(0, Ordering::SeqCst);
             return reply(&mut c, "200 OK", "", r#"{"token":"tok-granted","expires_in":300}"#);
         }
-        if authz != "Bearer tok-granted" {
+        let worn_out = f == Fault::ShortToken && token_uses.fetch_add(1, Ordering::SeqCst) >= 3;
+        if authz != "Bearer tok-granted" || worn_out {
             let ch = format!("WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{own_port}/token\",service=\"test-registry\"\r\n");
             return reply(&mut c, "401 Unauthorized", &ch, r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#);
         }
@@ -934,4 +942,30 @@ fn push_retries_failed_uploads() {
     assert!(proxy.blob_gets.load(Ordering::SeqCst) >= 3, "the faults were not hit");
     d.berth(&["rmi", "busybox", &r]).ok();
     d.berth(&["pull", &format!("{}/retry/busybox:1", reg.host())]).ok();
+}
+
+#[test]
+fn bearer_token_refreshed_on_401() {
+    init();
+    let reg = BerthRegistry::start("tokrefresh");
+    let proxy = Proxy::start(reg.port, Fault::ShortToken);
+    let d = Daemon::start("dist-tokrefresh");
+    let cfg = d.dir.join("docker-config");
+    let login = d
+        .cmd(&["login", "-u", "bob", "--password-stdin", &proxy.host()])
+        .env("DOCKER_CONFIG", &cfg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    login.stdin.as_ref().unwrap().write_all(b"pw\n").unwrap();
+    assert!(login.wait_with_output().unwrap().status.success());
+    let r = format!("{}/short/busybox:1", proxy.host());
+    d.berth(&["tag", "busybox", &r]).ok();
+    let o = d.cmd(&["push", &r]).env("DOCKER_CONFIG", &cfg).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(proxy.tokens.load(Ordering::SeqCst) > 2, "tokens were not refreshed");
+    d.berth(&["rmi", "busybox", &r]).ok();
+    let o = d.cmd(&["pull", &r]).env("DOCKER_CONFIG", &cfg).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
