@@ -94,9 +94,20 @@ fn mounts() -> Mounts {
                 for o in opts.split(',') {
                     if matches!(
                         o,
-                        "cpu" | "cpuacct" | "memory" | "pids" | "freezer" | "blkio" | "devices"
-                            | "cpuset" | "net_cls" | "net_prio" | "hugetlb" | "perf_event"
-                            | "rdma" | "misc"
+                        "cpu"
+                            | "cpuacct"
+                            | "memory"
+                            | "pids"
+                            | "freezer"
+                            | "blkio"
+                            | "devices"
+                            | "cpuset"
+                            | "net_cls"
+                            | "net_prio"
+                            | "hugetlb"
+                            | "perf_event"
+                            | "rdma"
+                            | "misc"
                     ) {
                         v1.entry(o.to_string()).or_insert_with(|| PathBuf::from(mp));
                     }
@@ -256,7 +267,10 @@ impl Cgroup {
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        Err(CgroupError::Freeze(file, if on { "frozen" } else { "thawed" }))
+        Err(CgroupError::Freeze(
+            file,
+            if on { "frozen" } else { "thawed" },
+        ))
     }
 
     /// Current usage numbers.

@@ -158,13 +158,32 @@ pub struct ExitStatus {
 pub(crate) enum Request {
     State,
     Start,
-    Kill { signal: i32, all: bool },
+    Kill {
+        signal: i32,
+        all: bool,
+    },
     Wait,
-    Attach { stdin: bool, stdout: bool, stderr: bool },
-    Resize { height: u16, width: u16 },
-    Exec { process: ProcessConfig, stdin: bool },
-    ExecResize { id: String, height: u16, width: u16 },
-    ExecWait { id: String },
+    Attach {
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
+    Resize {
+        height: u16,
+        width: u16,
+    },
+    Exec {
+        process: ProcessConfig,
+        stdin: bool,
+    },
+    ExecResize {
+        id: String,
+        height: u16,
+        width: u16,
+    },
+    ExecWait {
+        id: String,
+    },
 }
 
 /// One reply line; only the fields of the request's answer are set.
@@ -218,8 +237,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub fn read_config(state_dir: &Path) -> Result<ContainerConfig, RuntimeError> {
     let p = state_dir.join(CONFIG_FILE);
     let bytes = std::fs::read(&p).map_err(io(p.display()))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| RuntimeError::Shim(format!("{}: {e}", p.display())))
+    serde_json::from_slice(&bytes).map_err(|e| RuntimeError::Shim(format!("{}: {e}", p.display())))
 }
 
 /// Daemon side: start the shim for `cfg` and wait until the container process runs (or
@@ -231,7 +249,11 @@ pub fn start(exe: &Path, state_dir: &Path, cfg: &ContainerConfig) -> Result<Star
 
 /// Like [`start`] but leaves the container created and not started (OCI `create`), so the
 /// daemon can [`Shim::attach`] before [`Shim::start`] and miss no output (`docker run`).
-pub fn create(exe: &Path, state_dir: &Path, cfg: &ContainerConfig) -> Result<Started, RuntimeError> {
+pub fn create(
+    exe: &Path,
+    state_dir: &Path,
+    cfg: &ContainerConfig,
+) -> Result<Started, RuntimeError> {
     launch(exe, state_dir, cfg, false)
 }
 
@@ -277,7 +299,9 @@ fn launch(
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(io(format!("spawn {}", exe.display())))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(io(format!("spawn {}", exe.display())))?;
     drop(wr);
     // The shim forks once and its first process exits at once: reap it so it is no zombie.
     let _ = child.wait();
@@ -326,6 +350,16 @@ pub fn read_exit(state_dir: &Path) -> Result<Option<ExitStatus>, RuntimeError> {
             .map_err(|e| RuntimeError::Shim(format!("{}: {e}", p.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(RuntimeError::Io(p.display().to_string(), e)),
+    }
+}
+
+/// Where the shim writes the container's json log: `cfg.log.path`, or
+/// `<state_dir>/<id>-json.log` when that is empty (rotated files get `.1`, `.2`, ...).
+pub fn log_path(state_dir: &Path, cfg: &ContainerConfig) -> PathBuf {
+    if cfg.log.path.as_os_str().is_empty() {
+        state_dir.join(format!("{}-json.log", cfg.id))
+    } else {
+        cfg.log.path.clone()
     }
 }
 
@@ -424,10 +458,7 @@ impl Shim {
         // A shim that exits right now resets the connection: that is "not running" (the
         // caller then reads exit.json), not an I/O failure.
         let gone = |e: &std::io::Error| {
-            matches!(
-                e.raw_os_error(),
-                Some(libc::EPIPE) | Some(libc::ECONNRESET)
-            )
+            matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::ECONNRESET))
         };
         if let Err(e) = s.write_all(&line) {
             return Err(if gone(&e) {
@@ -513,7 +544,12 @@ impl Shim {
     /// `shutdown(Write)` closes it when `stdin_once`); bytes read are the output, raw with a
     /// tty, else in Docker's multiplexed format (8-byte header `[stream,0,0,0,len_be32]`).
     /// Only output produced after the attach is sent (history is in the log file).
-    pub fn attach(&self, stdin: bool, stdout: bool, stderr: bool) -> Result<UnixStream, RuntimeError> {
+    pub fn attach(
+        &self,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> Result<UnixStream, RuntimeError> {
         let (_, s) = self.call(&Request::Attach {
             stdin,
             stdout,

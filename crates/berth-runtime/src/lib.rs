@@ -65,6 +65,7 @@
 //! pub fn read_config(state_dir: &Path) -> Result<ContainerConfig, RuntimeError>
 //! pub fn cleanup(state_dir: &Path, cfg: &ContainerConfig) -> Result<(), RuntimeError>
 //! pub fn cgroups_path(cfg: &ContainerConfig) -> String
+//! pub fn log_path(state_dir: &Path, cfg: &ContainerConfig) -> PathBuf
 //! pub fn build_spec(cfg: &ContainerConfig, rootfs: Option<&Path>) -> Result<oci_spec::runtime::Spec, SpecError>
 //! pub fn shim_main(state_dir: &Path) -> !
 //!
@@ -143,8 +144,8 @@ pub mod spec;
 
 pub use cgroup::{Cgroup, CgroupError, Stats};
 pub use client::{
-    cgroups_path, cleanup, create, read_config, read_exit, start, ExitStatus, RuntimeError,
-    RuntimeErrorKind, Shim, StartFailure, Started, State, Status,
+    cgroups_path, cleanup, create, log_path, read_config, read_exit, start, ExitStatus,
+    RuntimeError, RuntimeErrorKind, Shim, StartFailure, Started, State, Status,
 };
 pub use config::*;
 pub use shim::{shim_main, ShimError, ShimErrorKind};

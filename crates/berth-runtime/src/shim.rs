@@ -33,9 +33,9 @@ use nix::unistd::Pid;
 
 use crate::cgroup::Cgroup;
 use crate::client::{
-    cgroups_path, read_config, write_atomic, ExitStatus, Request, Response, StartFailure,
-    Started, State, Status, ENV_AUTOSTART, ENV_READY_FD, EXIT_FILE, ROOTFS_DIR,
-    RUNC_DIR, SOCKET_FILE, SPEC_FILE, YOUKI_DIR,
+    cgroups_path, read_config, write_atomic, ExitStatus, Request, Response, StartFailure, Started,
+    State, Status, ENV_AUTOSTART, ENV_READY_FD, EXIT_FILE, ROOTFS_DIR, RUNC_DIR, SOCKET_FILE,
+    SPEC_FILE, YOUKI_DIR,
 };
 use crate::config::{ContainerConfig, NetMode, ProcessConfig};
 use crate::logs::{LogWriter, Stream};
@@ -133,7 +133,9 @@ fn run(state_dir: &Path) -> Result<(), ShimError> {
             // SAFETY: the daemon handed us this descriptor (fd 3) and nothing else owns it.
             unsafe { std::fs::File::from_raw_fd(fd) }
         });
-    let autostart = std::env::var(ENV_AUTOSTART).map(|v| v == "1").unwrap_or(true);
+    let autostart = std::env::var(ENV_AUTOSTART)
+        .map(|v| v == "1")
+        .unwrap_or(true);
 
     // Daemonize: the first process exits so the daemon can reap it; we survive the daemon.
     // SAFETY: the shim is single-threaded at this point; the child only continues normally.
@@ -212,11 +214,7 @@ fn redirect_stdio(state_dir: &Path) {
 }
 
 fn ignore_sigpipe(ignore: bool) {
-    let h = if ignore {
-        libc::SIG_IGN
-    } else {
-        libc::SIG_DFL
-    };
+    let h = if ignore { libc::SIG_IGN } else { libc::SIG_DFL };
     // SAFETY: installing SIG_IGN/SIG_DFL has no handler code to be unsafe.
     unsafe { libc::signal(libc::SIGPIPE, h) };
 }
@@ -287,13 +285,16 @@ fn in_helper(f: impl FnOnce() -> Result<i32, ShimError>) -> Result<i32, ShimErro
                 &mut out,
             );
             while let Err(nix::errno::Errno::EINTR) = waitpid(child, Some(WaitPidFlag::__WALL)) {}
-            let v: serde_json::Value = serde_json::from_str(&out)
-                .map_err(|_| ShimError::other("runtime helper died"))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&out).map_err(|_| ShimError::other("runtime helper died"))?;
             if let Some(pid) = v["pid"].as_i64() {
                 return Ok(pid as i32);
             }
             Err(ShimError::Start {
-                message: v["error"].as_str().unwrap_or("runtime helper failed").to_string(),
+                message: v["error"]
+                    .as_str()
+                    .unwrap_or("runtime helper failed")
+                    .to_string(),
                 reason: serde_json::from_value(v["reason"].clone()).unwrap_or(StartFailure::Other),
             })
         }
@@ -316,7 +317,8 @@ fn trim_resident() {
             cur = None;
             let path = line.split_whitespace().nth(5).unwrap_or("");
             if path.starts_with('/') {
-                if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+                {
                     cur = Some((a, b));
                 }
             }
@@ -399,8 +401,8 @@ fn env_path(env: &[String]) -> String {
 /// Docker/runc-worded check that `arg0` can be executed inside `rootfs`.
 fn check_executable(rootfs: &Path, arg0: &str, path: &str, cwd: &str) -> Result<(), ShimError> {
     use std::os::unix::fs::MetadataExt;
-    let root = pathrs::Root::open(rootfs)
-        .map_err(|e| ShimError::other(format!("open rootfs: {e}")))?;
+    let root =
+        pathrs::Root::open(rootfs).map_err(|e| ShimError::other(format!("open rootfs: {e}")))?;
     let probe = |p: &str| -> Option<std::fs::Metadata> {
         let h = root.resolve(p).ok()?;
         let f = h.reopen(pathrs::flags::OpenFlags::O_PATH).ok()?;
@@ -448,8 +450,8 @@ fn ensure_cwd(rootfs: &Path, cwd: &str, uid: u32, gid: u32) -> Result<(), ShimEr
     if cwd.is_empty() || cwd == "/" {
         return Ok(());
     }
-    let root = pathrs::Root::open(rootfs)
-        .map_err(|e| ShimError::other(format!("open rootfs: {e}")))?;
+    let root =
+        pathrs::Root::open(rootfs).map_err(|e| ShimError::other(format!("open rootfs: {e}")))?;
     if root.resolve(cwd).is_ok() {
         return Ok(());
     }
@@ -460,7 +462,9 @@ fn ensure_cwd(rootfs: &Path, cwd: &str, uid: u32, gid: u32) -> Result<(), ShimEr
             reason: StartFailure::InvalidConfig,
         })?;
     // Docker creates a missing working directory owned by the container user.
-    if let Ok(f) = h.reopen(pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_DIRECTORY) {
+    if let Ok(f) =
+        h.reopen(pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_DIRECTORY)
+    {
         let _ = nix::unistd::fchown(&f, Some(uid.into()), Some(gid.into()));
     }
     Ok(())
@@ -490,7 +494,14 @@ fn resolve_dest(rootfs: &Path, dest: &str, file: bool) -> Result<String, ShimErr
             cur.pop();
             continue;
         }
-        let cand = format!("/{}", cur.iter().chain(std::iter::once(&c)).cloned().collect::<Vec<_>>().join("/"));
+        let cand = format!(
+            "/{}",
+            cur.iter()
+                .chain(std::iter::once(&c))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("/")
+        );
         match root.readlink(&cand) {
             Ok(target) => {
                 links += 1;
@@ -584,14 +595,19 @@ fn recv_console(listener: &UnixListener) -> Result<OwnedFd, ShimError> {
     listener
         .set_nonblocking(true)
         .map_err(ioe("console socket"))?;
-    let (conn, _) = listener.accept().map_err(|e| {
-        ShimError::other(format!("runtime did not send the console: {e}"))
-    })?;
+    let (conn, _) = listener
+        .accept()
+        .map_err(|e| ShimError::other(format!("runtime did not send the console: {e}")))?;
     let mut buf = [0u8; 256];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(nixe("receive console"))?;
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(nixe("receive console"))?;
     for c in msg.cmsgs().map_err(nixe("receive console"))? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             if let Some(fd) = fds.first() {
@@ -753,10 +769,14 @@ impl Backend {
                     .arg(state_dir.join("init.pid"));
                 if let Some((_, path)) = &stdio.console {
                     c.arg("--console-socket").arg(path);
-                    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+                    c.stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null());
                 }
                 if let Some([i, o, e]) = stdio.child.take() {
-                    c.stdin(Stdio::from(i)).stdout(Stdio::from(o)).stderr(Stdio::from(e));
+                    c.stdin(Stdio::from(i))
+                        .stdout(Stdio::from(o))
+                        .stderr(Stdio::from(e));
                 }
                 c.arg(&cfg.id);
                 let st = with_clean_signals(|| c.status()).map_err(ioe("run runtime"))?;
@@ -842,10 +862,14 @@ impl Backend {
                     .arg(process_json);
                 if let Some((_, path)) = &stdio.console {
                     c.arg("--console-socket").arg(path);
-                    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+                    c.stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null());
                 }
                 if let Some([i, o, e]) = stdio.child.take() {
-                    c.stdin(Stdio::from(i)).stdout(Stdio::from(o)).stderr(Stdio::from(e));
+                    c.stdin(Stdio::from(i))
+                        .stdout(Stdio::from(o))
+                        .stderr(Stdio::from(e));
                 }
                 c.arg(&cfg.id);
                 let st = with_clean_signals(|| c.status()).map_err(ioe("run runtime"))?;
@@ -885,15 +909,14 @@ impl Backend {
 
 /// Map a runtime error text to Docker's classes (127 not found, 126 not executable).
 fn classify(msg: String) -> ShimError {
-    let reason = if msg.contains("executable file not found")
-        || msg.contains("no such file or directory")
-    {
-        StartFailure::CommandNotFound
-    } else if msg.contains("permission denied") {
-        StartFailure::CommandNotExecutable
-    } else {
-        StartFailure::Other
-    };
+    let reason =
+        if msg.contains("executable file not found") || msg.contains("no such file or directory") {
+            StartFailure::CommandNotFound
+        } else if msg.contains("permission denied") {
+            StartFailure::CommandNotExecutable
+        } else {
+            StartFailure::Other
+        };
     ShimError::Start {
         message: msg,
         reason,
@@ -916,7 +939,9 @@ fn teardown(state_dir: &Path, cfg: &ContainerConfig, backend: Option<&Backend>) 
     };
     backend.delete(cfg, state_dir);
     tracing::debug!("runtime state deleted");
-    let pin = std::fs::File::open(state_dir.join(ROOTFS_DIR)).ok().map(OwnedFd::from);
+    let pin = std::fs::File::open(state_dir.join(ROOTFS_DIR))
+        .ok()
+        .map(OwnedFd::from);
     unmount_all(&state_dir.join(ROOTFS_DIR));
     tracing::debug!("rootfs unmounted");
     if let Err(e) = Cgroup::for_path(&cgroups_path(cfg)).remove() {
@@ -992,10 +1017,13 @@ fn prepare_bundle(cfg: &ContainerConfig, state_dir: &Path) -> Result<(), ShimErr
         message: e.to_string(),
         reason: StartFailure::InvalidConfig,
     })?;
-    let cwd = spec_json["process"]["cwd"].as_str().unwrap_or("/").to_string();
+    let cwd = spec_json["process"]["cwd"]
+        .as_str()
+        .unwrap_or("/")
+        .to_string();
     ensure_cwd(&rootfs, &cwd, user.uid, user.gid)?;
-    let env: Vec<String> = serde_json::from_value(spec_json["process"]["env"].clone())
-        .unwrap_or_default();
+    let env: Vec<String> =
+        serde_json::from_value(spec_json["process"]["env"].clone()).unwrap_or_default();
     if let Some(arg0) = cfg.process.args.first() {
         check_executable(&rootfs, arg0, &env_path(&env), &cwd)?;
     } else {
@@ -1005,7 +1033,13 @@ fn prepare_bundle(cfg: &ContainerConfig, state_dir: &Path) -> Result<(), ShimErr
         });
     }
     const DEFAULT_MOUNTS: &[&str] = &[
-        "/proc", "/dev", "/dev/pts", "/sys", "/sys/fs/cgroup", "/dev/mqueue", "/dev/shm",
+        "/proc",
+        "/dev",
+        "/dev/pts",
+        "/sys",
+        "/sys/fs/cgroup",
+        "/dev/mqueue",
+        "/dev/shm",
     ];
     if let Some(mounts) = spec_json["mounts"].as_array_mut() {
         for m in mounts.iter_mut() {
@@ -1190,7 +1224,8 @@ impl Shim {
         let cfg = read_config(state_dir).map_err(|e| (ShimError::other(e.to_string()), None))?;
         let fail = |e: ShimError| (e, Some(cfg.clone()));
         let _ = std::fs::remove_file(state_dir.join(SOCKET_FILE));
-        let listener = UnixListener::bind(SOCKET_FILE).map_err(|e| fail(ioe("bind shim.sock")(e)))?;
+        let listener =
+            UnixListener::bind(SOCKET_FILE).map_err(|e| fail(ioe("bind shim.sock")(e)))?;
         let _ = std::fs::set_permissions(SOCKET_FILE, std::fs::Permissions::from_mode(0o600));
         listener
             .set_nonblocking(true)
@@ -1202,12 +1237,17 @@ impl Shim {
         in_helper(|| prepare_bundle(&cfg, state_dir).map(|_| 0)).map_err(fail)?;
         tracing::debug!("bundle ready");
 
-        let log_default = state_dir.join(format!("{}-json.log", cfg.id));
+        let log_default = crate::client::log_path(state_dir, &cfg);
         let logs = LogWriter::open(&cfg.log, &log_default)
             .map_err(|e| fail(ShimError::other(e.to_string())))?;
 
-        let mut stdio = make_stdio(state_dir, cfg.process.tty, cfg.process.open_stdin, "console.sock")
-            .map_err(fail)?;
+        let mut stdio = make_stdio(
+            state_dir,
+            cfg.process.tty,
+            cfg.process.open_stdin,
+            "console.sock",
+        )
+        .map_err(fail)?;
         let backend = Backend::new(&cfg, state_dir);
         block_sigchld(true);
         let sigfd = {
@@ -1490,7 +1530,9 @@ impl Shim {
                 }
             }
             Tok::ExecOut(id, i) => {
-                let Some(e) = self.execs.get_mut(&id) else { return };
+                let Some(e) = self.execs.get_mut(&id) else {
+                    return;
+                };
                 let fd = e.outs[i].fd.as_raw_fd();
                 let stream = e.outs[i].stream;
                 let tty = e.tty;
@@ -1549,7 +1591,9 @@ impl Shim {
     }
 
     fn on_conn(&mut self, id: u64, revents: i16, buf: &mut [u8]) {
-        let Some(c) = self.conns.get_mut(&id) else { return };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         if revents & libc::POLLOUT != 0 && !c.out.is_empty() {
             let (a, _) = c.out.as_slices();
             match c.stream.write(a) {
@@ -1761,7 +1805,11 @@ impl Shim {
                 };
                 self.reply(id, &r, Role::Done);
             }
-            Request::ExecResize { id: eid, height, width } => {
+            Request::ExecResize {
+                id: eid,
+                height,
+                width,
+            } => {
                 let r = match self.execs.get(&eid) {
                     Some(e) => {
                         if let Some(m) = &e.master {
@@ -1795,14 +1843,20 @@ impl Shim {
         }
     }
 
-    fn spawn_exec(&mut self, p: &ProcessConfig, attach_stdin: bool) -> Result<(String, i32), ShimError> {
+    fn spawn_exec(
+        &mut self,
+        p: &ProcessConfig,
+        attach_stdin: bool,
+    ) -> Result<(String, i32), ShimError> {
         let eid = exec_id();
         let pj = self.state_dir.join(format!("exec-{eid}.json"));
         let (cfg, state_dir) = (&self.cfg, &self.state_dir);
         in_helper(|| prepare_exec(cfg, state_dir, p, &pj).map(|_| 0))?;
         let console_name = format!("exec-{}.sock", &eid[..8]);
         let mut stdio = make_stdio(&self.state_dir, p.tty, attach_stdin, &console_name)?;
-        let res = self.backend.exec(&self.cfg, &self.state_dir, &pj, &mut stdio);
+        let res = self
+            .backend
+            .exec(&self.cfg, &self.state_dir, &pj, &mut stdio);
         let _ = std::fs::remove_file(&pj);
         let pid = match res {
             Ok(pid) => pid,
@@ -2015,10 +2069,19 @@ mod tests {
     #[test]
     fn runtime_errors_are_classified() {
         let e = classify("exec: \"x\": executable file not found in $PATH".into());
-        assert_eq!(e.kind(), ShimErrorKind::Start(StartFailure::CommandNotFound));
+        assert_eq!(
+            e.kind(),
+            ShimErrorKind::Start(StartFailure::CommandNotFound)
+        );
         let e = classify("exec: \"/etc\": permission denied".into());
-        assert_eq!(e.kind(), ShimErrorKind::Start(StartFailure::CommandNotExecutable));
-        assert_eq!(classify("boom".into()).kind(), ShimErrorKind::Start(StartFailure::Other));
+        assert_eq!(
+            e.kind(),
+            ShimErrorKind::Start(StartFailure::CommandNotExecutable)
+        );
+        assert_eq!(
+            classify("boom".into()).kind(),
+            ShimErrorKind::Start(StartFailure::Other)
+        );
     }
 
     #[test]
@@ -2038,7 +2101,10 @@ mod tests {
         let d = resolve_dest(&root, "/up/etc/hosts", true).expect("resolve");
         assert_eq!(d, "/etc/hosts");
         assert!(root.join("etc/hosts").is_file());
-        assert_eq!(resolve_dest(&root, "/a/../b/./c", false).expect("resolve"), "/b/c");
+        assert_eq!(
+            resolve_dest(&root, "/a/../b/./c", false).expect("resolve"),
+            "/b/c"
+        );
     }
 
     #[test]
@@ -2048,19 +2114,28 @@ mod tests {
         let root = dir.path();
         std::fs::create_dir_all(root.join("bin")).expect("mkdir");
         std::fs::write(root.join("bin/tool"), "#!/bin/sh\n").expect("write");
-        std::fs::set_permissions(root.join("bin/tool"), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
+        std::fs::set_permissions(
+            root.join("bin/tool"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .expect("chmod");
         std::fs::write(root.join("bin/data"), "x").expect("write");
         assert!(check_executable(root, "tool", "/usr/bin:/bin", "/").is_ok());
         assert!(check_executable(root, "/bin/tool", "", "/").is_ok());
         let e = check_executable(root, "nosuch", "/bin", "/").expect_err("missing");
-        assert_eq!(e.to_string(), "exec: \"nosuch\": executable file not found in $PATH");
+        assert_eq!(
+            e.to_string(),
+            "exec: \"nosuch\": executable file not found in $PATH"
+        );
         let e = check_executable(root, "/bin/nosuch", "/bin", "/").expect_err("missing");
         assert_eq!(
             e.to_string(),
             "exec: \"/bin/nosuch\": stat /bin/nosuch: no such file or directory"
         );
         let e = check_executable(root, "/bin/data", "/bin", "/").expect_err("not executable");
-        assert_eq!(e.kind(), ShimErrorKind::Start(StartFailure::CommandNotExecutable));
+        assert_eq!(
+            e.kind(),
+            ShimErrorKind::Start(StartFailure::CommandNotExecutable)
+        );
     }
 }

@@ -586,8 +586,7 @@ const KNOWN_DENIED: &[&str] = &[
 /// than the profile make glibc fall back (HARDENING A4 #38), while every syscall the profile
 /// names but does not allow keeps `EPERM`.
 pub fn translate_seccomp(profile: &str, caps: &[String]) -> Result<Value, SpecError> {
-    let p: Value =
-        serde_json::from_str(profile).map_err(|e| SpecError::Seccomp(e.to_string()))?;
+    let p: Value = serde_json::from_str(profile).map_err(|e| SpecError::Seccomp(e.to_string()))?;
     let (arch, arches) = arch_names();
     let kver = kernel_version();
     let has_cap = |c: &Value| c.as_str().is_some_and(|c| caps.iter().any(|x| x == c));
@@ -607,7 +606,11 @@ pub fn translate_seccomp(profile: &str, caps: &[String]) -> Result<Value, SpecEr
                     .filter_map(|n| n.as_str().map(str::to_string))
                     .collect()
             })
-            .or_else(|| s.get("name").and_then(Value::as_str).map(|n| vec![n.to_string()]))
+            .or_else(|| {
+                s.get("name")
+                    .and_then(Value::as_str)
+                    .map(|n| vec![n.to_string()])
+            })
             .unwrap_or_default();
         mentioned.extend(names.iter().cloned());
         if let Some(inc) = s.get("includes") {
@@ -709,7 +712,17 @@ fn default_devices_allow() -> Vec<Value> {
     for t in ["c", "b"] {
         v.push(json!({"allow": true, "type": t, "access": "m"}));
     }
-    for (maj, min) in [(1, 3), (1, 8), (1, 7), (5, 0), (1, 5), (1, 9), (5, 1), (5, 2), (10, 200)] {
+    for (maj, min) in [
+        (1, 3),
+        (1, 8),
+        (1, 7),
+        (5, 0),
+        (1, 5),
+        (1, 9),
+        (5, 1),
+        (5, 2),
+        (10, 200),
+    ] {
         v.push(json!({"allow": true, "type": "c", "major": maj, "minor": min, "access": "rwm"}));
     }
     v.push(json!({"allow": true, "type": "c", "major": 136, "access": "rwm"}));
@@ -918,8 +931,14 @@ pub fn spec_json(cfg: &ContainerConfig, user: &ResolvedUser) -> Result<Value, Sp
                 let s = p.to_string_lossy().into_owned();
                 if matches!(
                     s.as_str(),
-                    "/dev/console" | "/dev/ptmx" | "/dev/tty" | "/dev/null" | "/dev/zero"
-                        | "/dev/full" | "/dev/random" | "/dev/urandom"
+                    "/dev/console"
+                        | "/dev/ptmx"
+                        | "/dev/tty"
+                        | "/dev/null"
+                        | "/dev/zero"
+                        | "/dev/full"
+                        | "/dev/random"
+                        | "/dev/urandom"
                 ) {
                     continue;
                 }
@@ -951,8 +970,10 @@ pub fn spec_json(cfg: &ContainerConfig, user: &ResolvedUser) -> Result<Value, Sp
             } else {
                 &d.cgroup_permissions
             };
-            allow.push(json!({"allow": true, "type": node["type"], "major": node["major"],
-                              "minor": node["minor"], "access": perms}));
+            allow.push(
+                json!({"allow": true, "type": node["type"], "major": node["major"],
+                              "minor": node["minor"], "access": perms}),
+            );
             devices.push(node);
         }
         resources["devices"] = Value::Array(allow);
@@ -1012,7 +1033,9 @@ mod tests {
         };
         let spec = build_spec(&cfg, None).expect("spec");
         let v = serde_json::to_value(&spec).expect("json");
-        let caps = v["process"]["capabilities"]["bounding"].as_array().expect("caps");
+        let caps = v["process"]["capabilities"]["bounding"]
+            .as_array()
+            .expect("caps");
         assert_eq!(caps.len(), DEFAULT_CAPS.len());
         assert!(v["process"]["capabilities"]["inheritable"]
             .as_array()
@@ -1020,7 +1043,9 @@ mod tests {
         assert_eq!(v["linux"]["cgroupsPath"], "/berth/abc");
         assert_eq!(v["linux"]["seccomp"]["defaultErrnoRet"], 38);
         let env = v["process"]["env"].as_array().expect("env");
-        assert!(env.iter().any(|e| e.as_str() == Some(&format!("PATH={DEFAULT_PATH}"))));
+        assert!(env
+            .iter()
+            .any(|e| e.as_str() == Some(&format!("PATH={DEFAULT_PATH}"))));
         let nofile = &v["process"]["rlimits"][0];
         assert!(nofile["hard"].as_u64().expect("hard") <= host_nofile_hard());
     }
@@ -1042,8 +1067,16 @@ mod tests {
         assert!(!allowed_unconditionally("mount"));
         let eperm = rules.last().expect("deny rule");
         assert_eq!(eperm["errnoRet"], 1);
-        assert!(eperm["names"].as_array().expect("names").iter().any(|x| x == "mount"));
-        assert!(eperm["names"].as_array().expect("names").iter().any(|x| x == "keyctl"));
+        assert!(eperm["names"]
+            .as_array()
+            .expect("names")
+            .iter()
+            .any(|x| x == "mount"));
+        assert!(eperm["names"]
+            .as_array()
+            .expect("names")
+            .iter()
+            .any(|x| x == "keyctl"));
         // clone3 gets ENOSYS (the default action) without CAP_SYS_ADMIN.
         assert!(!rules_mention(rules, "clone3"));
         assert_eq!(s["defaultErrnoRet"], 38);
@@ -1055,7 +1088,11 @@ mod tests {
             .expect("rules")
             .iter()
             .any(|r| r["action"] == "SCMP_ACT_ALLOW"
-                && r["names"].as_array().expect("names").iter().any(|n| n == "clone3")));
+                && r["names"]
+                    .as_array()
+                    .expect("names")
+                    .iter()
+                    .any(|n| n == "clone3")));
     }
 
     #[test]
@@ -1073,7 +1110,10 @@ mod tests {
             cap_add: vec!["nope".into()],
             ..Default::default()
         };
-        assert!(matches!(container_caps(&bad), Err(SpecError::UnknownCapability(_))));
+        assert!(matches!(
+            container_caps(&bad),
+            Err(SpecError::UnknownCapability(_))
+        ));
     }
 
     #[test]

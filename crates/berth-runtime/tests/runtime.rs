@@ -31,14 +31,29 @@ fn true_exits_zero_and_latency() {
 #[test]
 fn exit_code_and_json_log() {
     require_root!();
-    let c = TestContainer::new("exit3", &["sh", "-c", "echo hello; echo oops >&2; printf partial; exit 3"]);
+    let c = TestContainer::new(
+        "exit3",
+        &[
+            "sh",
+            "-c",
+            "echo hello; echo oops >&2; printf partial; exit 3",
+        ],
+    );
     let exit = run_to_exit(&c);
     assert_eq!(exit.exit_code, 3);
     let log = std::fs::read_to_string(c.log_path()).expect("log");
-    assert!(log.contains(r#""log":"hello\n","stream":"stdout""#), "{log}");
+    assert!(
+        log.contains(r#""log":"hello\n","stream":"stdout""#),
+        "{log}"
+    );
     assert!(log.contains(r#""log":"oops\n","stream":"stderr""#), "{log}");
-    assert!(log.contains(r#""log":"partial","stream":"stdout""#), "{log}");
-    assert!(berth_runtime::read_exit(&c.state_dir).expect("read").is_some());
+    assert!(
+        log.contains(r#""log":"partial","stream":"stdout""#),
+        "{log}"
+    );
+    assert!(berth_runtime::read_exit(&c.state_dir)
+        .expect("read")
+        .is_some());
 }
 
 #[test]
@@ -122,7 +137,11 @@ fn pids_limit_applies() {
     require_root!();
     let mut c = TestContainer::new(
         "pids",
-        &["sh", "-c", "i=0; while [ $i -lt 12 ]; do sleep 5 & i=$((i+1)); done; echo spawned"],
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 12 ]; do sleep 5 & i=$((i+1)); done; echo spawned",
+        ],
     );
     c.cfg.resources.pids_limit = Some(6);
     c.cfg.resources.cpus = Some(0.5);
@@ -148,7 +167,10 @@ fn pids_limit_applies() {
 #[test]
 fn capabilities_match_docker_defaults() {
     require_root!();
-    let c = TestContainer::new("caps", &["sh", "-c", "grep Cap /proc/self/status; ls /proc/1/fd"]);
+    let c = TestContainer::new(
+        "caps",
+        &["sh", "-c", "grep Cap /proc/self/status; ls /proc/1/fd"],
+    );
     let exit = run_to_exit(&c);
     assert_eq!(exit.exit_code, 0);
     let log = c.logs();
@@ -182,7 +204,10 @@ fn user_and_groups_from_rootfs() {
     assert_eq!(exit.exit_code, 0, "{}", c.logs());
     let log = c.logs();
     assert!(log.contains("uid=1000(alice) gid=1000(alice)"), "{log}");
-    assert!(log.contains("10(wheel)") && log.contains("29(audio)"), "{log}");
+    assert!(
+        log.contains("10(wheel)") && log.contains("29(audio)"),
+        "{log}"
+    );
     assert!(log.contains("/home/alice\n/work/dir\n"), "{log}");
 
     let mut c = TestContainer::new("user2", &["id"]);
@@ -204,7 +229,11 @@ fn exec_with_and_without_tty() {
     start(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect("start");
     let shim = connect(&c);
     let p = berth_runtime::ProcessConfig {
-        args: vec!["sh".into(), "-c".into(), "echo out; echo err >&2; exit 7".into()],
+        args: vec![
+            "sh".into(),
+            "-c".into(),
+            "echo out; echo err >&2; exit 7".into(),
+        ],
         ..Default::default()
     };
     let (id, pid, s) = shim.exec(&p, false).expect("exec");
@@ -233,7 +262,11 @@ fn exec_with_and_without_tty() {
     s.write_all(b"tty; exit 2\n").expect("write");
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
-    assert!(String::from_utf8_lossy(&out).contains("/dev/pts/"), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        String::from_utf8_lossy(&out).contains("/dev/pts/"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     assert_eq!(shim.exec_wait(&id).expect("exec wait"), 2);
 
     let p = berth_runtime::ProcessConfig {
@@ -299,14 +332,18 @@ fn read_only_rootfs() {
     let log = c.logs();
     assert!(log.contains("Read-only file system"), "{log}");
     assert!(log.contains("ok\n"), "{log}");
-    assert!(log.contains("tmpfs /scratch tmpfs rw,nosuid,nodev,noexec"), "{log}");
+    assert!(
+        log.contains("tmpfs /scratch tmpfs rw,nosuid,nodev,noexec"),
+        "{log}"
+    );
     assert!(log.contains("size=1024k"), "{log}");
 }
 
 #[test]
 fn bind_mount_symlink_stays_inside_root() {
     require_root!();
-    let host_target = std::path::PathBuf::from(format!("/tmp/berth-rt-escape-{}", std::process::id()));
+    let host_target =
+        std::path::PathBuf::from(format!("/tmp/berth-rt-escape-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&host_target);
     std::fs::create_dir_all(&host_target).expect("host target");
     let mut c = TestContainer::new("symlink", &["sh", "-c", "cat /evil/data/marker"]);
@@ -346,7 +383,10 @@ fn network_none_has_loopback_up_and_init() {
 #[test]
 fn shim_survives_daemon_death_and_reconnects() {
     require_root!();
-    let c = TestContainer::new("survive", &["sh", "-c", "echo before; read x; echo after:$x"]);
+    let c = TestContainer::new(
+        "survive",
+        &["sh", "-c", "echo before; read x; echo after:$x"],
+    );
     let mut cfg = c.cfg.clone();
     cfg.process.open_stdin = true;
     // The "daemon": a forked child that starts the container and dies by SIGKILL.
@@ -369,7 +409,10 @@ fn shim_survives_daemon_death_and_reconnects() {
             let mut status = 0;
             // SAFETY: waiting for our own child.
             unsafe { libc::waitpid(pid, &mut status, 0) };
-            assert!(libc::WIFSIGNALED(status), "daemon stand-in failed to start the container");
+            assert!(
+                libc::WIFSIGNALED(status),
+                "daemon stand-in failed to start the container"
+            );
         }
         _ => panic!("fork failed"),
     }
@@ -394,7 +437,10 @@ fn external_runc_runtime() {
         eprintln!("skipping: runc not installed");
         return;
     };
-    let mut c = TestContainer::new("runc", &["sh", "-c", "echo hi; read x; echo got:$x; exit 4"]);
+    let mut c = TestContainer::new(
+        "runc",
+        &["sh", "-c", "echo hi; read x; echo got:$x; exit 4"],
+    );
     c.cfg.runtime = Some(runc.into());
     c.cfg.process.open_stdin = true;
     create(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect("create");
@@ -434,20 +480,34 @@ fn seccomp_default_and_privileged() {
     assert!(log.contains("Seccomp:\t2"), "{log}");
     assert!(log.contains("NoNewPrivs:\t0"), "{log}");
     assert!(log.contains("Operation not permitted"), "{log}");
-    assert!(log.lines().any(|l| l == "0"), "masked /proc/kcore reads empty: {log}");
+    assert!(
+        log.lines().any(|l| l == "0"),
+        "masked /proc/kcore reads empty: {log}"
+    );
 
     let mut c = TestContainer::new(
         "nnp",
-        &["sh", "-c", "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status"],
+        &[
+            "sh",
+            "-c",
+            "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status",
+        ],
     );
     c.cfg.security_opt.no_new_privileges = true;
     run_to_exit(&c);
     let log = c.logs();
-    assert!(log.contains("Seccomp:\t2") && log.contains("NoNewPrivs:\t1"), "{log}");
+    assert!(
+        log.contains("Seccomp:\t2") && log.contains("NoNewPrivs:\t1"),
+        "{log}"
+    );
 
     let mut c = TestContainer::new(
         "privileged",
-        &["sh", "-c", "grep -E '^(Seccomp|CapEff):' /proc/self/status; ls /dev | grep -c ."],
+        &[
+            "sh",
+            "-c",
+            "grep -E '^(Seccomp|CapEff):' /proc/self/status; ls /dev | grep -c .",
+        ],
     );
     c.cfg.privileged = true;
     c.cfg.security_opt.no_new_privileges = true;
@@ -458,7 +518,10 @@ fn seccomp_default_and_privileged() {
         .lines()
         .find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string()))
         .expect("CapBnd");
-    assert!(log.contains(&format!("CapEff:\t{host_bnd}")), "{log} vs {host_bnd}");
+    assert!(
+        log.contains(&format!("CapEff:\t{host_bnd}")),
+        "{log} vs {host_bnd}"
+    );
     assert!(log.contains("Seccomp:\t0"), "{log}");
 }
 
@@ -508,7 +571,10 @@ fn cleanup_after_shim_was_killed() {
     let cg = berth_runtime::Cgroup::for_path(&berth_runtime::cgroups_path(&c.cfg));
     assert!(cg.v1.values().chain(cg.v2.iter()).all(|d| !d.exists()));
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", started.pid)).unwrap_or_default();
-    assert!(stat.is_empty() || stat.contains(") Z "), "container init still alive: {stat}");
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "container init still alive: {stat}"
+    );
 }
 
 /// HARDENING A4 #38: with Docker's default profile, a syscall the profile does not know gets

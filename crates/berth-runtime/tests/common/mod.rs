@@ -13,7 +13,9 @@ pub const SHIM: &str = env!("CARGO_BIN_EXE_berth-runtime-shim");
 
 /// The shim binary (`BERTH_TEST_SHIM` overrides it, e.g. with an strace wrapper).
 pub fn shim_exe() -> std::path::PathBuf {
-    std::env::var_os("BERTH_TEST_SHIM").map(Into::into).unwrap_or_else(|| SHIM.into())
+    std::env::var_os("BERTH_TEST_SHIM")
+        .map(Into::into)
+        .unwrap_or_else(|| SHIM.into())
 }
 
 /// `None` (and a printed reason) when the host cannot run these tests.
@@ -154,7 +156,11 @@ impl TestContainer {
             if !String::from_utf8_lossy(&cmd).contains("berth-runtime-shim") {
                 continue;
             }
-            if std::fs::read_link(format!("/proc/{pid}/cwd")).ok().as_deref() == Some(&want) {
+            if std::fs::read_link(format!("/proc/{pid}/cwd"))
+                .ok()
+                .as_deref()
+                == Some(&want)
+            {
                 return Some(pid);
             }
         }
