@@ -758,3 +758,35 @@ fn from_missing_image_pulls_it() {
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains("Dockerfile:1: FROM: failed to pull"), "{}", o.stderr);
 }
+
+/// A daemon killed in the middle of a RUN leaves a running step container and a work
+/// snapshot; the next build cleans both up.
+#[test]
+fn crash_mid_run_is_cleaned_by_the_next_build() {
+    need_root!();
+    let mut d = Daemon::start("b-crash");
+    let ctx = Ctx::new("crash", &[("Dockerfile", "FROM busybox\nRUN sleep 1000\n")]);
+    let mut child = d.cmd(&["build", ctx.path()]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let builds = d.dir.join("run").join("build");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let running = |p: &Path| std::fs::read_dir(p).map(|r| r.flatten().any(|e| e.path().join("shim.sock").exists())).unwrap_or(false);
+    while !running(&builds) {
+        assert!(std::time::Instant::now() < deadline, "the RUN step never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    d.kill9();
+    let _ = child.kill();
+    let _ = child.wait();
+    d.spawn();
+    let ok = Ctx::new("crash-ok", &[("Dockerfile", "FROM busybox\nRUN true\n")]);
+    build(&d, &ok, &[]).ok();
+    let left: Vec<_> = std::fs::read_dir(&builds).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "leftover step containers: {left:?}");
+    let needle = format!("shim\0{}", builds.display());
+    let shims = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle)))
+        .count();
+    assert_eq!(shims, 0, "a step shim is still running");
+}

@@ -371,6 +371,20 @@ impl Drop for RunningBuild {
 }
 
 fn cleanup_leftovers(eng: &Engine) {
+    // RUN containers of a build the daemon did not see finish
+    if let Ok(rd) = std::fs::read_dir(eng.config.exec_root.join("build")) {
+        for e in rd.flatten() {
+            let dir = e.path();
+            if let Ok(Some(shim)) = berth_runtime::Shim::connect(&dir) {
+                let _ = shim.kill(libc::SIGKILL, true);
+                let _ = shim.wait();
+            }
+            if let Ok(cfg) = berth_runtime::read_config(&dir) {
+                let _ = berth_runtime::cleanup(&dir, &cfg);
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
     let tmp = eng.config.data_root.join("build-tmp");
     if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
         let prefix = tmp.display().to_string();
