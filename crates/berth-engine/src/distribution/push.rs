@@ -182,8 +182,17 @@ async fn push_image(eng: &Arc<Engine>, sess: &Session, img: &ImageRecord, tag: &
     let (man_bytes, media_type) = match reuse_manifest(eng, img, &descs) {
         Some(x) => x,
         None => {
-            let oci = descs.iter().any(|d| d.media_type.starts_with("application/vnd.oci."));
+            // zstd exists only in OCI: then the whole manifest is OCI, else Docker schema 2
+            let oci = descs.iter().any(|d| d.media_type == MT_OCI_LAYER_ZSTD);
             let (mt, cmt) = if oci { (MT_OCI_MANIFEST, MT_OCI_CONFIG) } else { (MT_DOCKER_MANIFEST, MT_DOCKER_CONFIG) };
+            let descs: Vec<Descriptor> = descs
+                .iter()
+                .cloned()
+                .map(|mut d| {
+                    d.media_type = layer_media_type(&d.media_type, oci).to_string();
+                    d
+                })
+                .collect();
             let m = Manifest {
                 schema_version: 2,
                 media_type: Some(mt.into()),
@@ -227,6 +236,17 @@ async fn push_image(eng: &Arc<Engine>, sess: &Session, img: &ImageRecord, tag: &
     eng.events.emit("image", "push", &familiar, &[("name", &familiar)]);
     drop(pins);
     Ok(PushOutcome { tag: tag.to_string(), digest, size })
+}
+
+/// A layer media type in the manifest flavour being written.
+fn layer_media_type(mt: &str, oci: bool) -> &str {
+    match (mt, oci) {
+        (MT_DOCKER_LAYER_GZIP, true) => MT_OCI_LAYER_GZIP,
+        (MT_DOCKER_LAYER, true) => MT_OCI_LAYER,
+        (MT_OCI_LAYER_GZIP, false) => MT_DOCKER_LAYER_GZIP,
+        (MT_OCI_LAYER, false) => MT_DOCKER_LAYER,
+        (other, _) => other,
+    }
 }
 
 /// The stored manifest's bytes when it lists exactly `descs` and this config.
@@ -380,4 +400,17 @@ async fn upload_once(sess: &Session, digest: &Digest, body: &Body, mount_from: O
         .await?;
     sess.check(put, &format!("PUT blob {digest}")).await?;
     Ok("Pushed".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_follow_the_manifest_flavour() {
+        assert_eq!(layer_media_type(MT_DOCKER_LAYER_GZIP, true), MT_OCI_LAYER_GZIP);
+        assert_eq!(layer_media_type(MT_OCI_LAYER_GZIP, false), MT_DOCKER_LAYER_GZIP);
+        assert_eq!(layer_media_type(MT_OCI_LAYER_ZSTD, true), MT_OCI_LAYER_ZSTD);
+        assert_eq!(layer_media_type(MT_DOCKER_LAYER, false), MT_DOCKER_LAYER);
+    }
 }
