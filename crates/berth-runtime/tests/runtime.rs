@@ -389,33 +389,21 @@ fn shim_survives_daemon_death_and_reconnects() {
     );
     let mut cfg = c.cfg.clone();
     cfg.process.open_stdin = true;
-    // The "daemon": a forked child that starts the container and dies by SIGKILL.
-    // SAFETY: the child only calls start() and then kills itself; no locks are shared.
-    match unsafe { libc::fork() } {
-        0 => {
-            let code = match start(common::shim_exe().as_path(), &c.state_dir, &cfg) {
-                Ok(_) => 0,
-                Err(_) => 1,
-            };
-            // SAFETY: raise/_exit in the child.
-            unsafe {
-                if code == 0 {
-                    libc::raise(libc::SIGKILL);
-                }
-                libc::_exit(code)
-            }
-        }
-        pid if pid > 0 => {
-            let mut status = 0;
-            // SAFETY: waiting for our own child.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
-            assert!(
-                libc::WIFSIGNALED(status),
-                "daemon stand-in failed to start the container"
-            );
-        }
-        _ => panic!("fork failed"),
-    }
+    // The "daemon": a separate process that starts the container and dies by SIGKILL.
+    let cfg_file = c.dir.join("daemon-config.json");
+    std::fs::write(&cfg_file, serde_json::to_vec(&cfg).expect("json")).expect("write config");
+    let status = std::process::Command::new(common::SHIM)
+        .arg("start-and-die")
+        .arg(&c.state_dir)
+        .arg(&cfg_file)
+        .status()
+        .expect("run daemon stand-in");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "daemon stand-in failed: {status:?}"
+    );
     let shim = connect(&c);
     assert_eq!(shim.state().expect("state").status, Status::Running);
     let mut s = shim.attach(true, true, false).expect("attach");
