@@ -1147,6 +1147,8 @@ struct Shim {
     exit: Option<ExitStatus>,
     /// Poll timeouts counted since init exited with output still open.
     linger: u32,
+    /// Poll timeouts counted since the exit was recorded, with clients still unflushed.
+    exit_linger: u32,
     /// Keeps the unmounted rootfs' superblock until the shim exits (see [`teardown`]).
     rootfs_pin: Option<OwnedFd>,
 }
@@ -1334,6 +1336,7 @@ impl Shim {
             execs: BTreeMap::new(),
             exit: None,
             linger: 0,
+            exit_linger: 0,
             rootfs_pin: None,
         };
         if autostart {
@@ -1384,8 +1387,8 @@ impl Shim {
                 self.on_timeout();
                 if self.exit.is_some() {
                     // Clients that do not read their last bytes do not keep the shim alive.
-                    self.linger += 1;
-                    if self.linger > 80 {
+                    self.exit_linger += 1;
+                    if self.exit_linger > 80 {
                         break;
                     }
                 }
