@@ -370,6 +370,9 @@ fn context_from_stdin_and_quiet_iidfile() {
     let o = d.berth_stdin(&["build", "-q", "-t", "stdin:1", "-"], b"FROM busybox\nLABEL from=stdin\n").ok();
     let id = o.stdout.trim().to_string();
     assert!(id.starts_with("sha256:"), "{}", o.stdout);
+    // -q hides RUN output too
+    let o = d.berth_stdin(&["build", "-q", "-"], b"FROM busybox\nRUN echo noisy-step-output\n").ok();
+    assert!(!o.stdout.contains("noisy") && o.stdout.trim().starts_with("sha256:"), "{}", o.stdout);
     assert_eq!(inspect(&d, "stdin:1", "{{.Id}}"), id);
     let ctx = Ctx::new("iid", &[("Dockerfile", "FROM busybox\nENV X=1\n")]);
     let iid = ctx.0.join("iid.txt");

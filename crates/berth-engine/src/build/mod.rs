@@ -994,7 +994,9 @@ impl Builder<'_> {
             host_network: network,
             mounts,
         };
-        let code = exec::run_process(self.eng, mount, &spec, self.out)?;
+        let silent = |_: BuildMessage| {};
+        let out: &(dyn Fn(BuildMessage) + Sync) = if self.opts.quiet { &silent } else { self.out };
+        let code = exec::run_process(self.eng, mount, &spec, out)?;
         let lowers = self.eng.snapshots.lowers(parent_key)?;
         for t in stub_targets.iter().chain(["/etc/resolv.conf".to_string(), "/etc/hosts".to_string(), "/dev/pipes".to_string()].iter()) {
             exec::remove_stub(upper, &lowers, t);
