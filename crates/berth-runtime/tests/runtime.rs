@@ -607,3 +607,68 @@ int main(void) {
     assert!(log.contains("keyctl=1\n"), "{log}");
     assert!(log.contains("clone3=38\n"), "{log}");
 }
+
+/// HARDENING A4 #31: a mount destination whose parent is swapped between a directory and a
+/// symlink to a host path while containers start. Starts may fail; nothing may appear on the
+/// host side.
+#[test]
+fn racing_symlink_flipper_is_contained() {
+    require_root!();
+    let host_target =
+        std::path::PathBuf::from(format!("/tmp/berth-rt-flip-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&host_target);
+    std::fs::create_dir_all(&host_target).expect("host target");
+    let base = TestContainer::new("flip", &["true"]);
+    // A plain-directory rootfs (bind-mounted) so the flipper can change it while it is live.
+    let root = base.dir.join("plainroot");
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(common::busybox_rootfs())
+        .arg(&root)
+        .status()
+        .expect("cp");
+    assert!(cp.success());
+    let src = base.dir.join("src");
+    std::fs::create_dir_all(&src).expect("src");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (root, host_target, stop) = (root.clone(), host_target.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let link = root.join("flip");
+            let tmp_link = root.join("flip.link");
+            let tmp_dir = root.join("flip.dir");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::remove_file(&tmp_link);
+                let _ = std::os::unix::fs::symlink(&host_target, &tmp_link);
+                let _ = std::fs::rename(&tmp_link, &link);
+                let _ = std::fs::create_dir(&tmp_dir);
+                let _ = std::fs::remove_dir_all(&link);
+                let _ = std::fs::rename(&tmp_dir, &link);
+            }
+        })
+    };
+    for i in 0..15 {
+        let mut c = TestContainer::new(&format!("flip{i}"), &["true"]);
+        c.cfg.rootfs = berth_runtime::RootfsMount {
+            fstype: String::new(),
+            source: root.display().to_string(),
+            options: vec![],
+        };
+        c.cfg.mounts.push(berth_runtime::MountConfig {
+            kind: berth_runtime::MountKind::Bind,
+            source: src.display().to_string(),
+            destination: "/flip/data".into(),
+            ..Default::default()
+        });
+        if start(common::shim_exe().as_path(), &c.state_dir, &c.cfg).is_ok() {
+            wait_exit(&c);
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = flipper.join();
+    let escaped: Vec<_> = std::fs::read_dir(&host_target)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&host_target);
+    assert!(escaped.is_empty(), "created on the host: {escaped:?}");
+}
