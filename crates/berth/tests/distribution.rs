@@ -540,6 +540,52 @@ fn curl_upload(host: &str, repo: &str, bytes: &[u8], tmp: &Path) -> String {
     digest
 }
 
+/// Push busybox as `repo:base`, then assemble `repo:tag` by hand: busybox plus one layer holding
+/// `/name` = `content`, stored as `compress` (None, "gzip", "zstd") and declared as `layer_mt`.
+/// With `oci`, the manifest is an OCI one.
+#[allow(clippy::too_many_arguments)]
+fn two_layer_image(d: &Daemon, host: &str, repo: &str, tag: &str, name: &str, content: &[u8], compress: Option<&str>, layer_mt: &str, oci: bool) {
+    let base = format!("{host}/{repo}:base");
+    d.berth(&["tag", "busybox", &base]).ok();
+    d.berth(&["push", &base]).ok();
+    let docker_mt = "application/vnd.docker.distribution.manifest.v2+json";
+    let mut man: serde_json::Value = serde_json::from_slice(&curl(&["-H", &format!("Accept: {docker_mt}"), &format!("http://{host}/v2/{repo}/manifests/base")])).unwrap();
+    let cfg_digest = man["config"]["digest"].as_str().unwrap().to_string();
+    let mut cfg: serde_json::Value = serde_json::from_slice(&curl(&[&format!("http://{host}/v2/{repo}/blobs/{cfg_digest}")])).unwrap();
+    let ctx = d.dir.join(format!("layer-{tag}"));
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join(name), content).unwrap();
+    let tar = d.dir.join(format!("layer-{tag}.tar"));
+    assert!(Command::new("tar").arg("-C").arg(&ctx).arg("-cf").arg(&tar).arg(name).status().unwrap().success());
+    let plain = std::fs::read(&tar).unwrap();
+    let diff_id = format!("sha256:{}", hex_sha256(&plain));
+    let blob = match compress {
+        None => plain,
+        Some(tool) => {
+            let o = Command::new(tool).args(["-c", "-q"]).arg(&tar).output().unwrap();
+            assert!(o.status.success(), "{tool}");
+            o.stdout
+        }
+    };
+    let ld = curl_upload(host, repo, &blob, &d.dir);
+    cfg["rootfs"]["diff_ids"].as_array_mut().unwrap().push(diff_id.into());
+    let cfg_bytes = serde_json::to_vec(&cfg).unwrap();
+    let cd = curl_upload(host, repo, &cfg_bytes, &d.dir);
+    man["config"]["digest"] = cd.into();
+    man["config"]["size"] = cfg_bytes.len().into();
+    man["layers"].as_array_mut().unwrap().push(serde_json::json!({"mediaType": layer_mt, "digest": ld, "size": blob.len()}));
+    let mut mt = docker_mt.to_string();
+    if oci {
+        mt = "application/vnd.oci.image.manifest.v1+json".into();
+        man["mediaType"] = mt.clone().into();
+        man["config"]["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
+        man["layers"][0]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip".into();
+    }
+    let mf = d.dir.join(format!("manifest-{tag}.json"));
+    std::fs::write(&mf, serde_json::to_vec(&man).unwrap()).unwrap();
+    curl(&["-X", "PUT", "-H", &format!("Content-Type: {mt}"), "--data-binary", &format!("@{}", mf.display()), &format!("http://{host}/v2/{repo}/manifests/{tag}")]);
+}
+
 #[test]
 fn pull_after_rmi_reuses_shared_layers() {
     init();
@@ -549,31 +595,7 @@ fn pull_after_rmi_reuses_shared_layers() {
     let reg = BerthRegistry::start("shared");
     let d = Daemon::start("dist-shared");
     let host = reg.host();
-    // base: busybox; two: busybox + one uncompressed layer, assembled by hand
-    let base = format!("{host}/shared/two:base");
-    d.berth(&["tag", "busybox", &base]).ok();
-    d.berth(&["push", &base]).ok();
-    let mt = "application/vnd.docker.distribution.manifest.v2+json";
-    let mut man: serde_json::Value = serde_json::from_slice(&curl(&["-H", &format!("Accept: {mt}"), &format!("http://{host}/v2/shared/two/manifests/base")])).unwrap();
-    let cfg_digest = man["config"]["digest"].as_str().unwrap().to_string();
-    let mut cfg: serde_json::Value = serde_json::from_slice(&curl(&[&format!("http://{host}/v2/shared/two/blobs/{cfg_digest}")])).unwrap();
-    let ctx = d.dir.join("layer2");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(ctx.join("second"), "layer2\n").unwrap();
-    let tar = d.dir.join("layer2.tar");
-    assert!(Command::new("tar").arg("-C").arg(&ctx).arg("-cf").arg(&tar).arg("second").status().unwrap().success());
-    let layer = std::fs::read(&tar).unwrap();
-    let ld = curl_upload(&host, "shared/two", &layer, &d.dir);
-    cfg["rootfs"]["diff_ids"].as_array_mut().unwrap().push(ld.clone().into());
-    let cfg_bytes = serde_json::to_vec(&cfg).unwrap();
-    let cd = curl_upload(&host, "shared/two", &cfg_bytes, &d.dir);
-    man["config"]["digest"] = cd.into();
-    man["config"]["size"] = cfg_bytes.len().into();
-    man["layers"].as_array_mut().unwrap().push(serde_json::json!({"mediaType": "application/vnd.docker.image.rootfs.diff.tar", "digest": ld, "size": layer.len()}));
-    let mf = d.dir.join("manifest.json");
-    std::fs::write(&mf, serde_json::to_vec(&man).unwrap()).unwrap();
-    curl(&["-X", "PUT", "-H", &format!("Content-Type: {mt}"), "--data-binary", &format!("@{}", mf.display()), &format!("http://{host}/v2/shared/two/manifests/1")]);
-
+    two_layer_image(&d, &host, "shared/two", "1", "second", b"layer2\n", None, "application/vnd.docker.image.rootfs.diff.tar", false);
     let two = format!("{host}/shared/two:1");
     let o = d.berth(&["pull", &two]).ok();
     assert_eq!(o.stdout.matches("Already exists").count(), 1, "{}", o.stdout);
@@ -583,6 +605,35 @@ fn pull_after_rmi_reuses_shared_layers() {
     let o = d.berth(&["pull", &two]).ok();
     assert_eq!(o.stdout.matches("Already exists").count(), 1, "{}", o.stdout);
     assert_eq!(snapshot_file(&d, "second").as_deref(), Some(&b"layer2\n"[..]));
+}
+
+#[test]
+fn zstd_layers_and_sniffed_compression() {
+    init();
+    if !tool("curl") || !tool("zstd") {
+        return;
+    }
+    let reg = BerthRegistry::start("zstd");
+    let d = Daemon::start("dist-zstd");
+    let host = reg.host();
+    two_layer_image(&d, &host, "z/img", "zstd", "zfile", b"zstd layer\n", Some("zstd"), "application/vnd.oci.image.layer.v1.tar+zstd", true);
+    d.berth(&["pull", &format!("{host}/z/img:zstd")]).ok();
+    assert_eq!(snapshot_file(&d, "zfile").as_deref(), Some(&b"zstd layer\n"[..]));
+    // declared gzip, actually zstd: sniffed and accepted (the digests still hold)
+    two_layer_image(&d, &host, "z/img", "liar", "lfile", b"sniffed\n", Some("zstd"), "application/vnd.oci.image.layer.v1.tar+gzip", true);
+    d.berth(&["pull", &format!("{host}/z/img:liar")]).ok();
+    assert_eq!(snapshot_file(&d, "lfile").as_deref(), Some(&b"sniffed\n"[..]));
+    // an OCI gzip layer
+    two_layer_image(&d, &host, "z/img", "gz", "gfile", b"gzip\n", Some("gzip"), "application/vnd.oci.image.layer.v1.tar+gzip", true);
+    d.berth(&["pull", &format!("{host}/z/img:gz")]).ok();
+    assert_eq!(snapshot_file(&d, "gfile").as_deref(), Some(&b"gzip\n"[..]));
+    // and pushing the zstd image elsewhere keeps an OCI manifest with the zstd blob
+    let z = format!("{host}/z/img:zstd");
+    let copy = format!("{host}/z/copy:1");
+    d.berth(&["tag", &z, &copy]).ok();
+    d.berth(&["push", &copy]).ok();
+    let m = curl(&["-H", "Accept: application/vnd.oci.image.manifest.v1+json", &format!("http://{host}/v2/z/copy/manifests/1")]);
+    assert!(String::from_utf8_lossy(&m).contains("tar+zstd"), "{}", String::from_utf8_lossy(&m));
 }
 
 /// Content of `name` at the root of some layer snapshot.
