@@ -226,3 +226,21 @@ pub fn wait_exit(c: &TestContainer) -> berth_runtime::ExitStatus {
             .expect("exit.json"),
     }
 }
+
+/// A host directory removed on drop (even when the test fails).
+pub struct HostDir(pub PathBuf);
+
+impl HostDir {
+    pub fn new(tag: &str) -> HostDir {
+        let p = PathBuf::from(format!("/tmp/berth-rt-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("host dir");
+        HostDir(p)
+    }
+}
+
+impl Drop for HostDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
