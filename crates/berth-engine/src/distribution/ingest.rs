@@ -110,19 +110,31 @@ impl Ingest {
 
 /// Remove ingests not written for [`INGEST_EXPIRY`] (and stray temp files).
 pub fn expire(dir: &Path) {
-    let Ok(rd) = fs::read_dir(dir) else { return };
+    remove_older_than(dir, INGEST_EXPIRY);
+}
+
+/// Remove files in `dir` not modified for `age`; returns the bytes freed.
+pub fn remove_older_than(dir: &Path, age: Duration) -> u64 {
+    let Ok(rd) = fs::read_dir(dir) else { return 0 };
+    let mut freed = 0;
     for e in rd.flatten() {
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > INGEST_EXPIRY);
-        if old {
-            tracing::info!(path = %e.path().display(), "distribution: removing expired ingest");
-            let _ = fs::remove_file(e.path());
+        let Ok(md) = e.metadata() else { continue };
+        let old = md.modified().ok().and_then(|t| t.elapsed().ok()).is_some_and(|a| a >= age);
+        if old && md.is_file() {
+            tracing::info!(path = %e.path().display(), "distribution: removing stale partial download");
+            if fs::remove_file(e.path()).is_ok() {
+                freed += md.len();
+            }
         }
     }
+    freed
+}
+
+/// Remove partial downloads and push temp files older than `age` (`Duration::ZERO`: all of
+/// them; only when no pull or push runs), for `system prune`/GC. Returns the bytes freed.
+pub fn prune(eng: &crate::Engine, age: Duration) -> u64 {
+    let s = super::state_dir(eng);
+    remove_older_than(&s.join("ingest"), age) + remove_older_than(&s.join("tmp"), age)
 }
 
 #[cfg(test)]
