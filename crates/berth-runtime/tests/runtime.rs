@@ -342,10 +342,8 @@ fn read_only_rootfs() {
 #[test]
 fn bind_mount_symlink_stays_inside_root() {
     require_root!();
-    let host_target =
-        std::path::PathBuf::from(format!("/tmp/berth-rt-escape-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&host_target);
-    std::fs::create_dir_all(&host_target).expect("host target");
+    let guard = common::HostDir::new("escape");
+    let host_target = guard.0.clone();
     let mut c = TestContainer::new("symlink", &["sh", "-c", "cat /evil/data/marker"]);
     // The container's /evil points at a host path; the mount must land inside the root.
     std::os::unix::fs::symlink(&host_target, c.dir.join("upper/evil")).expect("symlink");
@@ -361,7 +359,6 @@ fn bind_mount_symlink_stays_inside_root() {
     });
     let exit = run_to_exit(&c);
     let escaped = host_target.join("data").exists();
-    let _ = std::fs::remove_dir_all(&host_target);
     assert!(!escaped, "mount destination was created on the host");
     assert_eq!(exit.exit_code, 0, "{}", c.logs());
     assert_eq!(c.logs(), "inside\n");
@@ -614,10 +611,8 @@ int main(void) {
 #[test]
 fn racing_symlink_flipper_is_contained() {
     require_root!();
-    let host_target =
-        std::path::PathBuf::from(format!("/tmp/berth-rt-flip-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&host_target);
-    std::fs::create_dir_all(&host_target).expect("host target");
+    let guard = common::HostDir::new("flip");
+    let host_target = guard.0.clone();
     let base = TestContainer::new("flip", &["true"]);
     // A plain-directory rootfs (bind-mounted) so the flipper can change it while it is live.
     let root = base.dir.join("plainroot");
@@ -669,6 +664,5 @@ fn racing_symlink_flipper_is_contained() {
     let escaped: Vec<_> = std::fs::read_dir(&host_target)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&host_target);
     assert!(escaped.is_empty(), "created on the host: {escaped:?}");
 }
