@@ -365,11 +365,9 @@ fn mount_rootfs(cfg: &ContainerConfig, rootfs: &Path) -> Result<(), ShimError> {
         )
     } else {
         let data = r.options.join(",");
-        if data.len() >= 4096 {
-            return Err(ShimError::other(format!(
-                "mount rootfs: {} options are longer than a page",
-                r.fstype
-            )));
+        if data.len() >= 4000 {
+            // mount(2) takes one page of options: many long lowerdirs need the new mount API.
+            return mount_fsconfig(r, rootfs);
         }
         mount(
             Some(r.source.as_str()),
@@ -387,6 +385,105 @@ fn mount_rootfs(cfg: &ContainerConfig, rootfs: &Path) -> Result<(), ShimError> {
         MsFlags::MS_PRIVATE,
         None::<&str>,
     );
+    Ok(())
+}
+
+/// Mount a filesystem through fsopen/fsconfig/fsmount/move_mount, one option at a time, so
+/// option strings longer than a page work (overlay `lowerdir` lists are passed as one
+/// `lowerdir+` per layer, kernel ≥ 6.5).
+fn mount_fsconfig(r: &crate::config::RootfsMount, target: &Path) -> Result<(), ShimError> {
+    use std::ffi::CString;
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    let err = |what: &str| {
+        ShimError::other(format!(
+            "mount rootfs ({}): {what}: {}",
+            r.fstype,
+            std::io::Error::last_os_error()
+        ))
+    };
+    let cstr = |s: &str| CString::new(s).map_err(|_| ShimError::other("mount option with NUL"));
+    let fstype = cstr(&r.fstype)?;
+    // SAFETY: fsopen reads the NUL-terminated name and returns a new descriptor or -1.
+    let fs = unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) };
+    if fs < 0 {
+        return Err(err("fsopen"));
+    }
+    // SAFETY: the kernel just returned this descriptor to us.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
+    let set = |key: &str, value: Option<&str>| -> Result<(), ShimError> {
+        let k = cstr(key)?;
+        let v = value.map(cstr).transpose()?;
+        let (cmd, vp) = match &v {
+            Some(v) => (FSCONFIG_SET_STRING, v.as_ptr()),
+            None => (FSCONFIG_SET_FLAG, std::ptr::null()),
+        };
+        // SAFETY: key and value are NUL-terminated strings that outlive the call.
+        let rc =
+            unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, k.as_ptr(), vp, 0) };
+        if rc < 0 {
+            return Err(err(&format!("fsconfig {key}")));
+        }
+        Ok(())
+    };
+    for opt in r
+        .options
+        .iter()
+        .flat_map(|o| o.split(','))
+        .filter(|o| !o.is_empty())
+    {
+        match opt.split_once('=') {
+            Some(("lowerdir", dirs)) if r.fstype == "overlay" => {
+                for d in dirs.split(':').filter(|d| !d.is_empty()) {
+                    set("lowerdir+", Some(d))?;
+                }
+            }
+            Some((k, v)) => set(k, Some(v))?,
+            None => set(opt, None)?,
+        }
+    }
+    // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(err("create"));
+    }
+    // SAFETY: fsmount on our fs context returns a new mount descriptor or -1.
+    let mnt = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) };
+    if mnt < 0 {
+        return Err(err("fsmount"));
+    }
+    // SAFETY: as above.
+    let mnt = unsafe { OwnedFd::from_raw_fd(mnt as RawFd) };
+    let empty = cstr("")?;
+    let dst = CString::new(target.as_os_str().as_encoded_bytes())
+        .map_err(|_| ShimError::other("rootfs path with NUL"))?;
+    // SAFETY: both paths are NUL-terminated and outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            dst.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(err("move_mount"));
+    }
     Ok(())
 }
 

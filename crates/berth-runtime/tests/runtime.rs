@@ -666,3 +666,23 @@ fn racing_symlink_flipper_is_contained() {
         .unwrap_or_default();
     assert!(escaped.is_empty(), "created on the host: {escaped:?}");
 }
+
+/// Images with many layers: overlay options longer than a page (mount(2)'s limit).
+#[test]
+fn overlay_with_many_long_lowerdirs() {
+    require_root!();
+    let mut c = TestContainer::new("layers", &["sh", "-c", "cat /layer-0 /layer-59"]);
+    let mut lowers = Vec::new();
+    for i in 0..60 {
+        let d = c.dir.join(format!("layer-{i:02}-{}", "x".repeat(60)));
+        std::fs::create_dir_all(&d).expect("layer");
+        std::fs::write(d.join(format!("layer-{i}")), format!("{i}\n")).expect("file");
+        lowers.push(d.display().to_string());
+    }
+    lowers.push(common::busybox_rootfs().display().to_string());
+    c.cfg.rootfs.options[0] = format!("lowerdir={}", lowers.join(":"));
+    assert!(c.cfg.rootfs.options.join(",").len() > 4096);
+    let exit = run_to_exit(&c);
+    assert_eq!(exit.exit_code, 0, "{}", c.logs());
+    assert_eq!(c.logs(), "0\n59\n");
+}
