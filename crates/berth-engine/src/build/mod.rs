@@ -238,6 +238,11 @@ struct Builder<'a> {
     /// The daemon's async runtime (pulls, ADD URLs), captured on the calling thread since
     /// stage threads are not inside it.
     rt: Option<tokio::runtime::Handle>,
+    /// Active snapshots on top of finished stages, so an image GC running meanwhile keeps
+    /// their layers (a snapshot with children is never collected); removed at the end.
+    holds: std::sync::Mutex<Vec<String>>,
+    /// Layer blobs pinned against GC until the image is committed.
+    pinned: std::sync::Mutex<Vec<Digest>>,
 }
 
 impl Engine {
@@ -293,8 +298,16 @@ impl Engine {
             cached: Default::default(),
             results: Default::default(),
             rt: tokio::runtime::Handle::try_current().ok(),
+            holds: Default::default(),
+            pinned: Default::default(),
         };
         let res = b.run();
+        for h in b.holds.lock().map(|h| h.clone()).unwrap_or_default() {
+            let _ = self.snapshots.remove(&h);
+        }
+        for d in b.pinned.lock().map(|p| p.clone()).unwrap_or_default() {
+            self.unpin(&d);
+        }
         if let Some(m) = b.ctx.take_memo().filter(|_| use_memo) {
             b.cache.save_memo(&m);
         }
@@ -555,6 +568,7 @@ impl Builder<'_> {
                     }
                     match self.build_stage(i, &bases[i], scope) {
                         Ok(st) => {
+                            self.hold(&st);
                             if let Ok(mut r) = self.results.lock() {
                                 r.insert(i, st);
                             }
@@ -578,6 +592,17 @@ impl Builder<'_> {
             .get(&target)
             .cloned()
             .ok_or_else(|| BuildError::new(BuildErrorKind::InvalidInput, "the Dockerfile has no stage"))
+    }
+
+    /// Keeps a finished stage's layers from image GC until the build ends.
+    fn hold(&self, st: &StageState) {
+        let Some(top) = st.parent_chain() else { return };
+        let key = format!("build:hold-{}", hex::encode(rand::random::<[u8; 8]>()));
+        if self.eng.snapshots.prepare(&key, Some(&layer_key(&top))).is_ok() {
+            if let Ok(mut h) = self.holds.lock() {
+                h.push(key);
+            }
+        }
     }
 
     fn next_step(&self, text: &str) {
@@ -815,6 +840,10 @@ impl Builder<'_> {
             }
         };
         if let Some(l) = &layer {
+            self.eng.pin(&l.blob);
+            if let Ok(mut p) = self.pinned.lock() {
+                p.push(l.blob.clone());
+            }
             st.config.rootfs.typ = "layers".into();
             st.config.rootfs.diff_ids.push(l.diff_id.clone());
             st.layers.push(l.clone());
