@@ -1,5 +1,12 @@
 //! Root-only tests against the real kernel: each starts real shims and containers from a
 //! busybox rootfs on overlayfs, with unique names, cleaned up even on failure.
+//!
+//! Run: `cargo test -p berth-runtime` as root (skipped with a message otherwise; needs
+//! Debian's busybox-static). Knobs: `BERTH_TEST_SHIM=/path/to/shim` (e.g. the release build,
+//! for the latency and RSS figures), `BERTH_TEST_KEEP=1` (keep state dirs and shim.log),
+//! `BERTH_SHIM_LOG=berth_runtime=debug` (shim tracing into `<state_dir>/shim.log`),
+//! `BERTH_SHIM_TRACE_RUNTIME=1` (libcontainer's logs too). Memory probe:
+//! `cargo test -p berth-runtime --test runtime -- --ignored --nocapture shim_memory`.
 
 mod common;
 
