@@ -919,7 +919,19 @@ pub fn spec_json(cfg: &ContainerConfig, user: &ResolvedUser) -> Result<Value, Sp
         resources["pids"] = json!({"limit": p});
     }
     if let Some(w) = r.blkio_weight.filter(|w| *w > 0) {
-        resources["blockIO"] = json!({"weight": w});
+        // Like Docker: dropped (not an error) when the kernel has no weight knob (no CFQ/BFQ).
+        let supported = if cgroup_v2_only() {
+            Path::new("/sys/fs/cgroup/io.weight").exists()
+                || Path::new("/sys/fs/cgroup/io.bfq.weight").exists()
+                || Path::new("/sys/fs/cgroup/cgroup.subtree_control").exists()
+        } else {
+            Path::new("/sys/fs/cgroup/blkio/blkio.weight").exists()
+        };
+        if supported {
+            resources["blockIO"] = json!({"weight": w});
+        } else {
+            tracing::warn!("kernel does not support block I/O weight; --blkio-weight discarded");
+        }
     }
 
     let mut devices = Vec::new();

@@ -152,6 +152,9 @@ fn pids_limit_applies() {
     );
     c.cfg.resources.pids_limit = Some(6);
     c.cfg.resources.cpus = Some(0.5);
+    c.cfg.resources.cpuset_cpus = Some("0".into());
+    c.cfg.resources.cpu_shares = Some(512);
+    c.cfg.resources.blkio_weight = Some(300);
     c.cfg.resources.memory = Some(64 << 20);
     create(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect("create");
     let shim = connect(&c);
