@@ -184,6 +184,7 @@ pub(crate) enum Request {
     ExecWait {
         id: String,
     },
+    Health,
 }
 
 /// One reply line; only the fields of the request's answer are set.
@@ -205,6 +206,8 @@ pub(crate) struct Response {
     pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<Started>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
 }
 
 impl Response {
@@ -360,6 +363,18 @@ pub fn log_path(state_dir: &Path, cfg: &ContainerConfig) -> PathBuf {
         state_dir.join(format!("{}-json.log", cfg.id))
     } else {
         cfg.log.path.clone()
+    }
+}
+
+/// The health state the shim last wrote (`None`: no health check configured, or none ran).
+pub fn read_health(state_dir: &Path) -> Result<Option<crate::health::Health>, RuntimeError> {
+    let p = state_dir.join(crate::health::HEALTH_FILE);
+    match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| RuntimeError::Shim(format!("{}: {e}", p.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(RuntimeError::Io(p.display().to_string(), e)),
     }
 }
 
@@ -601,6 +616,12 @@ impl Shim {
     /// cgroup usage numbers (`docker stats`).
     pub fn stats(&self) -> Result<Stats, RuntimeError> {
         Ok(self.cgroup.stats())
+    }
+
+    /// Current health (`None` when the container has no health check).
+    pub fn health(&self) -> Result<Option<crate::health::Health>, RuntimeError> {
+        let (r, _) = self.call(&Request::Health)?;
+        Ok(r.health)
     }
 
     /// Host pids of every process of the container (`docker top`).

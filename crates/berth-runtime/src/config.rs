@@ -48,8 +48,11 @@ pub struct ContainerConfig {
     pub log: LogConfig,
     /// External OCI runtime binary (runc, crun); `None` = the built-in one (youki's libcontainer).
     pub runtime: Option<PathBuf>,
-    /// Signal `docker stop` sends first (the engine uses it; stored here for reference).
+    /// Signal `docker stop` sends first (the engine uses it; the shim uses it for
+    /// `--health-on-failure stop`).
     pub stop_signal: i32,
+    /// Health check run by the shim (`None` or a `NONE` test: no check).
+    pub health: Option<crate::health::HealthConfig>,
 }
 
 /// How the shim builds `<bundle>/rootfs`.

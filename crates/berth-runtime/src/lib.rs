@@ -62,6 +62,7 @@
 //! pub fn start(exe: &Path, state_dir: &Path, cfg: &ContainerConfig) -> Result<Started, RuntimeError>
 //! pub fn create(exe: &Path, state_dir: &Path, cfg: &ContainerConfig) -> Result<Started, RuntimeError>
 //! pub fn read_exit(state_dir: &Path) -> Result<Option<ExitStatus>, RuntimeError>
+//! pub fn read_health(state_dir: &Path) -> Result<Option<Health>, RuntimeError>
 //! pub fn read_config(state_dir: &Path) -> Result<ContainerConfig, RuntimeError>
 //! pub fn cleanup(state_dir: &Path, cfg: &ContainerConfig) -> Result<(), RuntimeError>
 //! pub fn cgroups_path(cfg: &ContainerConfig) -> String
@@ -84,6 +85,7 @@
 //!     pub fn exec_wait(&self, id: &str) -> Result<i32, RuntimeError>;
 //!     pub fn stats(&self) -> Result<Stats, RuntimeError>;
 //!     pub fn pids(&self) -> Result<Vec<u32>, RuntimeError>;         // for `top`
+//!     pub fn health(&self) -> Result<Option<Health>, RuntimeError>; // None: no health check
 //! }
 //! ```
 //!
@@ -132,21 +134,26 @@
 //!
 //! # Health checks
 //!
-//! They will run inside the shim's loop (`Shim::tick` in `shim.rs`), as execs through the same
-//! runtime, so they keep running while the daemon is down.
+//! `ContainerConfig::health` makes the shim probe the container itself ([`health`]), as
+//! execs through the same runtime, so checks keep running while the daemon is down. The
+//! state (Docker's `State.Health` shape) is in `<state_dir>/health.json` ([`read_health`])
+//! and answered by [`Shim::health`]; `--health-on-failure kill|stop` is applied by the shim,
+//! `restart` is left to the engine (it sees `unhealthy`).
 
 pub mod cgroup;
 mod client;
 pub mod config;
+pub mod health;
 pub mod logs;
 mod shim;
 pub mod spec;
 
 pub use cgroup::{Cgroup, CgroupError, Stats};
 pub use client::{
-    cgroups_path, cleanup, create, log_path, read_config, read_exit, start, ExitStatus,
-    RuntimeError, RuntimeErrorKind, Shim, StartFailure, Started, State, Status,
+    cgroups_path, cleanup, create, log_path, read_config, read_exit, read_health, start,
+    ExitStatus, RuntimeError, RuntimeErrorKind, Shim, StartFailure, Started, State, Status,
 };
 pub use config::*;
+pub use health::{Health, HealthAction, HealthConfig, HealthResult};
 pub use shim::{shim_main, ShimError, ShimErrorKind};
 pub use spec::{build_spec, SpecError};

@@ -1099,6 +1099,8 @@ struct Exec {
     outs: Vec<Out>,
     exit_code: Option<i32>,
     done: bool,
+    /// Health probes: output kept here instead of going to a client.
+    capture: Option<Vec<u8>>,
 }
 
 /// Mount the rootfs, resolve the user, create the cwd, check the executable, resolve the
@@ -1248,6 +1250,7 @@ struct Shim {
     exit_linger: u32,
     /// Keeps the unmounted rootfs' superblock until the shim exits (see [`teardown`]).
     rootfs_pin: Option<OwnedFd>,
+    health: Option<crate::health::HealthState>,
 }
 
 #[derive(Clone)]
@@ -1263,6 +1266,10 @@ enum Tok {
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+fn now_rfc3339() -> String {
+    now()
 }
 
 fn exec_id() -> String {
@@ -1435,6 +1442,7 @@ impl Shim {
             linger: 0,
             exit_linger: 0,
             rootfs_pin: None,
+            health: None,
         };
         if autostart {
             if let Err(e) = shim.start_container() {
@@ -1455,13 +1463,88 @@ impl Shim {
         tracing::debug!("container started");
         self.status = Status::Running;
         self.started_at = Some(now());
+        if let Some(hc) = self.cfg.health.clone().filter(|h| h.enabled()) {
+            self.health = Some(crate::health::HealthState::new(
+                hc,
+                std::time::Instant::now(),
+            ));
+            self.after_health(false);
+        }
         Ok(())
     }
 
-    /// Health checks will run from here (a timer in this loop spawning execs through
-    /// [`Backend::exec`] and recording results under the state dir), so they keep going while
-    /// the daemon is down.
-    fn tick(&mut self) {}
+    /// Timers: start a due health probe, kill one that exceeds its timeout.
+    fn tick(&mut self) {
+        let now = std::time::Instant::now();
+        let Some(h) = self.health.as_mut() else {
+            return;
+        };
+        if self.init_exit.is_some() || self.status != Status::Running {
+            return;
+        }
+        if let Some((id, started, _)) = &h.running {
+            if now.duration_since(*started) >= h.cfg.timeout() && !h.timed_out {
+                h.timed_out = true;
+                if let Some(e) = self.execs.get(id) {
+                    // SAFETY: kill has no memory-safety preconditions; the probe is our
+                    // unreaped child.
+                    unsafe { libc::kill(e.pid, libc::SIGKILL) };
+                }
+            }
+            return;
+        }
+        if now < h.next || Cgroup::for_path(&cgroups_path(&self.cfg)).frozen() {
+            return;
+        }
+        let p = ProcessConfig {
+            args: h.cfg.argv(),
+            ..Default::default()
+        };
+        let wall = now_rfc3339();
+        match self.spawn_exec(&p, false, true) {
+            Ok((id, _)) => {
+                if let Some(h) = self.health.as_mut() {
+                    h.running = Some((id, now, wall));
+                    h.timed_out = false;
+                }
+            }
+            Err(e) => {
+                if let Some(h) = self.health.as_mut() {
+                    h.running = Some((String::new(), now, wall));
+                    let code = match e.kind() {
+                        ShimErrorKind::Start(StartFailure::CommandNotFound) => 127,
+                        ShimErrorKind::Start(StartFailure::CommandNotExecutable) => 126,
+                        _ => -1,
+                    };
+                    let unhealthy = h.record(now, now_rfc3339(), code, e.to_string().as_bytes());
+                    self.after_health(unhealthy);
+                }
+            }
+        }
+    }
+
+    /// Persist the health state and apply `--health-on-failure` on the transition.
+    fn after_health(&mut self, became_unhealthy: bool) {
+        let Some(h) = self.health.as_ref() else {
+            return;
+        };
+        let bytes = serde_json::to_vec(&h.health).unwrap_or_default();
+        if let Err(e) = write_atomic(&self.state_dir.join(crate::health::HEALTH_FILE), &bytes) {
+            tracing::warn!("write health.json: {e}");
+        }
+        if became_unhealthy && self.init_exit.is_none() {
+            let sig = match h.cfg.on_failure {
+                crate::health::HealthAction::None => return,
+                crate::health::HealthAction::Kill => libc::SIGKILL,
+                crate::health::HealthAction::Stop if self.cfg.stop_signal > 0 => {
+                    self.cfg.stop_signal
+                }
+                crate::health::HealthAction::Stop => libc::SIGTERM,
+            };
+            // SAFETY: kill has no memory-safety preconditions; init is our unreaped child.
+            unsafe { libc::kill(self.init_pid, sig) };
+        }
+    }
 
     fn run_loop(&mut self) {
         let mut buf = vec![0u8; 64 * 1024];
@@ -1473,7 +1556,12 @@ impl Shim {
             let timeout = if self.init_exit.is_some() || self.exit.is_some() {
                 100
             } else {
-                -1
+                match &self.health {
+                    Some(h) if self.status == Status::Running => {
+                        h.wake_in(std::time::Instant::now())
+                    }
+                    _ => -1,
+                }
             };
             // SAFETY: pfds is a valid array of pollfd of the given length.
             let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
@@ -1638,6 +1726,12 @@ impl Shim {
                 let tty = e.tty;
                 match read_nb(fd, buf) {
                     Some(0) => e.outs[i].eof = true,
+                    Some(n) if e.capture.is_some() => {
+                        if let Some(c) = e.capture.as_mut() {
+                            let room = (crate::health::MAX_OUTPUT + 1).saturating_sub(c.len());
+                            c.extend_from_slice(&buf[..n.min(room)]);
+                        }
+                    }
                     Some(n) => {
                         let data = if tty {
                             buf[..n].to_vec()
@@ -1886,7 +1980,7 @@ impl Shim {
                     self.reply(id, &Response::err(PAUSED), Role::Done);
                     return;
                 }
-                let r = match self.spawn_exec(&process, stdin) {
+                let r = match self.spawn_exec(&process, stdin, false) {
                     Ok((eid, pid)) => {
                         let r = Response {
                             exec_id: Some(eid.clone()),
@@ -1921,6 +2015,13 @@ impl Shim {
                 };
                 self.reply(id, &r, Role::Done);
             }
+            Request::Health => {
+                let r = Response {
+                    health: self.health.as_ref().map(|h| h.health.clone()),
+                    ..Default::default()
+                };
+                self.reply(id, &r, Role::Done);
+            }
             Request::ExecWait { id: eid } => match self.execs.get(&eid) {
                 None => self.reply(
                     id,
@@ -1947,6 +2048,7 @@ impl Shim {
         &mut self,
         p: &ProcessConfig,
         attach_stdin: bool,
+        capture: bool,
     ) -> Result<(String, i32), ShimError> {
         let eid = exec_id();
         let pj = self.state_dir.join(format!("exec-{eid}.json"));
@@ -2014,6 +2116,7 @@ impl Shim {
                 outs,
                 exit_code: None,
                 done: false,
+                capture: if capture { Some(Vec::new()) } else { None },
             },
         );
         // Only now: a fast exec may already have exited, and its status must find its entry.
@@ -2084,6 +2187,31 @@ impl Shim {
                 e.outs.clear();
                 finished.push((id.clone(), e.exit_code.unwrap_or(0)));
             }
+        }
+        let now = std::time::Instant::now();
+        let mut unhealthy = None;
+        if let Some(h) = self.health.as_mut() {
+            let probe = h.running.as_ref().map(|(id, ..)| id.clone());
+            if let Some((id, code)) = finished.iter().find(|(id, _)| Some(id) == probe.as_ref()) {
+                let out = self
+                    .execs
+                    .remove(id)
+                    .and_then(|e| e.capture)
+                    .unwrap_or_default();
+                let (code, out) = if h.timed_out {
+                    let t = h.cfg.timeout();
+                    (
+                        -1,
+                        format!("Health check exceeded timeout ({t:?})").into_bytes(),
+                    )
+                } else {
+                    (*code, out)
+                };
+                unhealthy = Some(h.record(now, now_rfc3339(), code, &out));
+            }
+        }
+        if let Some(u) = unhealthy {
+            self.after_health(u);
         }
         for (id, code) in finished {
             let r = Response {

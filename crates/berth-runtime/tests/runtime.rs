@@ -696,3 +696,72 @@ fn overlay_with_many_long_lowerdirs() {
     assert_eq!(exit.exit_code, 0, "{}", c.logs());
     assert_eq!(c.logs(), "0\n59\n");
 }
+
+fn health_until(shim: &Shim, status: &str) -> berth_runtime::Health {
+    // Probes run every 100 ms; give a loaded machine plenty of room.
+    for _ in 0..600 {
+        if let Some(h) = shim.health().expect("health") {
+            if h.status == status {
+                return h;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("health never became {status}: {:?}", shim.health());
+}
+
+#[test]
+fn health_checks_run_in_the_shim() {
+    require_root!();
+    let mut c = TestContainer::new("health", &["sleep", "60"]);
+    c.cfg.health = Some(berth_runtime::HealthConfig {
+        test: vec!["CMD-SHELL".into(), "cat /tmp/ok".into()],
+        interval: 100_000_000,
+        timeout: 5_000_000_000,
+        retries: 2,
+        ..Default::default()
+    });
+    start(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect("start");
+    let shim = connect(&c);
+    let h = health_until(&shim, "unhealthy");
+    assert!(h.failing_streak >= 2);
+    assert!(h.log.iter().all(|r| r.exit_code == 1), "{h:?}");
+    assert!(h.log[0].output.contains("No such file"), "{h:?}");
+    let p = berth_runtime::ProcessConfig {
+        args: vec!["sh".into(), "-c".into(), "echo fine > /tmp/ok".into()],
+        ..Default::default()
+    };
+    let (id, _, s) = shim.exec(&p, false).expect("exec");
+    read_mux(s);
+    assert_eq!(shim.exec_wait(&id).expect("exec wait"), 0);
+    let h = health_until(&shim, "healthy");
+    assert_eq!(h.failing_streak, 0);
+    assert_eq!(h.log.last().expect("log").output, "fine\n");
+    assert_eq!(
+        berth_runtime::read_health(&c.state_dir)
+            .expect("read")
+            .map(|h| h.status),
+        Some("healthy".to_string())
+    );
+    shim.kill(9, false).expect("kill");
+    shim.wait().expect("wait");
+
+    // --health-on-failure kill
+    let mut c = TestContainer::new("health-kill", &["sleep", "60"]);
+    c.cfg.health = Some(berth_runtime::HealthConfig {
+        test: vec!["CMD".into(), "false".into()],
+        interval: 100_000_000,
+        retries: 1,
+        on_failure: berth_runtime::HealthAction::Kill,
+        ..Default::default()
+    });
+    start(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect("start");
+    let exit = wait_exit(&c);
+    assert_eq!(exit.exit_code, 137);
+    assert_eq!(
+        berth_runtime::read_health(&c.state_dir)
+            .expect("read")
+            .map(|h| h.status),
+        Some("unhealthy".to_string())
+    );
+}
