@@ -51,8 +51,6 @@ pub struct ContainerConfig {
     /// Signal `docker stop` sends first (the engine uses it; the shim uses it for
     /// `--health-on-failure stop`).
     pub stop_signal: i32,
-    /// Health check run by the shim (`None` or a `NONE` test: no check).
-    pub health: Option<crate::health::HealthConfig>,
 }
 
 /// How the shim builds `<bundle>/rootfs`.

@@ -15,6 +15,32 @@ use serde::{Deserialize, Serialize};
 
 /// File in the state dir holding the current [`Health`].
 pub const HEALTH_FILE: &str = "health.json";
+/// File in the state dir holding the [`HealthConfig`] (written by [`set_config`]).
+pub const HEALTH_CONFIG_FILE: &str = "healthcheck.json";
+
+/// Give the container in `state_dir` a health check (`None` removes it). Call it before
+/// [`crate::start`] / [`crate::create`]; the shim reads it when the container starts. It
+/// is kept apart from [`crate::ContainerConfig`] so that struct's shape stays stable.
+pub fn set_config(state_dir: &std::path::Path, cfg: Option<&HealthConfig>) -> std::io::Result<()> {
+    let p = state_dir.join(HEALTH_CONFIG_FILE);
+    match cfg {
+        Some(c) => {
+            std::fs::create_dir_all(state_dir)?;
+            let bytes = serde_json::to_vec(c).map_err(std::io::Error::other)?;
+            crate::client::write_atomic(&p, &bytes)
+        }
+        None => match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// The health check configured for `state_dir`, if any.
+pub fn read_config(state_dir: &std::path::Path) -> Option<HealthConfig> {
+    let b = std::fs::read(state_dir.join(HEALTH_CONFIG_FILE)).ok()?;
+    serde_json::from_slice(&b).ok()
+}
 /// Results kept in [`Health::log`].
 pub const MAX_LOG: usize = 5;
 /// Output kept per result.

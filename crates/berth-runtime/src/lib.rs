@@ -134,7 +134,8 @@
 //!
 //! # Health checks
 //!
-//! `ContainerConfig::health` makes the shim probe the container itself ([`health`]), as
+//! [`health::set_config`]`(state_dir, Some(&HealthConfig))`, called before [`start`] or
+//! [`create`], makes the shim probe the container itself ([`health`]), as
 //! execs through the same runtime, so checks keep running while the daemon is down. The
 //! state (Docker's `State.Health` shape) is in `<state_dir>/health.json` ([`read_health`])
 //! and answered by [`Shim::health`]; `--health-on-failure kill|stop` is applied by the shim,

@@ -1463,7 +1463,7 @@ impl Shim {
         tracing::debug!("container started");
         self.status = Status::Running;
         self.started_at = Some(now());
-        if let Some(hc) = self.cfg.health.clone().filter(|h| h.enabled()) {
+        if let Some(hc) = crate::health::read_config(&self.state_dir).filter(|h| h.enabled()) {
             self.health = Some(crate::health::HealthState::new(
                 hc,
                 std::time::Instant::now(),

@@ -713,14 +713,15 @@ fn health_until(shim: &Shim, status: &str) -> berth_runtime::Health {
 #[test]
 fn health_checks_run_in_the_shim() {
     require_root!();
-    let mut c = TestContainer::new("health", &["sleep", "60"]);
-    c.cfg.health = Some(berth_runtime::HealthConfig {
+    let c = TestContainer::new("health", &["sleep", "60"]);
+    let hc = berth_runtime::HealthConfig {
         test: vec!["CMD-SHELL".into(), "cat /tmp/ok".into()],
         interval: 100_000_000,
         timeout: 5_000_000_000,
         retries: 2,
         ..Default::default()
-    });
+    };
+    berth_runtime::health::set_config(&c.state_dir, Some(&hc)).expect("health config");
     start(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect("start");
     let shim = connect(&c);
     let h = health_until(&shim, "unhealthy");
@@ -747,14 +748,15 @@ fn health_checks_run_in_the_shim() {
     shim.wait().expect("wait");
 
     // --health-on-failure kill
-    let mut c = TestContainer::new("health-kill", &["sleep", "60"]);
-    c.cfg.health = Some(berth_runtime::HealthConfig {
+    let c = TestContainer::new("health-kill", &["sleep", "60"]);
+    let hc = berth_runtime::HealthConfig {
         test: vec!["CMD".into(), "false".into()],
         interval: 100_000_000,
         retries: 1,
         on_failure: berth_runtime::HealthAction::Kill,
         ..Default::default()
-    });
+    };
+    berth_runtime::health::set_config(&c.state_dir, Some(&hc)).expect("health config");
     start(common::shim_exe().as_path(), &c.state_dir, &c.cfg).expect("start");
     let exit = wait_exit(&c);
     assert_eq!(exit.exit_code, 137);
