@@ -10,6 +10,12 @@
 #   RUNS=3 BERTH=target/release/berth bench/pull.sh
 #
 # Use a release build of berth: a debug build hashes and inflates 10x slower.
+#
+# Results on the shared 2-core dev VM (2026-11-23, RUNS=5, release build, medians; other jobs
+# were compiling at the same time, so the small-file numbers are noisy):
+#   200 MB, 1 layer        berth 0.85 s   docker 2.45 s   skopeo copy (no unpack) 1.32 s  -> 2.9x faster than docker
+#   20000 small files      berth 5.93 s   docker 7.22 s   skopeo copy (no unpack) 0.14 s  -> 1.2x faster than docker
+#   (a plain `tar -xf` of the 20k-file layer takes 6-9 s on this disk: file creation is the floor)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -49,7 +55,7 @@ http:
   addr: 127.0.0.1:$PORT
 EOF
 docker-registry serve "$WORK/registry.yml" > "$WORK/registry.log" 2>&1 &
-PIDS+=($!)
+PIDS+=($!); disown $!
 wait_for "curl -sf http://127.0.0.1:$PORT/v2/"
 REG=127.0.0.1:$PORT
 
@@ -61,7 +67,7 @@ if "$BERTH" daemon --help 2>/dev/null | grep -q -- '--bridge'; then
 fi
 "$BERTH" daemon --data-root "$WORK/berth-data" --exec-root "$WORK/berth-run" --cgroup-parent "berth-bench-$$" \
   -H "unix://$BSOCK" "${NETARGS[@]}" > "$WORK/berth.log" 2>&1 &
-PIDS+=($!)
+PIDS+=($!); disown $!
 wait_for "test -S $BSOCK" || { tail -5 "$WORK/berth.log" >&2; exit 1; }
 b() { BERTH_HOST="unix://$BSOCK" "$BERTH" "$@"; }
 
@@ -97,7 +103,7 @@ if command -v docker >/dev/null; then
     dockerd --data-root "$WORK/docker-data" --exec-root "$WORK/docker-run" -H "unix://$WORK/docker.sock" \
       --pidfile "$WORK/docker.pid" --bridge=none --iptables=false --ip6tables=false \
       > "$WORK/dockerd.log" 2>&1 &
-    PIDS+=($!)
+    PIDS+=($!); disown $!
     if wait_for "docker -H unix://$WORK/docker.sock info"; then
       DOCKER=(docker -H "unix://$WORK/docker.sock")
     else
