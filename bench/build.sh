@@ -13,14 +13,16 @@
 # Measured on the shared 2-core dev machine (release berth, RUNS=3, other agents compiling):
 #
 #                    berth    docker   buildkit    podman   docker/berth  podman/berth
-#   cold             1.547     2.656          -     2.920           1.7x          1.9x
-#   cached           0.027     0.798          -     1.358          29.6x         50.3x
+#   cold             0.496     2.201          -     3.099           4.4x          6.2x
+#   cached           0.020     0.459          -     1.384          23.0x         69.2x
 #
+# (An earlier run gave berth 1.55 s cold / 0.027 s cached; the first cold run of a fresh
+# daemon is the slowest, ~1.6 s, because it reads and hashes every context file once.)
 # BuildKit could not run here (the docker CLI has no buildx plugin); the issue's own
-# measurement on this machine was 2.0 s cold and 0.18 s cached, i.e. berth is ~1.3x faster
-# cold and ~6.7x faster fully cached. A cached rebuild reads the context in place through
-# `berthcontext=` and the file hash memo, so its cost is ~10 stat calls per file batch plus
-# one cache record read per step.
+# measurement on this machine was 2.0 s cold and 0.18 s cached, so berth is ~1.3-4x faster
+# cold and ~9x faster fully cached. A cached rebuild reads the context in place
+# (`berthcontext=`): it stats the files a COPY names, takes their hashes from the memo, and
+# reads one small cache record per step; nothing is copied or unpacked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
