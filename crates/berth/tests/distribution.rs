@@ -1020,3 +1020,53 @@ fn bearer_token_refreshed_on_401() {
     let o = d.cmd(&["pull", &r]).env("DOCKER_CONFIG", &cfg).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn credential_helper_from_config_json() {
+    init();
+    if !tool("htpasswd") {
+        return;
+    }
+    let dir = tmpdir("credhelper");
+    let out = Command::new("htpasswd").args(["-nbB", "carol", "pa55"]).output().unwrap();
+    std::fs::write(dir.join("htpasswd"), &out.stdout).unwrap();
+    let Some(reg) = DistRegistry::start("credhelper", Some(&dir.join("htpasswd")), None) else { return };
+    let d = Daemon::start("dist-credhelper");
+    // a credential helper that keeps one secret in a file
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let store = dir.join("store.json");
+    let script = format!(
+        "#!/bin/sh\ncase \"$1\" in\n  get) read key; if [ -f {s} ]; then cat {s}; else echo 'credentials not found in native keychain'; exit 1; fi ;;\n  store) cat > {s}.in; sed 's/\"ServerURL\":\"[^\"]*\",//' {s}.in > {s} ;;\n  erase) rm -f {s} ;;\nesac\n",
+        s = store.display()
+    );
+    let helper = bin.join("docker-credential-berthtest");
+    std::fs::write(&helper, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = dir.join("docker-config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(cfg.join("config.json"), r#"{"credsStore": "berthtest"}"#).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let run = |args: &[&str], stdin: &[u8]| -> Out {
+        let mut c = d.cmd(args);
+        c.env("DOCKER_CONFIG", &cfg).env("PATH", &path).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut ch = c.spawn().unwrap();
+        ch.stdin.take().unwrap().write_all(stdin).unwrap();
+        let o = ch.wait_with_output().unwrap();
+        Out { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }
+    };
+    let o = run(&["login", "-u", "carol", "--password-stdin", &reg.host()], b"pa55\n");
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+    let saved = std::fs::read_to_string(&store).unwrap();
+    assert!(saved.contains("\"Secret\":\"pa55\""), "helper did not store: {saved}");
+    assert!(!std::fs::read_to_string(cfg.join("config.json")).unwrap().contains("pa55"), "secret written to config.json");
+    let r = format!("{}/helper/busybox:1", reg.host());
+    d.berth(&["tag", "busybox", &r]).ok();
+    let o = run(&["push", &r], b"");
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+    let o = run(&["logout", &reg.host()], b"");
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+    assert!(!store.exists(), "helper erase not called");
+    let _ = std::fs::remove_dir_all(&dir);
+}
