@@ -793,3 +793,22 @@ fn crash_mid_run_is_cleaned_by_the_next_build() {
         .count();
     assert_eq!(shims, 0, "a step shim is still running");
 }
+
+/// RUN --mount=type=cache persists between builds (not in the image); `sharing=private`
+/// gets a fresh directory; uid/gid/mode apply to a new cache directory.
+#[test]
+fn cache_mounts_persist_and_honour_options() {
+    need_root!();
+    let d = Daemon::start("b-cmount");
+    let ctx = Ctx::new(
+        "cmount",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=cache,id=c1,target=/c echo x >> /c/log && wc -l < /c/log > /shared\nRUN --mount=type=cache,id=c2,target=/p,sharing=private echo x >> /p/log && wc -l < /p/log > /private\nRUN --mount=type=cache,id=c3,target=/o,uid=33,gid=33,mode=0700,sharing=locked stat -c '%u:%g %a' /o > /owner\n",
+        )],
+    );
+    build(&d, &ctx, &["-t", "cm:1"]).ok();
+    build(&d, &ctx, &["--no-cache", "-t", "cm:2"]).ok();
+    assert_eq!(run(&d, "cm:2", &["cat", "/shared", "/private", "/owner"]), "2\n1\n33:33 700\n");
+    assert_eq!(run(&d, "cm:2", &["sh", "-c", "test -e /c && echo stub || echo clean"]), "clean\n");
+}

@@ -940,6 +940,8 @@ impl Builder<'_> {
             }
         };
         let mut stub_targets = Vec::new();
+        // `sharing=locked` cache mounts: held until the step ends
+        let mut locks: Vec<Arc<std::sync::Mutex<()>>> = Vec::new();
         for m in &r.mounts {
             let target = m.target.clone().unwrap_or_default();
             let target = join_path(st.config.config.as_ref().and_then(|c| c.working_dir.as_deref()).unwrap_or("/"), &target);
@@ -949,8 +951,24 @@ impl Builder<'_> {
                     if id.split('/').any(|c| c == "..") {
                         return Err(BuildError::new(BuildErrorKind::InvalidInput, format!("invalid cache mount id {id:?}: must not contain \"..\"")));
                     }
-                    let dir = self.eng.config.data_root.join("build-cache").join("mounts").join(hash_hex(&[id.as_bytes()]));
-                    std::fs::create_dir_all(&dir).map_err(|e| internal(e.to_string()))?;
+                    let shared = self.eng.config.data_root.join("build-cache").join("mounts").join(hash_hex(&[id.as_bytes()]));
+                    let dir = match m.sharing.unwrap_or(berth_dockerfile::CacheSharing::Shared) {
+                        berth_dockerfile::CacheSharing::Shared => shared,
+                        berth_dockerfile::CacheSharing::Locked => {
+                            locks.push(cache_lock(&shared));
+                            shared
+                        }
+                        // a fresh instance for this step (BuildKit gives one per concurrent writer)
+                        berth_dockerfile::CacheSharing::Private => self.tmp.join(format!("cache-{}", hex::encode(rand::random::<[u8; 6]>()))),
+                    };
+                    if !dir.exists() {
+                        std::fs::create_dir_all(&dir).map_err(|e| internal(e.to_string()))?;
+                        let mode = m.mode.unwrap_or(0o755);
+                        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(|e| internal(e.to_string()))?;
+                        if m.uid.is_some() || m.gid.is_some() {
+                            std::os::unix::fs::chown(&dir, m.uid, m.gid).map_err(|e| internal(e.to_string()))?;
+                        }
+                    }
                     mounts.push(berth_runtime::MountConfig {
                         kind: berth_runtime::MountKind::Bind,
                         source: dir.display().to_string(),
@@ -1025,7 +1043,10 @@ impl Builder<'_> {
         };
         let silent = |_: BuildMessage| {};
         let out: &(dyn Fn(BuildMessage) + Sync) = if self.opts.quiet { &silent } else { self.out };
-        let code = exec::run_process(self.eng, mount, &spec, out)?;
+        let guards: Vec<_> = locks.iter().map(|l| l.lock().unwrap_or_else(|p| p.into_inner())).collect();
+        let code = exec::run_process(self.eng, mount, &spec, out);
+        drop(guards);
+        let code = code?;
         let lowers = self.eng.snapshots.lowers(parent_key)?;
         for t in stub_targets.iter().chain(["/etc/resolv.conf".to_string(), "/etc/hosts".to_string(), "/dev/pipes".to_string()].iter()) {
             exec::remove_stub(upper, &lowers, t);
@@ -1044,6 +1065,14 @@ impl Builder<'_> {
 
 fn internal(msg: impl Into<String>) -> BuildError {
     BuildError::new(BuildErrorKind::Internal, msg)
+}
+
+/// The lock of a `sharing=locked` cache directory (one per directory per process).
+fn cache_lock(dir: &Path) -> Arc<std::sync::Mutex<()>> {
+    static LOCKS: std::sync::OnceLock<std::sync::Mutex<HashMap<PathBuf, Arc<std::sync::Mutex<()>>>>> = std::sync::OnceLock::new();
+    let m = LOCKS.get_or_init(Default::default);
+    let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
+    g.entry(dir.to_path_buf()).or_default().clone()
 }
 
 /// `SHELL` + command for shell form, the arguments as they are for exec form.
