@@ -63,10 +63,11 @@
 //! pub fn create(exe: &Path, state_dir: &Path, cfg: &ContainerConfig) -> Result<Started, RuntimeError>
 //! pub fn read_exit(state_dir: &Path) -> Result<Option<ExitStatus>, RuntimeError>
 //! pub fn read_health(state_dir: &Path) -> Result<Option<Health>, RuntimeError>
+//! pub fn health::set_config(state_dir: &Path, cfg: Option<&HealthConfig>) -> std::io::Result<()>  // before start/create
+//! pub fn log_path(state_dir: &Path, cfg: &ContainerConfig) -> PathBuf
 //! pub fn read_config(state_dir: &Path) -> Result<ContainerConfig, RuntimeError>
 //! pub fn cleanup(state_dir: &Path, cfg: &ContainerConfig) -> Result<(), RuntimeError>
 //! pub fn cgroups_path(cfg: &ContainerConfig) -> String
-//! pub fn log_path(state_dir: &Path, cfg: &ContainerConfig) -> PathBuf
 //! pub fn build_spec(cfg: &ContainerConfig, rootfs: Option<&Path>) -> Result<oci_spec::runtime::Spec, SpecError>
 //! pub fn shim_main(state_dir: &Path) -> !
 //!
