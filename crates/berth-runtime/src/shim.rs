@@ -1928,6 +1928,13 @@ impl Shim {
                         // unreaped child so its pid cannot have been reused.
                         unsafe { libc::kill(*p, signal) };
                     }
+                    // Like `runc kill --all`: frozen processes only die once thawed.
+                    if all && signal == libc::SIGKILL {
+                        let cg = Cgroup::for_path(&cgroups_path(&self.cfg));
+                        if cg.frozen() {
+                            let _ = cg.freeze(false);
+                        }
+                    }
                     ok
                 };
                 self.reply(id, &r, Role::Done);

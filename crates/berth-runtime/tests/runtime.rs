@@ -316,6 +316,13 @@ fn pause_resume_and_top() {
     assert_eq!(err.kind(), RuntimeErrorKind::Conflict);
     shim.resume().expect("resume");
     assert_eq!(shim.state().expect("state").status, Status::Running);
+    // SIGKILL to everything also ends a paused container.
+    let c2 = TestContainer::new("pause2", &["sleep", "100"]);
+    start(common::shim_exe().as_path(), &c2.state_dir, &c2.cfg).expect("start");
+    let shim2 = connect(&c2);
+    shim2.pause().expect("pause");
+    shim2.kill(9, true).expect("kill paused");
+    assert_eq!(shim2.wait().expect("wait").exit_code, 137);
     let st = shim.stats().expect("stats");
     assert!(st.memory_usage > 0 && st.cpu_usage_ns > 0, "{st:?}");
     // pid 1 ignores SIGTERM without a handler (like in Docker): SIGKILL everything.
