@@ -282,7 +282,25 @@ fn proxy_conn(
         };
         if path.starts_with("/token") {
             let good = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("bob:pw"));
-            if authz != good {
+            let mut ok = authz == good;
+            if first.starts_with("POST ") {
+                // OAuth2 refresh-token grant: read the form body
+                let len: usize = text
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                    .unwrap_or(0);
+                let mut body = rest.clone();
+                while body.len() < len {
+                    let n = c.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    body.extend_from_slice(&buf[..n]);
+                }
+                let form = String::from_utf8_lossy(&body);
+                ok = form.contains("grant_type=refresh_token") && form.contains("refresh_token=rt-good");
+            }
+            if !ok {
                 return reply(&mut c, "401 Unauthorized", "", r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#);
             }
             tokens.fetch_add(1, Ordering::SeqCst);
@@ -1069,4 +1087,25 @@ fn credential_helper_from_config_json() {
     assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
     assert!(!store.exists(), "helper erase not called");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn identity_token_from_config_json() {
+    init();
+    let reg = BerthRegistry::start("identity");
+    let proxy = Proxy::start(reg.port, Fault::Token);
+    let d = Daemon::start("dist-identity");
+    let cfg = d.dir.join("docker-config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let write_cfg = |tok: &str| {
+        std::fs::write(cfg.join("config.json"), format!(r#"{{"auths": {{"{}": {{"identitytoken": "{tok}"}}}}}}"#, proxy.host())).unwrap();
+    };
+    let r = format!("{}/ident/busybox:1", proxy.host());
+    d.berth(&["tag", "busybox", &r]).ok();
+    write_cfg("rt-bad");
+    let o = d.cmd(&["push", &r]).env("DOCKER_CONFIG", &cfg).output().unwrap();
+    assert!(!o.status.success(), "a bad refresh token was accepted");
+    write_cfg("rt-good");
+    let o = d.cmd(&["push", &r]).env("DOCKER_CONFIG", &cfg).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }

@@ -480,8 +480,15 @@ impl Session {
         format!("{}/v2/{}/{}", self.base, self.repo, tail)
     }
 
+    /// Tokens are cached per credentials (a digest of them, never the secret itself).
     fn user(&self) -> String {
-        self.creds.as_ref().map(|c| c.username.clone()).unwrap_or_default()
+        match &self.creds {
+            Some(c) => {
+                let d = crate::digest::Digest::of(format!("{}\0{}\0{}", c.username, c.password, c.identitytoken).as_bytes());
+                format!("{}:{}", c.username, &d.hex()[..16])
+            }
+            None => String::new(),
+        }
     }
 
     /// The `Authorization` header for the next request, fetching a token when needed.
@@ -531,10 +538,33 @@ impl Session {
         let mut attempt = 0;
         let resp = loop {
             attempt += 1;
-            let mut req = http.get(realm_url.clone()).query(&q);
-            if let Some(b) = self.creds.as_ref().and_then(|c| c.basic()) {
-                req = req.header(reqwest::header::AUTHORIZATION, b);
-            }
+            let identity = self.creds.as_ref().map(|c| c.identitytoken.clone()).filter(|t| !t.is_empty());
+            let req = match identity {
+                // OAuth2 refresh-token grant (what `docker login` stores as `identitytoken`)
+                Some(tok) => {
+                    let mut form = reqwest::Url::parse("http://form/").map_err(|e| DistributionError::internal(e.to_string()))?;
+                    {
+                        let mut qp = form.query_pairs_mut();
+                        qp.append_pair("grant_type", "refresh_token").append_pair("refresh_token", &tok).append_pair("client_id", "berth");
+                        if let Some(s) = service {
+                            qp.append_pair("service", s);
+                        }
+                        if !scopes.is_empty() {
+                            qp.append_pair("scope", &scopes.join(" "));
+                        }
+                    }
+                    http.post(realm_url.clone())
+                        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                        .body(form.query().unwrap_or("").to_string())
+                }
+                None => {
+                    let mut req = http.get(realm_url.clone()).query(&q);
+                    if let Some(b) = self.creds.as_ref().and_then(|c| c.basic()) {
+                        req = req.header(reqwest::header::AUTHORIZATION, b);
+                    }
+                    req
+                }
+            };
             match req.send().await {
                 Ok(r) if (r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS) && attempt < self.opts.max_attempts => {
                     tokio::time::sleep(retry_delay(self.opts, attempt, r.headers())).await;
