@@ -432,7 +432,14 @@ impl Shim {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(RuntimeError::Io(state_dir.display().to_string(), e)),
         };
-        let cfg = read_config(state_dir)?;
+        let cfg = match read_config(state_dir) {
+            Ok(c) => c,
+            // A state dir without a config never had a shim.
+            Err(RuntimeError::Io(_, e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
         let shim = Shim {
             state_dir: state_dir.to_path_buf(),
             dir,
