@@ -1109,3 +1109,31 @@ fn identity_token_from_config_json() {
     let o = d.cmd(&["push", &r]).env("DOCKER_CONFIG", &cfg).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// Unmounts on drop.
+struct MountGuard(PathBuf);
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn disk_full_during_pull_is_a_clear_error_and_frees_the_space() {
+    init();
+    let d = Daemon::start("dist-enospc");
+    let (reg, id) = big_image(&d, "enospc", 6);
+    let ingest = d.data().join("distribution/ingest");
+    std::fs::create_dir_all(&ingest).unwrap();
+    nix::mount::mount(Some("tmpfs"), &ingest, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=2m")).unwrap();
+    let guard = MountGuard(ingest.clone());
+    let r = format!("{}/enospc/big:v1", reg.host());
+    let o = d.berth(&["pull", &r]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("No space left on device") && o.stderr.contains("distribution/ingest"), "{}", o.stderr);
+    assert!(ingest_files(&d).is_empty(), "partial data kept on a full disk");
+    assert!(d.berth(&["inspect", &r]).code != 0);
+    drop(guard);
+    d.berth(&["pull", &r]).ok();
+    assert_eq!(image_id(&d, &r), id);
+}

@@ -70,6 +70,11 @@ impl Ingest {
         self.len == 0
     }
 
+    /// The partial file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn append(&mut self, data: &[u8]) -> io::Result<()> {
         self.file.write_all(data)?;
         self.hasher.update(data);

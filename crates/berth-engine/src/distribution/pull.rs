@@ -747,7 +747,13 @@ fn verify(
     loop {
         match rx.blocking_recv() {
             Some(Chunk::Data(b)) => {
-                ing.append(&b)?;
+                if let Err(e) = ing.append(&b) {
+                    // e.g. ENOSPC: name the path and give the space back
+                    let msg = format!("write {}: {e}", ing.path().display());
+                    ing.discard();
+                    let _ = tx.send(Chunk::Fail(msg.clone(), true));
+                    return Err(DistributionError::internal(msg));
+                }
                 let _ = tx.send(Chunk::Data(b));
             }
             Some(Chunk::End) => {
