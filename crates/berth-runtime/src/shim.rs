@@ -304,7 +304,8 @@ fn in_helper(f: impl FnOnce() -> Result<i32, ShimError>) -> Result<i32, ShimErro
 /// Drop the start-up working set from the shim's RSS: free heap goes back to the kernel, and
 /// file mappings without a single privately modified page (text, read-only data) lose their
 /// page-table entries; the kernel refaults, from the page cache, exactly the pages the event
-/// loop still uses. `MADV_RANDOM` turns off fault-around so each refault maps one page only.
+/// loop still uses. `MADV_RANDOM` asks for no read-ahead on those refaults (older kernels
+/// also skip fault-around for such mappings).
 fn trim_resident() {
     // SAFETY: malloc_trim only releases free heap memory.
     unsafe { libc::malloc_trim(0) };
@@ -2128,6 +2129,7 @@ impl Shim {
         );
         // Only now: a fast exec may already have exited, and its status must find its entry.
         self.reap();
+        trim_resident();
         Ok((eid, pid))
     }
 

@@ -293,6 +293,26 @@ fn exec_with_and_without_tty() {
         .unwrap_or("")
         .to_string();
     eprintln!("shim {rss}");
+    // HARDENING A4 #41: none of the shim's sockets is in the abstract namespace.
+    let shim_pid = c.shim_pid().expect("shim pid");
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{shim_pid}/fd"))
+        .expect("fds")
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_prefix("socket:[")
+                .map(|i| i.trim_end_matches(']').to_string())
+        })
+        .collect();
+    assert!(!inodes.is_empty());
+    let unix = std::fs::read_to_string("/proc/net/unix").expect("/proc/net/unix");
+    for line in unix.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() >= 8 && inodes.iter().any(|i| i == f[6]) {
+            assert!(!f[7].starts_with('@'), "abstract socket: {line}");
+        }
+    }
     shim.kill(9, false).expect("kill");
     let exit = shim.wait().expect("wait");
     assert_eq!(exit.exit_code, 137);
@@ -537,6 +557,21 @@ fn shim_memory() {
     let pid = c.shim_pid().expect("shim pid");
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     eprintln!("{rollup}");
+    let shim = connect(&c);
+    let p = berth_runtime::ProcessConfig {
+        args: vec!["true".into()],
+        ..Default::default()
+    };
+    let (id, _, s) = shim.exec(&p, false).expect("exec");
+    read_mux(s);
+    shim.exec_wait(&id).expect("exec wait");
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .unwrap_or("")
+        .to_string();
+    eprintln!("after one exec: {rss}");
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
     let mut cur = String::new();
     for l in smaps.lines() {
