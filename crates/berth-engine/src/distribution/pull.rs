@@ -429,6 +429,17 @@ async fn pull_one(eng: Arc<Engine>, r: &Reference, sess: &Session, opts: &PullOp
             reuse.push(substitute);
             (sink)(Progress::layer(l.digest.short(), if have { "Already exists" } else { "Pulling fs layer" }));
         }
+        let n_dl = super::client::options().max_concurrent_downloads.max(1);
+        let mut pending = 0;
+        for (i, l) in manifest.layers.iter().enumerate() {
+            let have = reuse[i].is_some() || eng.content.exists(&l.digest);
+            if !have {
+                pending += 1;
+                if pending > n_dl {
+                    (sink)(Progress::layer(l.digest.short(), "Waiting"));
+                }
+            }
+        }
         let n = super::client::options().max_concurrent_downloads.max(1);
         let jobs: Vec<LayerJob> = manifest
             .layers
@@ -563,6 +574,9 @@ async fn fetch_layer(sess: &Session, eng: Arc<Engine>, job: LayerJob, sink: Prog
     };
     match &produced {
         Ok(()) => {
+            if !has_snap {
+                (sink)(Progress::layer(&id, "Extracting"));
+            }
             let _ = tx.send(Chunk::End).await;
         }
         Err((e, discard)) => {
