@@ -846,18 +846,21 @@ impl Engine {
         std::fs::create_dir_all(&empty_dir)?;
         let view = ImageView::mount(&view_dir, &lowers, &empty_dir)?;
         // Only directories are copied up; a missing path or a file means nothing to copy.
-        let is_dir = berth_archive::open_in_root(
+        let Ok(src_dir) = berth_archive::open_in_root(
             &view.target,
             Path::new(dest),
             berth_archive::OFlags::RDONLY | berth_archive::OFlags::DIRECTORY,
-        )
-        .is_ok();
-        if !is_dir {
+        ) else {
             return Ok(());
-        }
+        };
         let opts = berth_archive::ApplyOptions { max_entries: u64::MAX, max_bytes: u64::MAX, ..Default::default() };
         berth_archive::copy_tree(&view.target, Path::new(dest), &target, Path::new("/"), &opts)
             .map_err(|e| host(format!("copy-up of {dest} into volume {}: {e}", v.name)))?;
+        // The volume's root takes the owner and mode of the image directory (Docker's
+        // copyOwnership); `target` is our own host path, the source was opened in-root.
+        let st = nix::sys::stat::fstat(&src_dir).map_err(|e| host(format!("copy-up: stat {dest}: {e}")))?;
+        std::os::unix::fs::chown(&target, Some(st.st_uid), Some(st.st_gid))?;
+        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(st.st_mode & 0o7777))?;
         drop(view);
         Ok(())
     }
