@@ -448,5 +448,16 @@ fn docker_cli_volume_commands_match() {
         docker(&d, bin, &["rm", "-v", &ctr]).ok();
         assert_eq!(docker(&d, bin, &["volume", "rm", &name]).ok().stdout, format!("{name}\n"));
         assert!(volumes(&d).is_empty(), "{:?}", volumes(&d));
+        // prune: docker < 23 (API < 1.42) removes every unused volume, newer ones only
+        // anonymous volumes unless `-a`.
+        d.berth(&["volume", "create", "unused-named"]).ok();
+        docker(&d, bin, &["volume", "prune", "-f"]).ok();
+        if tag == "o" {
+            assert!(volumes(&d).is_empty(), "{:?}", volumes(&d));
+        } else {
+            assert_eq!(volumes(&d), vec!["unused-named"]);
+            docker(&d, bin, &["volume", "prune", "-f", "-a"]).ok();
+            assert!(volumes(&d).is_empty(), "{:?}", volumes(&d));
+        }
     }
 }

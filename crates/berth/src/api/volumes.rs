@@ -72,10 +72,14 @@ pub async fn remove(State(eng): State<AppState>, UrlPath(name): UrlPath<String>,
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `POST /volumes/prune?filters=` (`all=true` also removes unused named volumes).
-pub async fn prune(State(eng): State<AppState>, q: Query) -> ApiResult {
+/// `POST /volumes/prune?filters=` (`all=true` also removes unused named volumes). Before
+/// API 1.42 (docker CLI < 23) prune removed every unused volume; the version prefix is gone
+/// by the time a handler runs, so old docker clients are recognised by their User-Agent.
+pub async fn prune(State(eng): State<AppState>, headers: axum::http::HeaderMap, q: Query) -> ApiResult {
     let f = filters(&q)?;
-    let (deleted, reclaimed) = blocking(move || eng.prune_volumes(false, &f)).await?;
+    let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let all = old_docker_client(ua);
+    let (deleted, reclaimed) = blocking(move || eng.prune_volumes(all, &f)).await?;
     let deleted = if deleted.is_empty() { serde_json::Value::Null } else { json!(deleted) };
     ok_json(&json!({"VolumesDeleted": deleted, "SpaceReclaimed": reclaimed}))
 }
@@ -83,4 +87,22 @@ pub async fn prune(State(eng): State<AppState>, q: Query) -> ApiResult {
 /// The `Volumes` part of `/system/df`: every volume with its `UsageData`.
 pub fn df_volumes(eng: &Engine) -> Result<Vec<serde_json::Value>, EngineError> {
     Ok(eng.list_volumes()?.iter().map(|v| eng.volume_json(v, true)).collect())
+}
+
+/// `Docker-Client/20.10.24+dfsg1 (linux)`: a docker CLI older than 23 (API < 1.42).
+fn old_docker_client(ua: &str) -> bool {
+    ua.strip_prefix("Docker-Client/")
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.parse::<u32>().ok())
+        .is_some_and(|major| major < 23)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn old_clients() {
+        assert!(super::old_docker_client("Docker-Client/20.10.24+dfsg1 (linux)"));
+        assert!(!super::old_docker_client("Docker-Client/28.2.2 (linux)"));
+        assert!(!super::old_docker_client("berth"));
+    }
 }
