@@ -377,13 +377,27 @@ impl Drop for ImageView {
 }
 
 impl Engine {
-    /// `<data-root>/volumes`, created 0700.
+    /// `<data-root>/volumes`, created 0700. The first call in a process removes the image
+    /// views a crash during copy-up left behind (`.copyup-*`, unmounted first).
     pub fn volumes_root(&self) -> Result<PathBuf> {
         use std::os::unix::fs::PermissionsExt;
+        static SWEPT: std::sync::Mutex<BTreeSet<PathBuf>> = std::sync::Mutex::new(BTreeSet::new());
         let root = self.config.data_root.join("volumes");
         if !root.is_dir() {
             std::fs::create_dir_all(&root)?;
             std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))?;
+        }
+        let first = SWEPT.lock().map(|mut s| s.insert(root.clone())).unwrap_or(false);
+        if first {
+            for e in std::fs::read_dir(&root)?.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".copyup-") {
+                    let p = e.path();
+                    let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+                    if let Err(err) = std::fs::remove_dir(&p) {
+                        tracing::warn!(path = %p.display(), "volumes: leftover copy-up view: {err}");
+                    }
+                }
+            }
         }
         Ok(root)
     }

@@ -78,9 +78,13 @@ fn named_volume_outlives_containers_and_daemon_restart() {
 
     // Survives a daemon SIGKILL + restart and a container prune.
     d.kill9();
+    // What a crash during copy-up leaves behind is swept by the next daemon.
+    let leftover = d.data().join("volumes/.copyup-leftover");
+    std::fs::create_dir_all(&leftover).unwrap();
     d.spawn();
     let o = run(&d, &["-v", "data:/data", "busybox", "cat", "/data/f"]).ok();
     assert_eq!(o.stdout, "persisted\n");
+    assert!(!leftover.exists());
     d.berth(&["container", "prune", "-f"]).ok();
     assert_eq!(d.berth(&["ps", "-aq"]).ok().stdout, "");
     let o = run(&d, &["-v", "data:/data", "busybox", "cat", "/data/f"]).ok();
@@ -280,6 +284,8 @@ fn ls_filters_inspect_and_df() {
     let df = d.berth(&["system", "df", "-v"]).ok().stdout;
     let line = df.lines().find(|l| l.starts_with("la ")).unwrap_or_default().to_string();
     assert!(line.contains("3MB"), "{df}");
+    let ctr = df.lines().find(|l| l.ends_with(" user1")).unwrap_or_default().to_string();
+    assert_eq!(ctr.split_whitespace().nth(3), Some("1"), "LOCAL VOLUMES of user1: {df}");
     let line = df.lines().find(|l| l.starts_with("lb ")).unwrap_or_default().to_string();
     assert_eq!(line.split_whitespace().collect::<Vec<_>>(), vec!["lb", "1", "0B"], "{df}");
     let sum = d.berth(&["system", "df"]).ok().stdout;

@@ -515,7 +515,7 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<()> {
                 ct["Id"].as_str().unwrap_or("").chars().take(12).collect(),
                 ct["Image"].as_str().unwrap_or("").to_string(),
                 format!("\"{}\"", format::ellipsis(ct["Command"].as_str().unwrap_or(""), 20)),
-                "0".into(),
+                ct["Mounts"].as_array().map(|m| m.iter().filter(|x| x["Type"] == "volume").count()).unwrap_or(0).to_string(),
                 format::human_size(ct["SizeRw"].as_f64().unwrap_or(0.0)),
                 format::ago_unix(ct["Created"].as_i64().unwrap_or(0)),
                 ct["Status"].as_str().unwrap_or("").to_string(),
