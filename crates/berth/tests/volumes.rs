@@ -161,6 +161,12 @@ fn copy_up_keeps_content_and_ownership() {
     assert_eq!(o.stdout, "");
     let o = run(&d, &["--mount", "type=volume,source=mc,target=/opt/app", "owned:1", "cat", "/opt/app/conf"]).ok();
     assert_eq!(o.stdout, "conf\n");
+    // --mount volume: readonly, a label and local driver options for a volume made on first use.
+    let o = run(&d, &["--mount", "type=volume,source=mo,target=/m,readonly,volume-label=l=1,volume-opt=type=tmpfs,volume-opt=device=tmpfs,volume-opt=o=size=1m", "busybox", "sh", "-c", "df -k /m | tail -1; touch /m/x"]);
+    assert!(o.stdout.starts_with("tmpfs") && o.stdout.contains(" 1024 "), "{}", o.stdout);
+    assert_ne!(o.code, 0, "readonly");
+    let v = d.berth(&["volume", "inspect", "-f", "{{json .Labels}} {{json .Options}}", "mo"]).ok().stdout;
+    assert_eq!(v.trim(), r#"{"l":"1"} {"device":"tmpfs","o":"size=1m","type":"tmpfs"}"#);
 }
 
 #[test]
