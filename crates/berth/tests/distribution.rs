@@ -151,6 +151,8 @@ enum Fault {
     FailAlways,
     /// The first N upload requests (`/blobs/uploads/`) answer 503.
     FailUploads(u32),
+    /// The first PATCH request body is cut after this many bytes.
+    CutUploadOnce(u64),
     /// The first blob response is cut after this many body bytes.
     CutOnce(u64),
     /// Every blob response has the body byte at this offset flipped.
@@ -333,6 +335,27 @@ fn proxy_conn(
     }
     let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
     up.write_all(out.as_bytes())?;
+    if let Fault::CutUploadOnce(n) = f {
+        if first.starts_with("PATCH ") && !cut_done.swap(true, Ordering::SeqCst) {
+            // relay n body bytes, then drop both connections
+            let mut left = n as usize;
+            let k = rest.len().min(left);
+            up.write_all(&rest[..k])?;
+            left -= k;
+            while left > 0 {
+                let m = c.read(&mut buf[..left.min(16384)])?;
+                if m == 0 {
+                    break;
+                }
+                up.write_all(&buf[..m])?;
+                left -= m;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = up.shutdown(std::net::Shutdown::Both);
+            let _ = c.shutdown(std::net::Shutdown::Both);
+            return Ok(());
+        }
+    }
     up.write_all(&rest)?;
     // request bodies (uploads) are relayed in the background
     let mut c2 = c.try_clone()?;
@@ -822,6 +845,33 @@ fn docker_registry_round_trip_by_tag_and_digest() {
     assert_eq!(image_id(&d, &by_digest), id);
     let o = d.berth(&["search", &format!("{}/plain", reg.host())]).ok();
     assert!(o.stdout.contains("plain/busybox"), "{}", o.stdout);
+    // a layer big enough for the chunked (PATCH) upload
+    let big = format!("{}/plain/big:1", reg.host());
+    import_files(&d, &big, &[("big", noise(12 << 20, 3))]);
+    let big_id = image_id(&d, &big);
+    let o = d.berth(&["push", &big]).ok();
+    assert!(o.stdout.contains("Pushed"), "{}", o.stdout);
+    d.berth(&["rmi", &big]).ok();
+    d.berth(&["pull", &big]).ok();
+    assert_eq!(image_id(&d, &big), big_id);
+    assert_eq!(snapshot_file(&d, "big").map(|b| b == noise(12 << 20, 3)), Some(true));
+}
+
+#[test]
+fn push_of_a_big_layer_survives_a_cut_upload() {
+    init();
+    let reg = BerthRegistry::start("cutpush");
+    let proxy = Proxy::start(reg.port, Fault::CutUploadOnce(3 << 20));
+    let d = Daemon::start("dist-cutpush");
+    let big = format!("{}/cut/big:1", proxy.host());
+    import_files(&d, &big, &[("big", noise(12 << 20, 5))]);
+    let id = image_id(&d, &big);
+    let o = d.berth(&["push", &big]).ok();
+    assert!(o.stdout.contains("Pushed"), "{}", o.stdout);
+    d.berth(&["rmi", &big]).ok();
+    let direct = format!("{}/cut/big:1", reg.host());
+    d.berth(&["pull", &direct]).ok();
+    assert_eq!(image_id(&d, &direct), id);
 }
 
 /// A registry with a one-layer image of `mb` MiB of noise pushed as `repo:v1`; returns

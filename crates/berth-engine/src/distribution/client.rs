@@ -362,8 +362,9 @@ pub struct Session {
 pub enum Body {
     Empty,
     Bytes(bytes::Bytes),
-    /// A file streamed from the start (re-opened per attempt), with its length.
-    File(PathBuf, u64, Option<super::ProgressSink>, Option<String>),
+    /// `len` bytes of a file from `offset` (re-opened per attempt), reporting progress
+    /// under an id.
+    File { path: PathBuf, offset: u64, len: u64, sink: Option<super::ProgressSink>, id: Option<String> },
 }
 
 impl Session {
@@ -605,6 +606,45 @@ impl Session {
         Ok((tok, ttl))
     }
 
+    /// Send a request with auth (refreshing a token on 401) but without retrying failures:
+    /// for requests whose retry is not a plain repeat (a resumable upload `PATCH`).
+    pub async fn send_once(&self, method: Method, url: &str, headers: &[(&str, String)], body: &Body) -> Result<reqwest::Response> {
+        let mut force_new = false;
+        for _ in 0..2 {
+            let mut req = self.http.request(method.clone(), url);
+            for (k, v) in headers {
+                req = req.header(*k, v);
+            }
+            if let Some(a) = self.authorization(force_new).await? {
+                req = req.header(reqwest::header::AUTHORIZATION, a);
+            }
+            req = match body {
+                Body::Empty => req,
+                Body::Bytes(b) => req.body(b.clone()),
+                Body::File { path, offset, len, sink, id } => {
+                    use tokio::io::AsyncSeekExt;
+                    let mut f = tokio::fs::File::open(path).await?;
+                    f.seek(std::io::SeekFrom::Start(*offset)).await?;
+                    let stream = file_stream(f, *offset, *len, sink.clone(), id.clone());
+                    req.header(reqwest::header::CONTENT_LENGTH, len.to_string()).body(reqwest::Body::wrap_stream(stream))
+                }
+            };
+            let resp = req.send().await.map_err(|e| DistributionError::unavailable(format!("{method} \"{url}\": {}", error_chain(&e))))?;
+            if resp.status() == StatusCode::UNAUTHORIZED && !force_new {
+                if let Some(h) = resp.headers().get(reqwest::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()) {
+                    let ch = parse_challenge(h);
+                    if let Ok(mut c) = self.challenge.lock() {
+                        *c = ch;
+                    }
+                }
+                force_new = true;
+                continue;
+            }
+            return Ok(resp);
+        }
+        Err(DistributionError::new(DistributionErrorKind::Unauthorized, format!("{method} \"{url}\": unauthorized: authentication required")))
+    }
+
     /// Send a request with auth and retries (429/5xx/connection errors/timeouts, a bounded
     /// number of times). Any other answer is returned for the caller to judge.
     pub async fn send(&self, method: Method, url: &str, headers: &[(&str, String)], body: &Body) -> Result<reqwest::Response> {
@@ -624,9 +664,11 @@ impl Session {
             req = match body {
                 Body::Empty => req,
                 Body::Bytes(b) => req.body(b.clone()),
-                Body::File(p, len, sink, id) => {
-                    let f = tokio::fs::File::open(p).await?;
-                    let stream = tokio_util_stream(f, *len, sink.clone(), id.clone());
+                Body::File { path, offset, len, sink, id } => {
+                    use tokio::io::AsyncSeekExt;
+                    let mut f = tokio::fs::File::open(path).await?;
+                    f.seek(std::io::SeekFrom::Start(*offset)).await?;
+                    let stream = file_stream(f, *offset, *len, sink.clone(), id.clone());
                     req.header(reqwest::header::CONTENT_LENGTH, len.to_string()).body(reqwest::Body::wrap_stream(stream))
                 }
             };
@@ -796,33 +838,39 @@ pub async fn search(term: &str, limit: usize, creds: Option<Credentials>) -> Res
     Ok(out)
 }
 
-/// A file as a byte stream for an upload body, reporting progress.
-fn tokio_util_stream(
+/// `len` bytes of a file (already positioned at `offset`) as an upload body, reporting progress.
+fn file_stream(
     f: tokio::fs::File,
+    offset: u64,
     len: u64,
     sink: Option<super::ProgressSink>,
     id: Option<String>,
 ) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
     use tokio::io::AsyncReadExt;
+    let total = offset + len;
     futures::stream::unfold((f, 0u64, Instant::now()), move |(mut f, sent, mut last)| {
         let sink = sink.clone();
         let id = id.clone();
         async move {
-            let mut buf = vec![0u8; 256 << 10];
+            if sent >= len {
+                return None;
+            }
+            let want = (len - sent).min(256 << 10) as usize;
+            let mut buf = vec![0u8; want];
             match f.read(&mut buf).await {
-                Ok(0) => None,
+                Ok(0) => Some((Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "blob file shorter than expected")), (f, len, last))),
                 Ok(n) => {
                     buf.truncate(n);
                     let sent = sent + n as u64;
                     if let (Some(s), Some(id)) = (&sink, &id) {
                         if last.elapsed() > Duration::from_millis(100) || sent == len {
                             last = Instant::now();
-                            s(super::Progress { id: Some(id.clone()), status: "Pushing".into(), current: Some(sent), total: Some(len), aux: None });
+                            s(super::Progress { id: Some(id.clone()), status: "Pushing".into(), current: Some(offset + sent), total: Some(total), aux: None });
                         }
                     }
                     Some((Ok(bytes::Bytes::from(buf)), (f, sent, last)))
                 }
-                Err(e) => Some((Err(e), (f, sent, last))),
+                Err(e) => Some((Err(e), (f, len, last))),
             }
         }
     })

@@ -283,7 +283,7 @@ async fn push_layer(eng: &Arc<Engine>, sess: &Session, mut u: Upload, sink: &Pro
     let res = async {
         let path = u.path.clone().ok_or_else(|| DistributionError::internal("no blob to push"))?;
         let from = mount_source(eng, &u.desc.digest, &sess.domain, &sess.repo);
-        let body = Body::File(path, u.desc.size, Some(sink.clone()), Some(u.id.clone()));
+        let body = Body::File { path, offset: 0, len: u.desc.size, sink: Some(sink.clone()), id: Some(u.id.clone()) };
         let how = upload_blob(sess, &u.desc.digest, &body, from.as_deref()).await?;
         (sink)(Progress::layer(&u.id, how));
         Ok(u.desc.clone())
@@ -394,10 +394,94 @@ async fn upload_once(sess: &Session, digest: &Digest, body: &Body, mount_from: O
         .ok_or_else(|| DistributionError::invalid(format!("POST {start}: no upload location")))?;
     let base = reqwest::Url::parse(&start).map_err(|e| DistributionError::internal(e.to_string()))?;
     let mut url = base.join(loc).map_err(|e| DistributionError::invalid(format!("invalid upload location {loc:?}: {e}")))?;
+    if let Body::File { path, len, sink, id, .. } = body {
+        if *len >= CHUNKED_MIN {
+            // A resume the registry refuses is retried from scratch by the caller.
+            return upload_resumable(sess, digest, url, path, *len, sink, id).await.map_err(|e| match e.kind() {
+                DistributionErrorKind::Invalid => DistributionError::unavailable(e.message().to_string()),
+                _ => e,
+            });
+        }
+    }
     url.query_pairs_mut().append_pair("digest", digest.as_str());
     let put = sess
         .send(Method::PUT, url.as_str(), &[("Content-Type", "application/octet-stream".into())], body)
         .await?;
+    sess.check(put, &format!("PUT blob {digest}")).await?;
+    Ok("Pushed".into())
+}
+
+/// Blobs at least this big are sent with `PATCH` and resumed from what the registry has
+/// when a transfer breaks; smaller ones with one monolithic `PUT`.
+pub const CHUNKED_MIN: u64 = 8 << 20;
+
+fn upload_location(base: &reqwest::Url, resp: &reqwest::Response) -> Option<reqwest::Url> {
+    let loc = resp.headers().get(reqwest::header::LOCATION)?.to_str().ok()?;
+    base.join(loc).ok()
+}
+
+/// `PATCH` the file (a plain streamed PATCH, as Docker does); after a failure ask the registry
+/// how much it has (`GET` on the upload: `Range: 0-N`) and continue from there with
+/// `Content-Range`; then `PUT ?digest=`.
+async fn upload_resumable(
+    sess: &Session,
+    digest: &Digest,
+    mut url: reqwest::Url,
+    path: &std::path::Path,
+    size: u64,
+    sink: &Option<ProgressSink>,
+    id: &Option<String>,
+) -> Result<String> {
+    let opts = super::client::options();
+    let mut offset = 0u64;
+    let mut failures = 0u32;
+    while offset < size {
+        let body = Body::File { path: path.to_path_buf(), offset, len: size - offset, sink: sink.clone(), id: id.clone() };
+        let mut headers = vec![("Content-Type", "application/octet-stream".to_string())];
+        if offset > 0 {
+            headers.push(("Content-Range", format!("{offset}-{}", size - 1)));
+        }
+        match sess.send_once(Method::PATCH, url.as_str(), &headers, &body).await {
+            Ok(resp) if resp.status() == StatusCode::ACCEPTED || resp.status() == StatusCode::NO_CONTENT => {
+                if let Some(u) = upload_location(&url, &resp) {
+                    url = u;
+                }
+                offset = size;
+                continue;
+            }
+            Ok(resp) if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE => {}
+            Ok(resp) => {
+                sess.check(resp, &format!("PATCH blob {digest}")).await?;
+                return Err(DistributionError::unavailable(format!("PATCH blob {digest}: unexpected answer")));
+            }
+            Err(e) => tracing::info!(%digest, offset, "push: upload broke: {e}"),
+        }
+        failures += 1;
+        if failures >= opts.max_attempts {
+            return Err(DistributionError::unavailable(format!("upload of blob {digest} failed after {failures} attempts")));
+        }
+        tokio::time::sleep(super::client::retry_delay(opts, failures, &Default::default())).await;
+        // where did it stop?
+        let st = sess.send(Method::GET, url.as_str(), &[], &Body::Empty).await?;
+        let st = sess.check(st, &format!("GET upload status {digest}")).await?;
+        let have = st
+            .headers()
+            .get(reqwest::header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|r| r.trim().trim_start_matches("bytes=").split('-').nth(1).and_then(|e| e.parse::<u64>().ok()))
+            .map(|end| end + 1)
+            .unwrap_or(0);
+        if let Some(u) = upload_location(&url, &st) {
+            url = u;
+        }
+        if have > size {
+            return Err(DistributionError::invalid(format!("registry claims {have} bytes of a {size}-byte blob {digest}")));
+        }
+        tracing::info!(%digest, offset = have, "push: resuming upload");
+        offset = if have <= 1 { 0 } else { have };
+    }
+    url.query_pairs_mut().append_pair("digest", digest.as_str());
+    let put = sess.send(Method::PUT, url.as_str(), &[("Content-Length", "0".to_string())], &Body::Empty).await?;
     sess.check(put, &format!("PUT blob {digest}")).await?;
     Ok("Pushed".into())
 }
