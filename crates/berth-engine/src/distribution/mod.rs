@@ -20,7 +20,8 @@
 //!   start), and a later pull continues them with an HTTP `Range` request. The same blob
 //!   wanted by two pulls at once is fetched once (a per-blob async lock).
 //! * **Push** ([`push`]): `HEAD` skips blobs the registry has, cross-repository mounts reuse
-//!   blobs pulled from another repository of the same registry, layers pulled compressed are
+//!   blobs pulled from another repository of the same registry, big blobs are uploaded with a
+//!   resumable `PATCH`, layers pulled compressed are
 //!   pushed byte for byte (same manifest digest), and locally made uncompressed layers are
 //!   gzip-compressed to a temporary blob first (the compressed digest is remembered).
 //!

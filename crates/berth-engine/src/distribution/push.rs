@@ -2,8 +2,10 @@
 //!
 //! Blobs the registry already has are skipped (`HEAD`), blobs this engine pulled from (or
 //! pushed to) another repository of the same registry are mounted across repositories,
-//! and the rest are uploaded monolithically (one `POST` + one streamed `PUT`), retried from a
-//! new upload session when an attempt fails. Layers that were pulled compressed are pushed as
+//! and the rest are uploaded: small blobs monolithically (one `POST` + one streamed `PUT`),
+//! blobs of [`CHUNKED_MIN`] and more with a streamed `PATCH` that, when the connection breaks,
+//! continues from the offset the registry reports (`GET` on the upload, `Range: 0-N`) with
+//! `Content-Range`. An upload that cannot go on is retried from a new session. Layers that were pulled compressed are pushed as
 //! they are, so the manifest (and its digest) is the one that was pulled. Locally made layers
 //! are stored uncompressed: they are gzip-compressed to a temporary file first, and the
 //! compressed digest is remembered (`<data-root>/distribution/compressed/<diff id>`) so later
