@@ -33,6 +33,8 @@ cleanup() {
   sleep 1
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   grep " $WORK" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  ip link del "bbench$$" 2>/dev/null || true
+  nft delete table ip "berth-bench-$$" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
