@@ -46,17 +46,31 @@ fn wait_port(port: u16) {
     panic!("nothing listening on {port}");
 }
 
-fn tmpdir(name: &str) -> PathBuf {
+/// A directory removed on drop, even when the test fails.
+struct TmpDir(PathBuf);
+impl std::ops::Deref for TmpDir {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tmpdir(name: &str) -> TmpDir {
     let p = PathBuf::from(format!("/tmp/berth-dist-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&p);
     std::fs::create_dir_all(&p).unwrap();
-    p
+    TmpDir(p)
 }
 
 /// berth's registry server, in-process on its own runtime thread.
 struct BerthRegistry {
     port: u16,
-    dir: PathBuf,
+    _dir: TmpDir,
 }
 
 impl BerthRegistry {
@@ -74,16 +88,10 @@ impl BerthRegistry {
             });
         });
         wait_port(port);
-        Self { port, dir }
+        Self { port, _dir: dir }
     }
     fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for BerthRegistry {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -91,7 +99,7 @@ impl Drop for BerthRegistry {
 struct DistRegistry {
     child: Child,
     port: u16,
-    dir: PathBuf,
+    _dir: TmpDir,
 }
 
 impl DistRegistry {
@@ -122,7 +130,7 @@ impl DistRegistry {
             .spawn()
             .unwrap();
         wait_port(port);
-        Some(Self { child, port, dir })
+        Some(Self { child, port, _dir: dir })
     }
     fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -133,7 +141,6 @@ impl Drop for DistRegistry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -784,7 +791,6 @@ fn docker_registry_with_htpasswd_login() {
     d.berth(&["rmi", &r]).ok();
     let o = run(&["pull", &r], b"");
     assert_ne!(o.code, 0, "pull after logout must fail");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Removes a `certs.d` entry even when the test fails.
@@ -805,7 +811,7 @@ fn docker_registry_with_tls_trusted_through_certs_d() {
     let (ca, cert, key) = (dir.join("ca.crt"), dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
     let openssl = |args: &[&str]| {
-        let st = Command::new("openssl").current_dir(&dir).args(args).stderr(Stdio::null()).stdout(Stdio::null()).status().unwrap();
+        let st = Command::new("openssl").current_dir(&*dir).args(args).stderr(Stdio::null()).stdout(Stdio::null()).status().unwrap();
         assert!(st.success(), "openssl {args:?}");
     };
     openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=berth-test-ca", "-keyout", "ca.key", "-out", "ca.crt"]);
@@ -824,7 +830,6 @@ fn docker_registry_with_tls_trusted_through_certs_d() {
     d.berth(&["rmi", &r]).ok();
     d.berth(&["pull", &r]).ok();
     drop(certs);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -1136,7 +1141,6 @@ fn credential_helper_from_config_json() {
     let o = run(&["logout", &reg.host()], b"");
     assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
     assert!(!store.exists(), "helper erase not called");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
