@@ -364,7 +364,14 @@ impl Engine {
         let mut rec = rec;
         let res = (|| -> Result<()> {
             std::fs::create_dir_all(self.ctr_dir(&id))?;
-            self.snapshots.prepare(&snapshot, img.top_chain().as_deref())?;
+            // The init layer holds the mount points berth adds (hosts, resolv.conf, /proc, ...),
+            // so they never show up in the writable layer, `diff` or `commit` (Docker's -init).
+            let init_key = format!("init:{id}");
+            self.snapshots.create_layer(&init_key, img.top_chain().as_deref(), |dir| {
+                write_init_layer(dir)?;
+                Ok(0)
+            })?;
+            self.snapshots.prepare(&snapshot, Some(&init_key))?;
             self.prepare_volumes(&mut rec)?;
             self.prepare_network(&mut rec, endpoints_cfg.clone())?;
             self.save(&rec)?;
@@ -390,6 +397,7 @@ impl Engine {
         }
         b.commit()?;
         self.snapshots.remove(&rec.snapshot)?;
+        self.snapshots.remove(&format!("init:{}", rec.id))?;
         let _ = std::fs::remove_dir_all(self.ctr_dir(&rec.id));
         let _ = std::fs::remove_dir_all(self.state_dir(&rec.id));
         Ok(())
@@ -781,9 +789,6 @@ impl Engine {
 
     /// Reconnect to the shims of containers that were running when the daemon stopped.
     pub fn restore(self: &Arc<Self>) {
-        if let Err(e) = self.restore_networks() {
-            tracing::error!("network reconcile failed: {e}");
-        }
         for rec in self.all_containers() {
             if !rec.state.running {
                 continue;
@@ -1116,6 +1121,22 @@ impl Engine {
         });
         Ok(code)
     }
+}
+
+/// Docker's init layer: mount points for what the runtime mounts, and `/.dockerenv`.
+fn write_init_layer(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for d in ["dev", "dev/pts", "dev/shm", "proc", "sys", "etc"] {
+        std::fs::create_dir_all(dir.join(d))?;
+        std::fs::set_permissions(dir.join(d), std::fs::Permissions::from_mode(0o755))?;
+    }
+    for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf", "dev/console", ".dockerenv"] {
+        let p = dir.join(f);
+        std::fs::write(&p, b"")?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+    }
+    std::os::unix::fs::symlink("/proc/mounts", dir.join("etc/mtab"))?;
+    Ok(())
 }
 
 fn host_resolv_conf() -> String {

@@ -431,7 +431,7 @@ impl Engine {
         }
         let mut freed = 0;
         for (key, rec) in self.snapshots.list()? {
-            if !rec.active && !keep_snap.contains(&key) && !self.snapshot_has_children(&key)? {
+            if !rec.active && !key.starts_with("init:") && !keep_snap.contains(&key) && !self.snapshot_has_children(&key)? {
                 freed += rec.size;
                 self.snapshots.remove(&key)?;
             }

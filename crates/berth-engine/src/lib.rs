@@ -11,6 +11,7 @@ pub mod content;
 pub mod digest;
 pub mod distribution;
 pub mod engine;
+pub mod fsops;
 pub mod error;
 pub mod image;
 pub mod meta;

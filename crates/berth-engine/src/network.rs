@@ -145,6 +145,11 @@ impl Engine {
     /// Create the predefined networks on first start, then make the kernel match the database.
     pub(crate) fn init_networks(&self) -> Result<()> {
         let Some(mgr) = self.net.as_ref() else { return Ok(()) };
+        // Make the kernel match the database first: this removes what a previous instance with
+        // the same table left behind (e.g. a default bridge from a wiped data root).
+        if let Err(e) = self.restore_networks() {
+            tracing::error!("network reconcile failed: {e}");
+        }
         let existing = self.list_networks()?;
         let now = crate::image::now_rfc3339();
         for (name, driver) in [("bridge", "bridge"), ("host", "host"), ("none", "null")] {
@@ -325,6 +330,11 @@ impl Engine {
     /// At create: validate the network mode and fill the configured endpoints map.
     pub(crate) fn prepare_network(&self, rec: &mut ContainerRecord, endpoints: HashMap<String, serde_json::Value>) -> Result<()> {
         let mode = rec.host_config.network_mode.clone().unwrap_or_default();
+        // Clients name the default network "default" in EndpointsConfig too.
+        let endpoints: HashMap<String, serde_json::Value> = endpoints
+            .into_iter()
+            .map(|(k, v)| (if k == "default" { "bridge".to_string() } else { k }, v))
+            .collect();
         if mode == "host" || mode == "none" || mode.starts_with("container:") {
             if mode.starts_with("container:") {
                 let other = &mode["container:".len()..];

@@ -34,6 +34,9 @@ fn main() {
         Err(e) => {
             if let Some(x) = e.downcast_ref::<cli::Exit>() {
                 x.0
+            } else if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+                // `berth export c | head`: the reader went away; not an error worth a message.
+                141
             } else {
                 eprintln!("{e:#}");
                 1

@@ -26,8 +26,8 @@ fn unknown_command_is_127() {
 fn writable_layer_goes_away_with_the_container() {
     let d = Daemon::start("rwlayer");
     d.berth(&["run", "--name", "w1", "busybox", "sh", "-c", "echo data > /written"]).ok();
-    let o = d.berth(&["diff", "w1"]);
-    let _ = o; // diff may not exist yet; the file check below is what matters
+    let diff = d.berth(&["diff", "w1"]).ok().stdout;
+    assert_eq!(diff, "A /written\n", "only the container's own change shows, not berth's mount points");
     d.berth(&["rm", "w1"]).ok();
     let o = d.berth(&["run", "--rm", "busybox", "cat", "/written"]);
     assert_ne!(o.code, 0, "file leaked into the image: {}", o.stdout);
@@ -140,16 +140,16 @@ fn daemon_sigkill_keeps_containers() {
 #[test]
 fn pause_unpause_kill_restart() {
     let d = Daemon::start("pause");
-    d.berth(&["run", "-d", "--name", "p", "busybox", "sleep", "1000"]).ok();
-    d.berth(&["pause", "p"]).ok();
-    assert_eq!(d.berth(&["inspect", "-f", "{{.State.Status}}", "p"]).ok().stdout.trim(), "paused");
+    d.berth(&["run", "-d", "--name", "pz", "busybox", "sleep", "1000"]).ok();
+    d.berth(&["pause", "pz"]).ok();
+    assert_eq!(d.berth(&["inspect", "-f", "{{.State.Status}}", "pz"]).ok().stdout.trim(), "paused");
     assert!(d.berth(&["ps"]).ok().stdout.contains("(Paused)"));
-    d.berth(&["unpause", "p"]).ok();
-    assert_eq!(d.berth(&["inspect", "-f", "{{.State.Status}}", "p"]).ok().stdout.trim(), "running");
-    d.berth(&["restart", "-t", "0", "p"]).ok();
-    assert_eq!(d.berth(&["inspect", "-f", "{{.State.Running}}", "p"]).ok().stdout.trim(), "true");
-    d.berth(&["kill", "p"]).ok();
-    assert_eq!(d.berth(&["wait", "p"]).ok().stdout.trim(), "137");
+    d.berth(&["unpause", "pz"]).ok();
+    assert_eq!(d.berth(&["inspect", "-f", "{{.State.Status}}", "pz"]).ok().stdout.trim(), "running");
+    d.berth(&["restart", "-t", "0", "pz"]).ok();
+    assert_eq!(d.berth(&["inspect", "-f", "{{.State.Running}}", "pz"]).ok().stdout.trim(), "true");
+    d.berth(&["kill", "pz"]).ok();
+    assert_eq!(d.berth(&["wait", "pz"]).ok().stdout.trim(), "137");
 }
 
 #[test]
@@ -222,6 +222,7 @@ fn import_refuses_hostile_archives() {
     assert!(st.success());
     let _ = d.berth(&["import", tar.to_str().unwrap(), "evil:1"]);
     assert_eq!(std::fs::read_to_string(&sentinel).unwrap(), "keep");
+    let _ = d.berth(&["rmi", "-f", "evil:1"]);
     let garbage = d.dir.join("garbage.tar");
     std::fs::write(&garbage, vec![0x41u8; 10_000]).unwrap();
     let o = d.berth(&["load", "-i", garbage.to_str().unwrap()]);

@@ -321,40 +321,49 @@ pub async fn unpause(State(eng): State<AppState>, UrlPath(id): UrlPath<String>) 
 
 pub async fn wait(State(eng): State<AppState>, UrlPath(id): UrlPath<String>, q: Query) -> ApiResult {
     let cond = q.get("condition").cloned().unwrap_or_else(|| "not-running".into());
+    if !matches!(cond.as_str(), "not-running" | "next-exit" | "removed") {
+        return Err(bad_request(format!("invalid condition: \"{cond}\"")));
+    }
     let c = eng.get_container(&id)?;
     let cid = c.lock().map(|r| r.id.clone()).map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "lock".into()))?;
+    // Subscribe before answering, then send the headers at once: the docker CLI waits for them
+    // before it starts the container, and reads the body when the container exits.
     let mut rx = eng.subscribe_state();
-    // For next-exit, first wait for the container to be running (it may be started after this call).
-    if cond == "next-exit" {
-        let mut seen_running = false;
-        loop {
-            let running = eng.get_container(&cid).ok().and_then(|c| c.lock().ok().map(|r| r.state.running));
-            match running {
-                None => break,
-                Some(true) => seen_running = true,
-                Some(false) if seen_running => break,
-                Some(false) => {}
+    let snapshot = |eng: &Engine, cid: &str| eng.get_container(cid).ok().and_then(|c| c.lock().ok().map(|r| (r.state.running, r.state.started_at.clone())));
+    let initial = snapshot(&eng, &cid);
+    let fut = async move {
+        if cond == "next-exit" {
+            // Done once the container is not running and has (re)started since we were called.
+            let (was_running, first_start) = initial.unwrap_or((false, String::new()));
+            loop {
+                match snapshot(&eng, &cid) {
+                    None => break,
+                    Some((false, started)) if was_running || started != first_start => break,
+                    _ => {}
+                }
+                if rx.changed().await.is_err() {
+                    break;
+                }
             }
-            if rx.changed().await.is_err() {
-                break;
+        } else if cond == "removed" {
+            while eng.get_container(&cid).is_ok() {
+                if rx.changed().await.is_err() {
+                    break;
+                }
             }
+        } else {
+            eng.wait_not_running(&cid, None).await;
         }
-    } else if cond == "removed" {
-        while eng.get_container(&cid).is_ok() {
-            if rx.changed().await.is_err() {
-                break;
-            }
-        }
-    } else {
-        eng.wait_not_running(&cid, None).await;
-    }
-    let code = eng
-        .get_container(&cid)
-        .ok()
-        .and_then(|c| c.lock().ok().map(|r| r.state.exit_code))
-        .or_else(|| eng.last_exit_code(&cid))
-        .unwrap_or(0);
-    ok_json(&json!({"StatusCode": code, "Error": null}))
+        let code = eng
+            .get_container(&cid)
+            .ok()
+            .and_then(|c| c.lock().ok().map(|r| r.state.exit_code))
+            .or_else(|| eng.last_exit_code(&cid))
+            .unwrap_or(0);
+        Ok::<_, std::io::Error>(bytes::Bytes::from(format!("{}\n", json!({"StatusCode": code, "Error": null}))))
+    };
+    let body = Body::from_stream(futures::stream::once(fut));
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 pub async fn rename(State(eng): State<AppState>, UrlPath(id): UrlPath<String>, q: Query) -> ApiResult {

@@ -73,9 +73,9 @@ where
 }
 
 /// POST `/images/create`: `fromImage` pulls; anything else (import) goes to the images module.
-pub async fn create(State(eng): State<AppState>, q: Query, headers: HeaderMap, body: Body) -> ApiResult {
+pub async fn create(State(eng): State<AppState>, q: Query, uri: axum::http::Uri, headers: HeaderMap, body: Body) -> ApiResult {
     let Some(from) = q.get("fromImage").cloned().filter(|s| !s.is_empty()) else {
-        return super::images::create(State(eng), q, body).await;
+        return super::images::create(State(eng), q, uri, body).await;
     };
     let tag = q.get("tag").cloned().unwrap_or_default();
     let has_tag_or_digest = from.contains('@') || from.rsplit('/').next().is_some_and(|last| last.contains(':'));

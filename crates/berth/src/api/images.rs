@@ -281,7 +281,7 @@ pub fn body_reader(body: Body) -> impl std::io::Read + Send + 'static {
 }
 
 /// POST `/images/create`: `fromSrc` (import); `fromImage` (pull) arrives with the registry client.
-pub async fn create(State(eng): State<AppState>, q: Query, body: Body) -> ApiResult {
+pub async fn create(State(eng): State<AppState>, q: Query, uri: axum::http::Uri, body: Body) -> ApiResult {
     if let Some(src) = q.get("fromSrc") {
         if src != "-" {
             return Err(bad_request("importing from a URL is not supported by berth; pipe the archive to stdin (-)"));
@@ -292,7 +292,7 @@ pub async fn create(State(eng): State<AppState>, q: Query, body: Body) -> ApiRes
             Some(t) => format!("{r}:{t}"),
             None => r,
         });
-        let changes: Vec<String> = q_all(&q, "changes");
+        let changes: Vec<String> = q_all(uri.query().unwrap_or(""), "changes");
         let message = q.get("message").cloned();
         let rd = body_reader(body);
         let img = blocking(move || eng.import_image(rd, &changes, message.as_deref(), reference.as_deref())).await?;
@@ -319,8 +319,13 @@ pub async fn create(State(eng): State<AppState>, q: Query, body: Body) -> ApiRes
 }
 
 /// Docker sends repeated `changes` params; axum's map keeps one, so parse the raw query.
-fn q_all(q: &HashMap<String, String>, k: &str) -> Vec<String> {
-    q.get(k).map(|v| vec![v.clone()]).unwrap_or_default()
+pub fn q_all(raw: &str, k: &str) -> Vec<String> {
+    raw.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(key, _)| *key == k)
+        .map(|(_, v)| urldecode(v))
+        .filter(|v| !v.is_empty())
+        .collect()
 }
 
 pub async fn load(State(eng): State<AppState>, q: Query, body: Body) -> ApiResult {

@@ -4,6 +4,7 @@
 
 mod build;
 mod containers;
+mod fsops;
 mod distribution;
 mod images;
 mod networks;
@@ -160,6 +161,10 @@ fn router(state: AppState) -> Router {
         .route("/containers/{id}/logs", get(streams::logs))
         .route("/containers/{id}/attach", post(streams::attach))
         .route("/containers/{id}/exec", post(containers::exec_create))
+        .route("/containers/{id}/archive", get(fsops::archive_get).head(fsops::archive_head).put(fsops::archive_put))
+        .route("/containers/{id}/changes", get(fsops::changes))
+        .route("/containers/{id}/export", get(fsops::export))
+        .route("/commit", post(fsops::commit))
         .route("/containers/{id}", delete(containers::remove))
         .route("/exec/{id}/start", post(streams::exec_start))
         .route("/exec/{id}/resize", post(containers::exec_resize))

@@ -410,40 +410,6 @@ pub async fn load(c: &Client, a: LoadArgs) -> Result<()> {
     Ok(())
 }
 
-/// Pull through the API, printing progress lines.
-pub async fn pull_image(c: &Client, image: &str, quiet: bool) -> Result<()> {
-    let (name, tag) = match image.rsplit_once(':') {
-        Some((n, t)) if !t.contains('/') && !image.contains('@') => (n.to_string(), t.to_string()),
-        _ => (image.to_string(), if image.contains('@') { String::new() } else { "latest".into() }),
-    };
-    let resp = c
-        .request(Method::POST, &format!("/images/create?fromImage={}&tag={}", super::run::urlenc(&name), super::run::urlenc(&tag)), crate::client::empty(), None)
-        .await?;
-    let mut err = None;
-    for_each_json(resp, |v| {
-        if let Some(e) = v["error"].as_str() {
-            err = Some(e.to_string());
-        } else if !quiet {
-            if let Some(s) = v["status"].as_str() {
-                match v["id"].as_str() {
-                    Some(id) => println!("{id}: {s}"),
-                    None => println!("{s}"),
-                }
-            }
-        }
-        Ok(())
-    })
-    .await?;
-    if let Some(e) = err {
-        bail!("{e}");
-    }
-    Ok(())
-}
-
-pub async fn pull(c: &Client, a: PullArgs) -> Result<()> {
-    pull_image(c, &a.image, a.quiet).await
-}
-
 pub async fn prune(c: &Client, a: PruneArgs) -> Result<()> {
     let warn = if a.all {
         "WARNING! This will remove all images without at least one container associated to them.\nAre you sure you want to continue? [y/N] "

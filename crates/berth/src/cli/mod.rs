@@ -5,6 +5,7 @@
 pub mod build;
 pub mod containers;
 pub mod format;
+pub mod fsops;
 pub mod images;
 pub mod networks;
 pub mod registry;
@@ -119,6 +120,14 @@ pub enum Command {
     /// Docker Buildx (classic builder subset)
     #[command(subcommand)]
     Buildx(build::BuildxCmd),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(fsops::CpArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff { container: String },
+    /// Export a container's filesystem as a tar archive
+    Export(fsops::ExportArgs),
+    /// Create a new image from a container's changes
+    Commit(fsops::CommitArgs),
     /// Manage networks
     #[command(subcommand)]
     Network(networks::NetworkCmd),
@@ -158,6 +167,10 @@ pub enum ContainerCmd {
     Attach(containers::AttachArgs),
     Prune(containers::PruneArgs),
     Port { container: String, private_port: Option<String> },
+    Cp(fsops::CpArgs),
+    Diff { container: String },
+    Export(fsops::ExportArgs),
+    Commit(fsops::CommitArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -283,6 +296,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Builder(build::BuilderCmd::Build(a)) | Command::Buildx(build::BuildxCmd::Build(a)) => build::build(&c().await?, *a).await,
         Command::Builder(build::BuilderCmd::Prune(a)) | Command::Buildx(build::BuildxCmd::Prune(a)) => build::prune(&c().await?, a).await,
         Command::Network(n) => networks::network(&c().await?, n).await,
+        Command::Cp(a) | Command::Container(ContainerCmd::Cp(a)) => fsops::cp(&c().await?, a).await,
+        Command::Diff { container } | Command::Container(ContainerCmd::Diff { container }) => fsops::diff(&c().await?, &container).await,
+        Command::Export(a) | Command::Container(ContainerCmd::Export(a)) => fsops::export(&c().await?, a).await,
+        Command::Commit(a) | Command::Container(ContainerCmd::Commit(a)) => fsops::commit(&c().await?, a).await,
         Command::Port { container, private_port } | Command::Container(ContainerCmd::Port { container, private_port }) => {
             networks::port(&c().await?, &container, private_port.as_deref()).await
         }

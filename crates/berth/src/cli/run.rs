@@ -686,13 +686,13 @@ pub async fn run(c: &Client, a: RunArgs, start: bool) -> Result<()> {
         path.push_str(&format!("?name={}", urlenc(n)));
     }
     if a.pull == "always" {
-        super::images::pull_image(c, &a.image, a.quiet).await.map_err(fail)?;
+        super::registry::pull_image(c, &a.image, a.quiet, a.platform.as_deref(), false).await.map_err(fail)?;
     }
     let created = match c.post(&path, Some(body.clone())).await {
         Ok(v) => v,
         Err(e) if is_daemon_err(&e, 404) && a.pull != "never" && e.to_string().contains("No such image") => {
             eprintln!("Unable to find image '{}' locally", with_latest(&a.image));
-            super::images::pull_image(c, &a.image, a.quiet).await.map_err(fail)?;
+            super::registry::pull_image(c, &a.image, a.quiet, a.platform.as_deref(), false).await.map_err(fail)?;
             c.post(&path, Some(body)).await.map_err(fail)?
         }
         Err(e) => return Err(fail(e)),
