@@ -625,6 +625,27 @@ impl Engine {
         let state_dir = self.state_dir(&rec.id);
         let _ = std::fs::remove_dir_all(&state_dir);
         std::fs::create_dir_all(&state_dir)?;
+        // Health checks run in the shim, so they keep going across daemon restarts.
+        if let Some(h) = rec.config.healthcheck.as_ref().filter(|h| {
+            h.test.as_ref().is_some_and(|t| !t.is_empty() && t[0] != "NONE")
+        }) {
+            let ns = |v: Option<i64>| v.filter(|x| *x > 0).unwrap_or(0) as u64;
+            let hc = berth_runtime::HealthConfig {
+                test: h.test.clone().unwrap_or_default(),
+                interval: ns(h.interval),
+                timeout: ns(h.timeout),
+                start_period: ns(h.start_period),
+                start_interval: ns(h.start_interval),
+                retries: h.retries.filter(|r| *r > 0).unwrap_or(0) as u32,
+                on_failure: match rec.config.labels.as_ref().and_then(|l| l.get("berth.health-on-failure")).map(String::as_str) {
+                    // restart: the shim kills, the engine's exit handling starts it again
+                    Some("kill") | Some("restart") => berth_runtime::HealthAction::Kill,
+                    Some("stop") => berth_runtime::HealthAction::Stop,
+                    _ => berth_runtime::HealthAction::None,
+                },
+            };
+            berth_runtime::health::set_config(&state_dir, Some(&hc))?;
+        }
         // Always create, then start: attaches that arrived before the start connect in between
         // (docker run attaches first), so no output is missed.
         let launched = berth_runtime::create(&self.config.exe, &state_dir, &cfg).and_then(|st| {
@@ -648,7 +669,12 @@ impl Engine {
                     pid: started.pid as i64,
                     started_at: now(),
                     finished_at: rec.state.finished_at.clone(),
-                    health: rec.config.healthcheck.as_ref().map(|_| HealthState { status: "starting".into(), ..Default::default() }),
+                    health: rec
+                        .config
+                        .healthcheck
+                        .as_ref()
+                        .filter(|h| h.test.as_ref().is_some_and(|t| !t.is_empty() && t[0] != "NONE"))
+                        .map(|_| HealthState { status: "starting".into(), ..Default::default() }),
                     ..Default::default()
                 };
                 rec.manually_stopped = false;
@@ -722,10 +748,13 @@ impl Engine {
             if !rec.state.running {
                 return;
             }
+            let health_restart = rec.config.labels.as_ref().and_then(|l| l.get("berth.health-on-failure")).map(String::as_str) == Some("restart")
+                && self.live_health(&rec).is_some_and(|h| h.status == "unhealthy");
             let (code, oom) = match &status {
                 Some(s) => (s.exit_code as i64, s.oom_killed),
                 None => (255, false),
             };
+            rec.state.health = self.live_health(&rec);
             if let Ok(cfg) = self.runtime_config(&rec) {
                 let _ = berth_runtime::cleanup(&self.state_dir(id), &cfg);
             }
@@ -737,9 +766,6 @@ impl Engine {
             rec.state.oom_killed = oom;
             rec.state.status = "exited".into();
             rec.state.finished_at = status.as_ref().map(|s| s.finished_at.clone()).filter(|s| !s.is_empty()).unwrap_or_else(now);
-            if let Some(h) = rec.state.health.as_mut() {
-                h.status = "unhealthy".into();
-            }
             let _ = self.save(&rec);
             let img = rec.config.image.clone().unwrap_or_default();
             if oom {
@@ -749,7 +775,8 @@ impl Engine {
             let policy = rec.host_config.restart_policy.clone().unwrap_or_default();
             let name = policy.name.map(|n| n.to_string()).unwrap_or_default();
             let max = policy.maximum_retry_count.unwrap_or(0);
-            let restart = !rec.manually_stopped
+            let restart = health_restart
+                || !rec.manually_stopped
                 && match name.as_str() {
                     "always" | "unless-stopped" => true,
                     "on-failure" => code != 0 && (max == 0 || rec.restart_count < max),
@@ -775,6 +802,22 @@ impl Engine {
         }
         if auto_remove {
             let _ = self.remove_container(id, true, true);
+        }
+    }
+
+    /// The container's health as its shim last recorded it (falls back to the stored state).
+    pub fn live_health(&self, rec: &ContainerRecord) -> Option<HealthState> {
+        let stored = rec.state.health.clone()?;
+        if !rec.state.running {
+            return Some(stored);
+        }
+        match berth_runtime::read_health(&self.state_dir(&rec.id)) {
+            Ok(Some(h)) => Some(HealthState {
+                status: h.status,
+                failing_streak: h.failing_streak as i64,
+                log: h.log.into_iter().filter_map(|r| serde_json::to_value(r).ok()).collect(),
+            }),
+            _ => Some(stored),
         }
     }
 

@@ -229,3 +229,68 @@ fn import_refuses_hostile_archives() {
     assert_ne!(o.code, 0);
     assert_eq!(d.berth(&["images", "-q"]).ok().stdout, "", "nothing half-stored");
 }
+
+#[test]
+fn health_checks_run_and_show_in_ps_and_inspect() {
+    let d = Daemon::start("health");
+    d.berth(&[
+        "run", "-d", "--name", "hc", "--health-cmd", "test -e /tmp/ok", "--health-interval", "200ms",
+        "--health-retries", "2", "busybox", "sh", "-c", "sleep 1000",
+    ])
+    .ok();
+    let mut st = String::new();
+    for _ in 0..100 {
+        st = d.berth(&["inspect", "-f", "{{.State.Health.Status}}", "hc"]).ok().stdout;
+        if st.trim() == "unhealthy" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(st.trim(), "unhealthy");
+    d.berth(&["exec", "hc", "touch", "/tmp/ok"]).ok();
+    for _ in 0..100 {
+        st = d.berth(&["inspect", "-f", "{{.State.Health.Status}}", "hc"]).ok().stdout;
+        if st.trim() == "healthy" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(st.trim(), "healthy");
+    assert!(d.berth(&["ps"]).ok().stdout.contains("(healthy)"));
+    let f = d.berth(&["ps", "-q", "--filter", "health=healthy"]).ok().stdout;
+    assert_eq!(f.lines().count(), 1);
+}
+
+#[test]
+fn cp_diff_commit_export() {
+    let d = Daemon::start("fsops");
+    d.berth(&["run", "-d", "--name", "fs", "busybox", "sh", "-c", "echo data > /tmp/f; rm /etc/group; sleep 1000"]).ok();
+    let mut diff = String::new();
+    for _ in 0..100 {
+        diff = d.berth(&["diff", "fs"]).ok().stdout;
+        if diff.contains("/etc/group") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(diff, "C /etc\nD /etc/group\nC /tmp\nA /tmp/f\n");
+    let out = d.dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    d.berth(&["cp", "fs:/tmp/f", out.to_str().unwrap()]).ok();
+    assert_eq!(std::fs::read_to_string(out.join("f")).unwrap(), "data\n");
+    let src = d.dir.join("in.txt");
+    std::fs::write(&src, "local\n").unwrap();
+    d.berth(&["cp", src.to_str().unwrap(), "fs:/root/"]).ok();
+    assert_eq!(d.berth(&["exec", "fs", "cat", "/root/in.txt"]).ok().stdout, "local\n");
+    let id = d.berth(&["commit", "-m", "msg", "-c", "ENV FOO=bar", "fs", "snap:v1"]).ok().stdout;
+    assert!(id.starts_with("sha256:"));
+    let o = d.berth(&["run", "--rm", "snap:v1", "sh", "-c", "cat /tmp/f; echo $FOO; test -e /etc/group || echo gone"]).ok();
+    assert_eq!(o.stdout, "data\nbar\ngone\n");
+    let tar = d.dir.join("exp.tar");
+    let f = std::fs::File::create(&tar).unwrap();
+    let st = d.cmd(&["export", "fs"]).stdout(f).status().unwrap();
+    assert!(st.success());
+    let list = std::process::Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.lines().any(|l| l == "tmp/f"), "export has the container's files");
+}

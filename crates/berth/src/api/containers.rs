@@ -62,6 +62,9 @@ pub fn status_text(c: &ContainerRecord) -> String {
 }
 
 pub fn summary(eng: &Engine, c: &ContainerRecord, size: bool) -> serde_json::Value {
+    let mut c2 = c.clone();
+    c2.state.health = eng.live_health(c);
+    let c = &c2;
     let cmd = std::iter::once(c.path.clone()).chain(c.args.iter().cloned()).collect::<Vec<_>>().join(" ");
     let mut v = json!({
         "Id": c.id,
@@ -105,8 +108,8 @@ fn matches_filters(eng: &Engine, c: &ContainerRecord, f: &HashMap<String, Vec<St
                 c.config.image.as_deref() == Some(v.as_str()) || eng.resolve_image(v).map(|i| i.id.as_str() == c.image).unwrap_or(false)
             }),
             "health" => vals.iter().any(|v| {
-                let h = c.state.health.as_ref().map(|h| h.status.as_str()).unwrap_or("none");
-                h == v
+                let h = eng.live_health(c).map(|h| h.status).unwrap_or_else(|| "none".into());
+                &h == v
             }),
             "network" => vals.iter().any(|v| c.networks.contains_key(v) || c.host_config.network_mode.as_deref() == Some(v.as_str())),
             "before" | "since" => {
@@ -165,7 +168,9 @@ pub async fn create(State(eng): State<AppState>, q: Query, body: axum::body::Byt
 }
 
 pub fn inspect_json(eng: &Engine, c: &ContainerRecord, size: bool) -> serde_json::Value {
-    let st = &c.state;
+    let mut st = c.state.clone();
+    st.health = eng.live_health(c);
+    let st = &st;
     let dir = eng.config.data_root.join("containers").join(&c.id);
     let mounts = eng.snapshots.mounts(&c.snapshot).ok();
     let graph = mounts.map(|m| {
@@ -320,7 +325,7 @@ pub async fn unpause(State(eng): State<AppState>, UrlPath(id): UrlPath<String>) 
 }
 
 pub async fn wait(State(eng): State<AppState>, UrlPath(id): UrlPath<String>, q: Query) -> ApiResult {
-    let cond = q.get("condition").cloned().unwrap_or_else(|| "not-running".into());
+    let cond = q.get("condition").cloned().filter(|c| !c.is_empty()).unwrap_or_else(|| "not-running".into());
     if !matches!(cond.as_str(), "not-running" | "next-exit" | "removed") {
         return Err(bad_request(format!("invalid condition: \"{cond}\"")));
     }

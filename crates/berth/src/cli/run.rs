@@ -193,6 +193,9 @@ pub struct RunArgs {
     /// Start period for the container to initialize before starting health-retries countdown
     #[arg(long = "health-start-period")]
     pub health_start_period: Option<String>,
+    /// Action on unhealthy: none, kill, restart, stop (Podman's --health-on-failure)
+    #[arg(long = "health-on-failure", default_value = "none")]
+    pub health_on_failure: String,
     /// Disable any container-specified HEALTHCHECK
     #[arg(long = "no-healthcheck")]
     pub no_healthcheck: bool,
@@ -421,6 +424,13 @@ pub fn build_body(a: &RunArgs) -> Result<Value> {
     }
     env.extend(a.env.iter().map(|e| env_arg(e)));
     let mut labels = BTreeMap::new();
+    match a.health_on_failure.as_str() {
+        "none" => {}
+        "kill" | "stop" | "restart" => {
+            labels.insert("berth.health-on-failure".to_string(), a.health_on_failure.clone());
+        }
+        other => bail!("invalid --health-on-failure {other:?}: expected none, kill, restart or stop"),
+    }
     for l in &a.label {
         let (k, v) = l.split_once('=').unwrap_or((l, ""));
         labels.insert(k.to_string(), v.to_string());
