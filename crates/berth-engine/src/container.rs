@@ -150,6 +150,12 @@ impl Engine {
         self.notify_state();
     }
 
+    /// True while the container's shim has created it and waits for attaches to connect: only
+    /// then (or once it runs) an attach gets the container's output from the start.
+    pub fn attach_ready(&self, id: &str) -> bool {
+        self.created_gate.lock().map(|g| g.contains(id)).unwrap_or(false)
+    }
+
     fn attach_pending_count(&self, id: &str) -> usize {
         self.attach_pending.lock().map(|m| m.get(id).copied().unwrap_or(0)).unwrap_or(0)
     }
@@ -650,11 +656,17 @@ impl Engine {
         // (docker run attaches first), so no output is missed.
         let launched = berth_runtime::create(&self.config.exe, &state_dir, &cfg).and_then(|st| {
             if self.attach_pending_count(&rec.id) > 0 {
+                if let Ok(mut g) = self.created_gate.lock() {
+                    g.insert(rec.id.clone());
+                }
                 self.notify_state();
                 let deadline = std::time::Instant::now() + Duration::from_secs(5);
                 while self.attach_pending_count(&rec.id) > 0 && std::time::Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(1));
                 }
+            }
+            if let Ok(mut g) = self.created_gate.lock() {
+                g.remove(&rec.id);
             }
             let shim = berth_runtime::Shim::connect(&state_dir)?
                 .ok_or_else(|| berth_runtime::RuntimeError::Shim("shim exited before start".into()))?;

@@ -132,6 +132,8 @@ pub struct Engine {
     pub(crate) exit_codes: Mutex<HashMap<String, i64>>,
     /// Attach requests waiting for a container to start (`docker run` attaches before start).
     pub(crate) attach_pending: Mutex<HashMap<String, usize>>,
+    /// Containers created by their shim and waiting for attaches before their process starts.
+    pub(crate) created_gate: Mutex<std::collections::HashSet<String>>,
     /// The kernel side of networking; `None` when it could not be set up (logged).
     pub net: Option<berth_network::NetManager>,
     pub(crate) net_lock: Mutex<()>,
@@ -191,6 +193,7 @@ impl Engine {
             state_tx: tokio::sync::watch::channel(0).0,
             exit_codes: Mutex::new(HashMap::new()),
             attach_pending: Mutex::new(HashMap::new()),
+            created_gate: Mutex::new(Default::default()),
             net,
             net_lock: Mutex::new(()),
             started: chrono::Utc::now(),

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Daemon, Out};
+use common::{Daemon, DockerD, Out};
 use std::path::{Path, PathBuf};
 
 fn is_root() -> bool {
@@ -412,86 +412,6 @@ fn docker_cli_builds_against_berth() {
     assert!(o.status.success(), "{out} {}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("Step 3/4 : RUN cat /f") && out.contains("Successfully tagged dcli:1"), "{out}");
     assert_eq!(run(&d, "dcli:1", &[]), "from docker cli\n");
-}
-
-/// A private dockerd (Debian's docker.io) for the differential test, stopped on drop.
-struct DockerD {
-    dir: PathBuf,
-    sock: PathBuf,
-    child: std::process::Child,
-}
-
-impl DockerD {
-    fn start() -> Option<DockerD> {
-        if !Path::new("/usr/sbin/dockerd").exists() || !Path::new("/usr/bin/docker").exists() {
-            eprintln!("skipping the docker comparison: dockerd or /usr/bin/docker is not installed");
-            return None;
-        }
-        let pid = std::process::id();
-        let dir = PathBuf::from(format!("/tmp/berth-dd-{pid}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).ok()?;
-        let sock = dir.join("docker.sock");
-        let log = std::fs::File::create(dir.join("dockerd.log")).ok()?;
-        let child = std::process::Command::new("/usr/sbin/dockerd")
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("run"))
-            .arg("-H")
-            .arg(format!("unix://{}", sock.display()))
-            .arg("--pidfile")
-            .arg(dir.join("docker.pid"))
-            .args(["--bridge", "none", "--iptables=false", "--ip6tables=false"])
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().ok()?)
-            .stderr(log)
-            .spawn()
-            .ok()?;
-        let dd = DockerD { dir, sock, child };
-        for _ in 0..300 {
-            if dd.docker(&["info"]).status.success() {
-                return Some(dd);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        eprintln!(
-            "skipping the docker comparison: dockerd did not start: {}",
-            std::fs::read_to_string(dd.dir.join("dockerd.log")).unwrap_or_default().lines().last().unwrap_or("")
-        );
-        None
-    }
-
-    fn docker(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new("/usr/bin/docker")
-            .env("DOCKER_BUILDKIT", "0")
-            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
-            .args(args)
-            .output()
-            .expect("run docker")
-    }
-}
-
-impl Drop for DockerD {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
-            let mut mps: Vec<&str> = m.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(self.dir.to_str().unwrap())).collect();
-            mps.sort_by_key(|p| std::cmp::Reverse(p.len()));
-            for p in mps {
-                let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// The flattened file tree of a docker-archive (`save` output): path → description.

@@ -294,3 +294,25 @@ fn cp_diff_commit_export() {
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(list.lines().any(|l| l == "tmp/f"), "export has the container's files");
 }
+
+#[test]
+fn save_load_interoperates_with_docker() {
+    let Some(dd) = DockerD::start() else { return };
+    let d = Daemon::start("dockerio");
+    // berth save -> docker load -> docker run
+    let tar = d.dir.join("from-berth.tar");
+    d.berth(&["save", "-o", tar.to_str().unwrap(), "busybox"]).ok();
+    let o = dd.docker(&["load", "-i", tar.to_str().unwrap()]);
+    assert!(o.status.success(), "docker load: {}", String::from_utf8_lossy(&o.stderr));
+    let o = dd.docker(&["run", "--rm", "--network", "none", "busybox", "echo", "berth image in docker"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "berth image in docker\n", "{}", String::from_utf8_lossy(&o.stderr));
+    // docker save -> berth load -> berth run
+    let o = dd.docker(&["tag", "busybox", "fromdocker:v1"]);
+    assert!(o.status.success());
+    let tar2 = d.dir.join("from-docker.tar");
+    let o = dd.docker(&["save", "-o", tar2.to_str().unwrap(), "fromdocker:v1"]);
+    assert!(o.status.success(), "docker save: {}", String::from_utf8_lossy(&o.stderr));
+    let o = d.berth(&["load", "-i", tar2.to_str().unwrap()]).ok();
+    assert_eq!(o.stdout.trim(), "Loaded image: fromdocker:v1");
+    assert_eq!(d.berth(&["run", "--rm", "fromdocker:v1", "echo", "docker image in berth"]).ok().stdout, "docker image in berth\n");
+}

@@ -304,13 +304,18 @@ pub async fn attach(State(eng): State<AppState>, UrlPath(id): UrlPath<String>, q
         let mut seen_running = false;
         let shim = loop {
             let sd2 = sd.clone();
-            let r = tokio::task::spawn_blocking(move || -> Result<Option<std::os::unix::net::UnixStream>, berth_runtime::RuntimeError> {
-                match berth_runtime::Shim::connect(&sd2)? {
-                    Some(s) => Ok(Some(s.attach(stdin, stdout, stderr)?)),
-                    None => Ok(None),
-                }
-            })
-            .await;
+            let ready = !registered || eng.attach_ready(&cid) || seen_running;
+            let r = if ready {
+                tokio::task::spawn_blocking(move || -> Result<Option<std::os::unix::net::UnixStream>, berth_runtime::RuntimeError> {
+                    match berth_runtime::Shim::connect(&sd2)? {
+                        Some(s) => Ok(Some(s.attach(stdin, stdout, stderr)?)),
+                        None => Ok(None),
+                    }
+                })
+                .await
+            } else {
+                Ok(Ok(None))
+            };
             if let Ok(Ok(Some(s))) = r {
                 break Some(s);
             }
