@@ -78,10 +78,71 @@ impl Project {
         crate::graph::start_order(&self.services)
     }
 
-    /// The normalised model as YAML, like `docker compose config`.
+    /// The normalised model as YAML, like `docker compose config`. A literal `$` is
+    /// written `$$`, so the output loads again to the same model.
     pub fn to_yaml(&self) -> Result<String, ComposeError> {
-        serde_yaml_ng::to_string(self)
-            .map_err(|e| ComposeError::Invalid(format!("render config: {e}")))
+        let render = |e: serde_yaml_ng::Error| ComposeError::Invalid(format!("render config: {e}"));
+        let mut v = serde_yaml_ng::to_value(self).map_err(render)?;
+        escape_dollars(&mut v);
+        serde_yaml_ng::to_string(&v).map_err(render)
+    }
+
+    /// Enable services by name even when their profiles are not active (as
+    /// `docker compose up SERVICE` does), together with the disabled services they
+    /// depend on. Unknown names are an error.
+    pub fn enable_services(&mut self, names: &[String]) -> Result<(), ComposeError> {
+        let mut todo: Vec<String> = names.to_vec();
+        while let Some(n) = todo.pop() {
+            if self.services.contains_key(&n) {
+                continue;
+            }
+            match self.disabled_services.remove(&n) {
+                Some(svc) => {
+                    todo.extend(svc.depends_on.keys().cloned());
+                    self.services.insert(n, svc);
+                }
+                None if names.contains(&n) => {
+                    return Err(ComposeError::Invalid(format!("no such service: {n}")))
+                }
+                None => {}
+            }
+        }
+        self.start_order().map(|_| ())
+    }
+
+    /// `names` and everything they depend on (transitively), in start order; all
+    /// services when `names` is empty. This is what `up SERVICE...` starts.
+    pub fn with_dependencies(&self, names: &[String]) -> Result<Vec<String>, ComposeError> {
+        let order = self.start_order()?;
+        if names.is_empty() {
+            return Ok(order);
+        }
+        let mut want: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        let mut todo: Vec<String> = names.to_vec();
+        while let Some(n) = todo.pop() {
+            let svc = self
+                .services
+                .get(&n)
+                .ok_or_else(|| ComposeError::Invalid(format!("no such service: {n}")))?;
+            if want.insert(n) {
+                todo.extend(
+                    svc.depends_on
+                        .keys()
+                        .filter(|d| self.services.contains_key(*d))
+                        .cloned(),
+                );
+            }
+        }
+        Ok(order.into_iter().filter(|n| want.contains(n)).collect())
+    }
+}
+
+fn escape_dollars(v: &mut Value) {
+    match v {
+        Value::String(s) if s.contains('$') => *s = s.replace('$', "$$"),
+        Value::Sequence(items) => items.iter_mut().for_each(escape_dollars),
+        Value::Mapping(m) => m.iter_mut().for_each(|(_, x)| escape_dollars(x)),
+        _ => {}
     }
 }
 
@@ -250,6 +311,10 @@ pub fn parse_file(
             limit: MAX_FILE_BYTES,
         });
     }
+    check_flow_depth(text).map_err(|message| ComposeError::Syntax {
+        path: path.to_path_buf(),
+        message,
+    })?;
     let mut v: Value = if text.trim().is_empty() {
         Value::Mapping(Mapping::new())
     } else {
@@ -269,6 +334,34 @@ pub fn parse_file(
     interpolate_value(&mut v, &look, "", path, text)?;
     check_schema(path, text, &v)?;
     Ok(v)
+}
+
+/// Deepest `[`/`{` nesting accepted. The YAML parser's own recursion limit (128) would
+/// reject deeper documents too, but only after scanning them in quadratic time, so a
+/// 10 MB file of `[` would stall the loader; this linear pre-scan refuses it first.
+/// Brackets inside quoted strings are counted as well: a false positive needs hundreds
+/// of unbalanced brackets in one string.
+pub const MAX_FLOW_DEPTH: usize = 256;
+
+fn check_flow_depth(text: &str) -> Result<(), String> {
+    let mut depth: usize = 0;
+    let mut line = 1;
+    for b in text.bytes() {
+        match b {
+            b'\n' => line += 1,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Err(format!(
+                        "nesting deeper than {MAX_FLOW_DEPTH} levels at line {line}"
+                    ));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn check_schema(path: &Path, text: &str, v: &Value) -> Result<(), ComposeError> {
@@ -567,6 +660,7 @@ pub fn load(opts: &LoadOptions) -> Result<Project, ComposeError> {
     let mut merged = Value::Mapping(Mapping::new());
     let mut docs = Vec::new();
     for f in &files {
+        tracing::debug!(file = %f.display(), "loading compose file");
         let text = read_bounded(f)?;
         let v = parse_file(f, &text, &vars)?;
         docs.push((f.clone(), v.clone()));

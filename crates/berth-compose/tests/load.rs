@@ -409,3 +409,61 @@ fn undefined_network_and_volume() {
         .to_string()
         .contains("neither an image nor a build"));
 }
+
+#[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    let d = tempfile::tempdir().unwrap();
+    let y = format!(
+        "services: {{}}\nx-deep: {}{}\n",
+        "[".repeat(1_000_000),
+        "]".repeat(1_000_000)
+    );
+    write(d.path(), "compose.yaml", &y);
+    let e = load(&opts(d.path())).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Syntax);
+    assert!(e.to_string().contains("nesting deeper than 256 levels at line 2"), "{e}");
+}
+
+#[test]
+fn config_escapes_dollars_and_round_trips() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "compose.yaml",
+        "services:\n  web:\n    image: busybox\n    command: echo $$HOME ${X:-x}\n",
+    );
+    let p = load(&opts(d.path())).unwrap();
+    assert_eq!(
+        p.services["web"].command,
+        Some(berth_compose::model::Command::Shell("echo $HOME x".into()))
+    );
+    let yaml = p.to_yaml().unwrap();
+    assert!(yaml.contains("echo $$HOME x"), "{yaml}");
+    write(d.path(), "compose.yaml", &yaml);
+    assert_eq!(load(&opts(d.path())).unwrap().services, p.services);
+}
+
+#[test]
+fn explicit_services_and_dependencies() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "compose.yaml",
+        "services:\n  db: {image: x, profiles: [tools]}\n  migrate: {image: x, profiles: [tools], depends_on: [db]}\n  web: {image: x}\n  proxy: {image: x, depends_on: [web]}\n",
+    );
+    let mut p = load(&opts(d.path())).unwrap();
+    assert_eq!(
+        p.with_dependencies(&["proxy".into()]).unwrap(),
+        ["web", "proxy"]
+    );
+    assert!(p.with_dependencies(&["migrate".into()]).is_err());
+    p.enable_services(&["migrate".into()]).unwrap();
+    assert_eq!(
+        p.with_dependencies(&["migrate".into()]).unwrap(),
+        ["db", "migrate"]
+    );
+    assert_eq!(
+        p.enable_services(&["nope".into()]).unwrap_err().kind(),
+        ErrorKind::Invalid
+    );
+}
