@@ -159,6 +159,17 @@ pub fn find_compose_file(dir: &Path) -> Result<PathBuf, ComposeError> {
     Err(ComposeError::NotFound(dir.to_path_buf()))
 }
 
+/// The override file Docker Compose loads next to a default file found by itself:
+/// `compose.override.yaml` / `docker-compose.override.yml` (either extension).
+pub fn override_file(main: &Path) -> Option<PathBuf> {
+    let dir = main.parent()?;
+    let stem = main.file_stem()?.to_str()?;
+    ["yaml", "yml"]
+        .iter()
+        .map(|ext| dir.join(format!("{stem}.override.{ext}")))
+        .find(|p| p.is_file())
+}
+
 /// Normalise a directory name into a project name like Docker Compose: lowercase, keep
 /// `[a-z0-9_-]`, strip leading `_`/`-`.
 pub fn normalize_project_name(s: &str) -> String {
@@ -221,8 +232,19 @@ pub fn find_line(text: &str, path: &str) -> Option<usize> {
     let mut from = 0;
     let mut min_indent: Option<usize> = None;
     let mut found = None;
+    let flow = |l: &str, seg: &str| {
+        ["{", ", ", "{ "]
+            .iter()
+            .any(|p| l.contains(&format!("{p}{seg}:")))
+    };
     for seg in segs {
         let mut hit = None;
+        // flow style: `web: {image: x, imagee: y}` has the next key on the same line
+        if let Some(prev) = found {
+            if lines.get(prev - 1).is_some_and(|l: &&str| flow(l, seg)) {
+                continue;
+            }
+        }
         for (i, l) in lines.iter().enumerate().skip(from) {
             let t = l.trim_start().trim_start_matches("- ");
             let indent = l.len() - t.len();
@@ -235,12 +257,12 @@ pub fn find_line(text: &str, path: &str) -> Option<usize> {
                 break;
             }
             let key = t.trim_start_matches(['"', '\'']);
-            if key.starts_with(seg)
+            let block = key.starts_with(seg)
                 && key[seg.len()..]
                     .trim_start_matches(['"', '\''])
                     .trim_start()
-                    .starts_with(':')
-            {
+                    .starts_with(':');
+            if block || flow(l, seg) {
                 hit = Some((i, indent));
                 break;
             }
@@ -643,10 +665,27 @@ fn abs(dir: &Path, p: &str) -> String {
 
 /// Load a project: see [`LoadOptions`].
 pub fn load(opts: &LoadOptions) -> Result<Project, ComposeError> {
-    let files: Vec<PathBuf> = if opts.files.is_empty() {
-        vec![find_compose_file(&opts.cwd)?]
-    } else {
+    let from_env: Vec<PathBuf> = opts
+        .environ
+        .get("COMPOSE_FILE")
+        .map(|v| {
+            v.split(':')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let files: Vec<PathBuf> = if !opts.files.is_empty() {
         opts.files.iter().map(|f| opts.cwd.join(f)).collect()
+    } else if !from_env.is_empty() {
+        from_env.iter().map(|f| opts.cwd.join(f)).collect()
+    } else {
+        let main = find_compose_file(&opts.cwd)?;
+        let mut v = vec![main.clone()];
+        if let Some(o) = override_file(&main) {
+            v.push(o);
+        }
+        v
     };
     let first_dir = files[0]
         .parent()
@@ -714,12 +753,22 @@ pub fn load(opts: &LoadOptions) -> Result<Project, ComposeError> {
         secrets: model.secrets,
         ..Default::default()
     };
+    // `--profile` plus `COMPOSE_PROFILES=a,b`
+    let mut profiles = opts.profiles.clone();
+    if let Some(v) = opts.environ.get("COMPOSE_PROFILES") {
+        profiles.extend(
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        );
+    }
     for (sname, svc) in model.services {
         let active = svc.profiles.is_empty()
             || svc
                 .profiles
                 .iter()
-                .any(|p| opts.profiles.contains(p) || opts.profiles.iter().any(|x| x == "*"));
+                .any(|p| profiles.contains(p) || profiles.iter().any(|x| x == "*"));
         let svc = normalize_service(&project, &sname, svc)?;
         if active {
             project.services.insert(sname, svc);

@@ -421,7 +421,11 @@ fn deep_nesting_is_an_error_not_a_crash() {
     write(d.path(), "compose.yaml", &y);
     let e = load(&opts(d.path())).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Syntax);
-    assert!(e.to_string().contains("nesting deeper than 256 levels at line 2"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("nesting deeper than 256 levels at line 2"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -466,4 +470,42 @@ fn explicit_services_and_dependencies() {
         p.enable_services(&["nope".into()]).unwrap_err().kind(),
         ErrorKind::Invalid
     );
+}
+
+#[test]
+fn override_file_compose_file_and_profiles_env() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "compose.yaml",
+        "services:\n  web: {image: a}\n  dbg: {image: x, profiles: [debug]}\n",
+    );
+    write(
+        d.path(),
+        "compose.override.yaml",
+        "services:\n  web: {image: b}\n",
+    );
+    write(d.path(), "alt.yaml", "services:\n  web: {image: c}\n");
+    let p = load(&opts(d.path())).unwrap();
+    assert_eq!(p.services["web"].image.as_deref(), Some("b"));
+    assert_eq!(p.files.len(), 2);
+    let mut o = opts(d.path());
+    o.environ
+        .insert("COMPOSE_FILE".into(), "compose.yaml:alt.yaml".into());
+    o.environ.insert("COMPOSE_PROFILES".into(), "debug".into());
+    let p = load(&o).unwrap();
+    assert_eq!(p.services["web"].image.as_deref(), Some("c"));
+    assert!(p.services.contains_key("dbg"));
+}
+
+#[test]
+fn flow_style_unknown_key_has_line() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "compose.yaml",
+        "services:\n  a: {image: x}\n  web: {image: x, imagee: y}\n",
+    );
+    let m = load(&opts(d.path())).unwrap_err().to_string();
+    assert!(m.contains("compose.yaml:3: services.web.imagee"), "{m}");
 }
