@@ -1,7 +1,7 @@
 //! The compose model layer of berth: everything `berth compose` needs before talking to
 //! the engine, as pure code over files.
 //!
-//! Pipeline ([`load`]): find the files (`-f`, else `compose.yaml` / `docker-compose.yml`
+//! Pipeline ([`load()`]): find the files (`-f`, else `compose.yaml` / `docker-compose.yml`
 //! in the working directory or a parent) → read each one bounded to
 //! [`load::MAX_FILE_BYTES`] → parse YAML (the parser caps alias expansion, so
 //! billion-laughs documents fail with "repetition limit exceeded") → apply `<<` merge keys,
@@ -38,13 +38,22 @@
 //! ```
 //!
 //! Public API:
-//! - [`load`]`(&LoadOptions) -> Result<Project, ComposeError>`; [`Project`] has
+//! - [`load()`]`(&LoadOptions) -> Result<Project, ComposeError>`; [`Project`] has
 //!   `name`, `services`, `networks`, `volumes`, `configs`, `secrets`,
-//!   `disabled_services`, `working_dir`, `files`, `variables`,
-//!   `start_order()` and `to_yaml()`.
-//! - [`load::find_compose_file`], [`load::normalize_project_name`],
-//!   [`load::validate_project_name`], [`load::parse_file`], [`load::merge`],
-//!   [`load::find_line`], [`load::read_bounded`].
+//!   `disabled_services`, `working_dir`, `files`, `variables`, and
+//!   `start_order() -> Result<Vec<String>, _>`, `with_dependencies(&[String])` (what
+//!   `up SERVICE...` starts, in order), `enable_services(&mut self, &[String])` (turn on
+//!   profile-disabled services named on the command line) and `to_yaml()`
+//!   (`docker compose config`).
+//! - Without `-f`, `COMPOSE_FILE` (colon-separated) is used, else the nearest default
+//!   file plus its `*.override.yaml|yml`; `COMPOSE_PROFILES` adds to `--profile`;
+//!   project name precedence is `-p`, `COMPOSE_PROJECT_NAME`, `name:`, then the
+//!   normalised project directory name.
+//! - [`load::find_compose_file`], [`load::override_file`],
+//!   [`load::normalize_project_name`], [`load::validate_project_name`],
+//!   [`load::parse_file`], [`load::merge`], [`load::find_line`],
+//!   [`load::read_bounded`]; bounds [`load::MAX_FILE_BYTES`],
+//!   [`load::MAX_FLOW_DEPTH`], [`load::MAX_EXTENDS_DEPTH`], [`interp::MAX_DEPTH`].
 //! - [`interp::interpolate`], [`interp::parse_dotenv`].
 //! - [`graph::start_order`].
 //! - [`ComposeError`] with [`ComposeError::kind`] → [`ErrorKind`].

@@ -764,6 +764,18 @@ pub fn load(opts: &LoadOptions) -> Result<Project, ComposeError> {
         );
     }
     for (sname, svc) in model.services {
+        if sname.is_empty()
+            || !sname
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(ComposeError::Schema {
+                path: last.clone(),
+                line: None,
+                key: format!("services.{sname}"),
+                message: "invalid service name: only [a-zA-Z0-9._-] allowed".into(),
+            });
+        }
         let active = svc.profiles.is_empty()
             || svc
                 .profiles

@@ -509,3 +509,17 @@ fn flow_style_unknown_key_has_line() {
     let m = load(&opts(d.path())).unwrap_err().to_string();
     assert!(m.contains("compose.yaml:3: services.web.imagee"), "{m}");
 }
+
+#[test]
+fn invalid_service_name() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "compose.yaml",
+        "services:\n  'we b': {image: x}\n",
+    );
+    assert!(load(&opts(d.path()))
+        .unwrap_err()
+        .to_string()
+        .contains("invalid service name"));
+}
