@@ -352,6 +352,7 @@ pub fn parse_file(
         });
     }
     strip_extensions(&mut v);
+    legacy_external(&mut v);
     let look = |k: &str| vars.get(k).cloned();
     interpolate_value(&mut v, &look, "", path, text)?;
     check_schema(path, text, &v)?;
@@ -410,6 +411,26 @@ fn check_schema(path: &Path, text: &str, v: &Value) -> Result<(), ComposeError> 
                 key,
                 message,
             })
+        }
+    }
+}
+
+/// Compose file format 2/3 wrote `external: {name: x}`; turn it into
+/// `external: true` + `name: x` as Docker Compose still accepts it.
+fn legacy_external(v: &mut Value) {
+    for section in ["networks", "volumes", "configs", "secrets"] {
+        if let Some(Value::Mapping(m)) = v.get_mut(section) {
+            for (_, item) in m.iter_mut() {
+                let Some(Value::Mapping(ext)) = item.get("external").cloned() else {
+                    continue;
+                };
+                if let Value::Mapping(im) = item {
+                    im.insert("external".into(), Value::Bool(true));
+                    if let Some(n) = ext.get("name") {
+                        im.insert("name".into(), n.clone());
+                    }
+                }
+            }
         }
     }
 }

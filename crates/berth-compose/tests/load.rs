@@ -523,3 +523,18 @@ fn invalid_service_name() {
         .to_string()
         .contains("invalid service name"));
 }
+
+#[test]
+fn legacy_keys_load() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "docker-compose.yml",
+        "version: '3.8'\nservices:\n  web:\n    image: x\n    links: [db]\n    logging: {driver: json-file}\n    sysctls: [net.core.somaxconn=1024]\n    shm_size: 64m\n    networks: [n]\nnetworks:\n  n:\n    external: {name: real}\n",
+    );
+    let p = load(&opts(d.path())).unwrap();
+    assert!(p.networks["n"].external);
+    assert_eq!(p.networks["n"].name.as_deref(), Some("real"));
+    assert_eq!(p.services["web"].sysctls["net.core.somaxconn"], "1024");
+    assert_eq!(p.services["web"].links, ["db"]);
+}
