@@ -172,6 +172,81 @@ impl<'de> Deserialize<'de> for Command {
     }
 }
 
+impl Command {
+    /// The argument vector the engine gets (`Cmd` / `Entrypoint`). A string is split
+    /// with shell-word rules, not run through `sh -c`, as Docker Compose does:
+    /// `httpd -f -p "8 0"` → `["httpd", "-f", "-p", "8 0"]`.
+    pub fn to_argv(&self) -> Result<Vec<String>, String> {
+        match self {
+            Command::Exec(v) => Ok(v.clone()),
+            Command::Shell(s) => split_shell_words(s),
+        }
+    }
+}
+
+/// Split a string into words like a POSIX shell would, without expansions.
+pub fn split_shell_words(s: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' | '\n' => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(x) => cur.push(x),
+                        None => return Err(format!("unterminated single quote in {s:?}")),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(x @ ('"' | '\\' | '$' | '`')) => cur.push(x),
+                            Some('\n') => {}
+                            Some(x) => {
+                                cur.push('\\');
+                                cur.push(x);
+                            }
+                            None => return Err(format!("unterminated double quote in {s:?}")),
+                        },
+                        Some(x) => cur.push(x),
+                        None => return Err(format!("unterminated double quote in {s:?}")),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some('\n') => {}
+                    Some(x) => cur.push(x),
+                    None => cur.push('\\'),
+                }
+            }
+            x => {
+                in_word = true;
+                cur.push(x);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
 /// `build:` (a context string or the long form).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Build {
@@ -1421,6 +1496,23 @@ mod tests {
         assert!(parse_short_port("8000-8002:80-81").is_err());
         assert!(parse_short_port("x:80").is_err());
         assert!(parse_short_port("80/foo").is_err());
+    }
+
+    #[test]
+    fn shell_words() {
+        let w = |s: &str| split_shell_words(s).unwrap();
+        assert_eq!(w("httpd -f  -p 80"), ["httpd", "-f", "-p", "80"]);
+        assert_eq!(
+            w(r#"sh -c 'echo $A; x' "a \"b\" $c" d\ e ''"#),
+            ["sh", "-c", "echo $A; x", "a \"b\" $c", "d e", ""]
+        );
+        assert_eq!(w("  "), Vec::<String>::new());
+        assert!(split_shell_words("'open").is_err());
+        assert!(split_shell_words("\"open").is_err());
+        assert_eq!(
+            Command::Exec(vec!["a b".into()]).to_argv().unwrap(),
+            ["a b"]
+        );
     }
 
     #[test]
