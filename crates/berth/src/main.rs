@@ -22,7 +22,13 @@ fn main() {
         }
         return;
     }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // The registry server wants every core; the CLI one thread.
+    let rt = if matches!(cli.cmd, cli::Command::Registry(_)) {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("berth: {e}");

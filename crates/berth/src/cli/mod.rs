@@ -133,6 +133,9 @@ pub enum Command {
     Network(networks::NetworkCmd),
     /// List port mappings or a specific mapping for the container
     Port { container: String, private_port: Option<String> },
+    /// berth's own registry server
+    #[command(subcommand)]
+    Registry(RegistryCmd),
     /// Run the per-container shim (internal)
     #[command(hide = true)]
     Shim { state_dir: std::path::PathBuf },
@@ -188,6 +191,14 @@ pub enum ImageCmd {
     Inspect(containers::InspectArgs),
     Prune(images::PruneArgs),
     Build(build::BuildArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RegistryCmd {
+    /// Serve the OCI distribution API (Docker Registry HTTP API v2)
+    Serve(berth_registry::ServeArgs),
+    /// Remove blobs no manifest references
+    Gc(berth_registry::GcArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -296,6 +307,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Builder(build::BuilderCmd::Build(a)) | Command::Buildx(build::BuildxCmd::Build(a)) => build::build(&c().await?, *a).await,
         Command::Builder(build::BuilderCmd::Prune(a)) | Command::Buildx(build::BuildxCmd::Prune(a)) => build::prune(&c().await?, a).await,
         Command::Network(n) => networks::network(&c().await?, n).await,
+        Command::Registry(RegistryCmd::Serve(a)) => berth_registry::serve(a).await,
+        Command::Registry(RegistryCmd::Gc(a)) => {
+            let r = berth_registry::gc(a).await?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            Ok(())
+        }
         Command::Cp(a) | Command::Container(ContainerCmd::Cp(a)) => fsops::cp(&c().await?, a).await,
         Command::Diff { container } | Command::Container(ContainerCmd::Diff { container }) => fsops::diff(&c().await?, &container).await,
         Command::Export(a) | Command::Container(ContainerCmd::Export(a)) => fsops::export(&c().await?, a).await,
