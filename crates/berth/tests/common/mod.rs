@@ -178,6 +178,15 @@ impl Drop for Daemon {
         }
         let _ = Command::new("nft").args(["delete", "table", "ip", &format!("berth-t-{}", self.name)]).status();
         let _ = Command::new("ip").args(["link", "del", &self.bridge()]).stderr(Stdio::null()).status();
+        // user-network bridges of this daemon carry the alias `berth:<table>:<network id>`
+        if let Ok(o) = Command::new("ip").args(["-o", "link", "show", "type", "bridge"]).output() {
+            let mark = format!("alias berth:berth-t-{}:", self.name);
+            for line in String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.contains(&mark)) {
+                if let Some(dev) = line.split(": ").nth(1).map(|d| d.split('@').next().unwrap_or(d).to_string()) {
+                    let _ = Command::new("ip").args(["link", "del", &dev]).stderr(Stdio::null()).status();
+                }
+            }
+        }
         let _ = Command::new("nft").args(["delete", "table", "ip", &format!("berth-t-{}", self.name)]).stderr(Stdio::null()).status();
         let _ = Command::new("ip").args(["link", "del", &self.bridge()]).stderr(Stdio::null()).status();
         for ctrl in ["cpu", "cpuacct", "memory", "pids", "freezer", "devices", "blkio", "cpuset", "systemd", "unified"] {
