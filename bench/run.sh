@@ -66,6 +66,34 @@ for n in names:
     print(f"| {n} | {med[n]*1000:.1f} ms | {spread[n][0]*1000:.0f}..{spread[n][1]*1000:.0f} ms | {med[n]/med['berth']:.1f}x |")
 PY
 
+# published-port throughput: busybox httpd natively, behind berth -p, behind docker -p (wrk)
+if command -v wrk >/dev/null; then
+  mkdir -p "$W/www" && echo '<h1>hello</h1>' > "$W/www/index.html"
+  busybox httpd -f -p 127.0.0.1:18901 -h "$W/www" & NPID=$!
+  "$B" run -d --name web -p 127.0.0.1:18902:80 bb httpd -f -p 80 -h /var/www >/dev/null
+  [ $have_docker = 1 ] && docker -H "unix://$W/docker.sock" run -d --name web -p 127.0.0.1:18903:80 bb httpd -f -p 80 -h /var/www >/dev/null
+  sleep 1
+  rps() { wrk -t2 -c10 -d5s "http://127.0.0.1:$1/" 2>/dev/null | awk '/Requests\/sec/ {print $2}'; }
+  declare -A R=()
+  for round in 1 2; do
+    R[native]+="$(rps 18901) "; R[berth]+="$(rps 18902) "
+    [ $have_docker = 1 ] && R[docker]+="$(rps 18903) "
+  done
+  kill $NPID 2>/dev/null
+  python3 - "${R[native]}" "${R[berth]}" "${R[docker]:-}" <<'PY'
+import sys, statistics
+vals = [[float(x) for x in a.split()] for a in sys.argv[1:]]
+med = [statistics.median(v) if v else 0 for v in vals]
+print("| published port (wrk -c10, busybox httpd) | req/s (median of 2) | vs native |")
+print("|---|---|---|")
+for name, m in zip(["native", "berth -p", "docker -p"], med):
+    if m:
+        print(f"| {name} | {m:.0f} | {m/med[0]*100:.0f}% |")
+PY
+  "$B" rm -f web >/dev/null
+  [ $have_docker = 1 ] && docker -H "unix://$W/docker.sock" rm -f web >/dev/null
+fi
+
 # memory: idle daemon RSS and the shim of one running container
 rss() { awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
 echo "berth daemon idle RSS: $(rss $BPID)"
