@@ -79,19 +79,34 @@ if command -v wrk >/dev/null; then
     R[native]+="$(rps 18901) "; R[berth]+="$(rps 18902) "
     [ $have_docker = 1 ] && R[docker]+="$(rps 18903) "
   done
+  # container to container: wrk runs inside a client container's network namespace
+  "$B" run -d --name client bb sleep 1000 >/dev/null
+  bip=$("$B" inspect -f '{{.NetworkSettings.IPAddress}}' web)
+  bpid=$("$B" inspect -f '{{.State.Pid}}' client)
+  if [ $have_docker = 1 ]; then
+    D="docker -H unix://$W/docker.sock"
+    $D run -d --name client bb sleep 1000 >/dev/null
+    dip=$($D inspect -f '{{.NetworkSettings.IPAddress}}' web)
+    dpid=$($D inspect -f '{{.State.Pid}}' client)
+  fi
+  c2c() { nsenter -t "$1" -n wrk -t2 -c10 -d5s "http://$2/" 2>/dev/null | awk '/Requests\/sec/ {print $2}'; }
+  for round in 1 2; do
+    R[berth_c2c]+="$(c2c "$bpid" "$bip") "
+    [ $have_docker = 1 ] && [ -n "$dip" ] && R[docker_c2c]+="$(c2c "$dpid" "$dip") "
+  done
   kill $NPID 2>/dev/null
-  python3 - "${R[native]}" "${R[berth]}" "${R[docker]:-}" <<'PY'
+  python3 - "${R[native]}" "${R[berth]}" "${R[docker]:-}" "${R[berth_c2c]:-}" "${R[docker_c2c]:-}" <<'PY'
 import sys, statistics
 vals = [[float(x) for x in a.split()] for a in sys.argv[1:]]
 med = [statistics.median(v) if v else 0 for v in vals]
 print("| published port (wrk -c10, busybox httpd) | req/s (median of 2) | vs native |")
 print("|---|---|---|")
-for name, m in zip(["native", "berth -p", "docker -p"], med):
+for name, m in zip(["native", "berth -p", "docker -p", "berth container to container", "docker container to container"], med):
     if m:
         print(f"| {name} | {m:.0f} | {m/med[0]*100:.0f}% |")
 PY
-  "$B" rm -f web >/dev/null
-  [ $have_docker = 1 ] && docker -H "unix://$W/docker.sock" rm -f web >/dev/null
+  "$B" rm -f web client >/dev/null
+  [ $have_docker = 1 ] && docker -H "unix://$W/docker.sock" rm -f web client >/dev/null
 fi
 
 # memory: idle daemon RSS and the shim of one running container

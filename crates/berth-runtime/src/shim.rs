@@ -496,6 +496,19 @@ fn env_path(env: &[String]) -> String {
         .to_string()
 }
 
+/// True when `arg0` may live on one of the container's extra mounts (a bind or volume), which
+/// the pre-start check on the bare rootfs cannot see; the real exec then reports a missing file.
+fn maybe_on_mount(cfg: &ContainerConfig, arg0: &str, path: &str, cwd: &str) -> bool {
+    let dests: Vec<&str> = cfg.mounts.iter().map(|m| m.destination.trim_end_matches('/')).collect();
+    let under = |p: &str| dests.iter().any(|d| !d.is_empty() && (p == *d || p.starts_with(&format!("{d}/"))));
+    if arg0.contains('/') {
+        let full = if arg0.starts_with('/') { arg0.to_string() } else { format!("{}/{arg0}", cwd.trim_end_matches('/')) };
+        under(&full)
+    } else {
+        path.split(':').any(|d| under(&format!("{}/{arg0}", d.trim_end_matches('/'))))
+    }
+}
+
 /// Docker/runc-worded check that `arg0` can be executed inside `rootfs`.
 fn check_executable(rootfs: &Path, arg0: &str, path: &str, cwd: &str) -> Result<(), ShimError> {
     use std::os::unix::fs::MetadataExt;
@@ -1125,7 +1138,9 @@ fn prepare_bundle(cfg: &ContainerConfig, state_dir: &Path) -> Result<(), ShimErr
     let env: Vec<String> =
         serde_json::from_value(spec_json["process"]["env"].clone()).unwrap_or_default();
     if let Some(arg0) = cfg.process.args.first() {
-        check_executable(&rootfs, arg0, &env_path(&env), &cwd)?;
+        if !maybe_on_mount(cfg, arg0, &env_path(&env), &cwd) {
+            check_executable(&rootfs, arg0, &env_path(&env), &cwd)?;
+        }
     } else {
         return Err(ShimError::Start {
             message: "no command specified".into(),
@@ -1202,7 +1217,9 @@ fn prepare_exec(
         p.cwd.clone()
     };
     let arg0 = p.args.first().cloned().unwrap_or_default();
-    check_executable(&rootfs, &arg0, &env_path(&env), &cwd)?;
+    if !maybe_on_mount(cfg, &arg0, &env_path(&env), &cwd) {
+        check_executable(&rootfs, &arg0, &env_path(&env), &cwd)?;
+    }
     let caps = spec::container_caps(cfg).map_err(|e| ShimError::other(e.to_string()))?;
     let mut process = serde_json::json!({
         "terminal": p.tty,

@@ -166,3 +166,54 @@ fn dns_keeps_working_after_daemon_sigkill() {
     d.berth(&["rm", "-f", "db", "app"]).ok();
     d.berth(&["network", "rm", "appnet"]).ok();
 }
+
+/// A static UDP echo server (busybox has no UDP tool), built with Go when it is installed.
+fn udp_echo_binary(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    if std::process::Command::new("go").arg("version").output().is_err() {
+        eprintln!("skipping: go is not installed (needed to build a static UDP echo server)");
+        return None;
+    }
+    let src = dir.join("echo.go");
+    std::fs::write(
+        &src,
+        "package main\nimport \"net\"\nfunc main() {\n c, err := net.ListenPacket(\"udp\", \":9999\")\n if err != nil { panic(err) }\n b := make([]byte, 2048)\n for {\n  n, a, err := c.ReadFrom(b)\n  if err != nil { continue }\n  c.WriteTo(append([]byte(\"echo:\"), b[:n]...), a)\n }\n}\n",
+    )
+    .ok()?;
+    let out = dir.join("bin");
+    std::fs::create_dir_all(&out).ok()?;
+    let st = std::process::Command::new("go")
+        .args(["build", "-o"])
+        .arg(out.join("udpecho"))
+        .arg(&src)
+        .env("CGO_ENABLED", "0")
+        .env("GOCACHE", dir.join("gocache"))
+        .env("HOME", dir)
+        .status()
+        .ok()?;
+    st.success().then_some(out)
+}
+
+#[test]
+fn published_udp_port() {
+    let d = Daemon::start("netudp");
+    let Some(bin) = udp_echo_binary(&d.dir) else { return };
+    let port = free_port();
+    d.berth(&[
+        "run", "-d", "--name", "udp", "-v", &format!("{}:/opt/udp:ro", bin.display()),
+        "-p", &format!("127.0.0.1:{port}:9999/udp"), "busybox", "/opt/udp/udpecho",
+    ])
+    .ok();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut got = String::new();
+    for _ in 0..50 {
+        let _ = sock.send_to(b"ping", ("127.0.0.1", port));
+        let mut buf = [0u8; 64];
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            got = String::from_utf8_lossy(&buf[..n]).to_string();
+            break;
+        }
+    }
+    assert_eq!(got, "echo:ping");
+    d.berth(&["rm", "-f", "udp"]).ok();
+}
