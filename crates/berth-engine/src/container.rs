@@ -410,8 +410,15 @@ impl Engine {
     }
 
     /// Build the runtime's view of a container.
-    fn runtime_config(&self, rec: &ContainerRecord) -> Result<berth_runtime::ContainerConfig> {
-        self.runtime_config_net(rec, None)
+    /// Remove what the runtime left (mounts, cgroup, state) using the config the shim was
+    /// started with; nothing to do for a container that never started.
+    fn cleanup_runtime(&self, id: &str) {
+        let sd = self.state_dir(id);
+        if let Ok(cfg) = berth_runtime::read_config(&sd) {
+            if let Err(e) = berth_runtime::cleanup(&sd, &cfg) {
+                tracing::warn!(container = id, "runtime cleanup: {e}");
+            }
+        }
     }
 
     fn runtime_config_net(&self, rec: &ContainerRecord, netmode: Option<berth_runtime::NetMode>) -> Result<berth_runtime::ContainerConfig> {
@@ -767,9 +774,7 @@ impl Engine {
                 None => (255, false),
             };
             rec.state.health = self.live_health(&rec);
-            if let Ok(cfg) = self.runtime_config(&rec) {
-                let _ = berth_runtime::cleanup(&self.state_dir(id), &cfg);
-            }
+            self.cleanup_runtime(&rec.id);
             self.teardown_network(&mut rec);
             rec.state.running = false;
             rec.state.paused = false;
@@ -1029,9 +1034,7 @@ impl Engine {
             rec.state.status = "removing".into();
             rec.clone()
         };
-        if let Ok(cfg) = self.runtime_config(&rec) {
-            let _ = berth_runtime::cleanup(&self.state_dir(&rec.id), &cfg);
-        }
+        self.cleanup_runtime(&rec.id);
         let mut rec = rec;
         self.teardown_network(&mut rec);
         self.purge_container(&rec)?;

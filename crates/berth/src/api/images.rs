@@ -38,8 +38,6 @@ pub fn summary(eng: &Engine, img: &ImageRecord, tags: &Map<String, Vec<String>>)
 
 pub async fn list(State(eng): State<AppState>, q: Query) -> ApiResult {
     let f = filters(&q)?;
-    let all = qbool(&q, "all");
-    let _ = all;
     let v = blocking(move || {
         let tags = eng.tags_by_image()?;
         let mut out = Vec::new();
@@ -358,7 +356,7 @@ fn urldecode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'%' if i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 => {
+            b'%' if i + 2 < b.len() => {
                 if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
                     out.push(v);
                     i += 3;

@@ -5,15 +5,13 @@ use axum::extract::{Path as UrlPath, State};
 use berth_engine::network::NetworkRecord;
 use serde_json::json;
 
-fn inspect_json(eng: &Engine, n: &NetworkRecord, detailed: bool) -> serde_json::Value {
+fn inspect_json(eng: &Engine, n: &NetworkRecord) -> serde_json::Value {
     let mut containers = serde_json::Map::new();
-    if detailed || true {
-        for (c, ep) in eng.network_containers(&n.id) {
-            containers.insert(
-                c.id.clone(),
-                json!({"Name": c.name, "EndpointID": "", "MacAddress": ep.mac, "IPv4Address": format!("{}/{}", ep.ip, ep.prefix_len), "IPv6Address": ""}),
-            );
-        }
+    for (c, ep) in eng.network_containers(&n.id) {
+        containers.insert(
+            c.id.clone(),
+            json!({"Name": c.name, "EndpointID": "", "MacAddress": ep.mac, "IPv4Address": format!("{}/{}", ep.ip, ep.prefix_len), "IPv6Address": ""}),
+        );
     }
     let ipam_cfg: Vec<serde_json::Value> = match &n.spec {
         Some(s) => {
@@ -88,7 +86,7 @@ pub async fn list(State(eng): State<AppState>, q: Query) -> ApiResult {
                 Some(d) => d == (!n.is_predefined() && eng.network_containers(&n.id).is_empty()),
                 None => true,
             })
-            .map(|n| inspect_json(&eng, n, false))
+            .map(|n| inspect_json(&eng, n))
             .collect::<Vec<_>>())
     })
     .await?;
@@ -98,7 +96,7 @@ pub async fn list(State(eng): State<AppState>, q: Query) -> ApiResult {
 pub async fn inspect(State(eng): State<AppState>, UrlPath(id): UrlPath<String>) -> ApiResult {
     let v = blocking(move || {
         let n = eng.get_network(&id)?;
-        Ok(inspect_json(&eng, &n, true))
+        Ok(inspect_json(&eng, &n))
     })
     .await?;
     ok_json(&v)

@@ -687,9 +687,6 @@ pub async fn run(c: &Client, a: RunArgs, start: bool) -> Result<()> {
         }
         Exit(125).into()
     };
-    if a.detach && a.rm && false {
-        return Err(fail(anyhow!("conflicting options")));
-    }
     let body = build_body(&a).map_err(fail)?;
     let mut path = "/containers/create".to_string();
     if let Some(n) = &a.name {
