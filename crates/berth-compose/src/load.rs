@@ -810,8 +810,33 @@ pub fn load(opts: &LoadOptions) -> Result<Project, ComposeError> {
         }
     }
     normalize_resources(&mut project)?;
-    project.start_order()?;
+    project
+        .start_order()
+        .map_err(|e| locate_dependency_error(&project, e))?;
     Ok(project)
+}
+
+/// Point a `depends_on` error (cycle, undefined service) at the file and line of the
+/// first service it names: `compose.yaml:7: services.a.depends_on: dependency cycle ...`.
+fn locate_dependency_error(p: &Project, e: ComposeError) -> ComposeError {
+    let ComposeError::Dependency(msg) = &e else {
+        return e;
+    };
+    let svc = match msg.split_once("detected: ") {
+        Some((_, rest)) => rest.split(" -> ").next().map(str::to_string),
+        None => msg
+            .strip_prefix("service \"")
+            .and_then(|r| r.split_once('"'))
+            .map(|(s, _)| s.to_string()),
+    };
+    let Some(svc) = svc else { return e };
+    let key = format!("services.{svc}.depends_on");
+    for f in p.files.iter().rev() {
+        if let Some(line) = read_bounded(f).ok().and_then(|t| find_line(&t, &key)) {
+            return ComposeError::Dependency(format!("{}:{line}: {key}: {msg}", f.display()));
+        }
+    }
+    e
 }
 
 fn project_name(

@@ -271,7 +271,14 @@ fn depends_on_cycle() {
     );
     let e = load(&opts(d.path())).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Dependency);
-    assert_eq!(e.to_string(), "dependency cycle detected: a -> b -> a");
+    let path = d.path().join("compose.yaml");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}:2: services.a.depends_on: dependency cycle detected: a -> b -> a",
+            path.display()
+        )
+    );
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! structs below, and each command turns those into API requests.
 
 pub mod build;
+pub mod compose;
+pub mod compose_spec;
 pub mod containers;
 pub mod format;
 pub mod fsops;
@@ -136,6 +138,8 @@ pub enum Command {
     /// berth's own registry server
     #[command(subcommand)]
     Registry(RegistryCmd),
+    /// Define and run multi-container applications
+    Compose(compose::ComposeArgs),
     /// Run the per-container shim (internal)
     #[command(hide = true)]
     Shim { state_dir: std::path::PathBuf },
@@ -321,6 +325,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             networks::port(&c().await?, &container, private_port.as_deref()).await
         }
         Command::Events(a) | Command::System(SystemCmd::Events(a)) => containers::events(&c().await?, a).await,
+        Command::Compose(a) => compose::run(host.as_deref(), a).await,
     }
 }
 

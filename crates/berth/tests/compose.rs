@@ -1,0 +1,351 @@
+//! `berth compose` end to end, on the test project in `tests/compose/` (a reverse proxy
+//! built from a static Go program, two busybox httpd replicas, a stateful service with a
+//! healthcheck and a named volume), and the same project driven by Debian's
+//! docker-compose 1.29 through berth's socket.
+
+mod common;
+use common::Daemon;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One HTTP/1.0 GET; the body, or None when nothing answered.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    if !out.starts_with("HTTP/1.") || !out.contains(" 200 ") {
+        return None;
+    }
+    out.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_string())
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// The test project copied under `dir`, with the proxy binary built; None (test skipped)
+/// when Go is not installed.
+fn project(dir: &Path) -> Option<PathBuf> {
+    if Command::new("go").arg("version").output().is_err() {
+        eprintln!("skipping: go is not installed (needed to build the test project's proxy)");
+        return None;
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/compose");
+    let proj = dir.join("webstack");
+    copy_dir(&src, &proj);
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gocache");
+    let st = Command::new("go")
+        .args(["build", "-o", "proxy", "main.go"])
+        .current_dir(proj.join("proxy"))
+        .env("CGO_ENABLED", "0")
+        .env("GOCACHE", &cache)
+        .env("HOME", dir)
+        .status()
+        .expect("run go build");
+    assert!(st.success(), "go build of the proxy failed");
+    Some(proj)
+}
+
+/// `berth compose ...` in `dir` with extra environment.
+fn compose(d: &Daemon, dir: &Path, env: &[(&str, &str)], args: &[&str]) -> common::Out {
+    let mut c = d.cmd(&["compose"]);
+    c.args(args).current_dir(dir).stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().expect("run berth compose");
+    common::Out { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }
+}
+
+/// Requests through the proxy until both replicas have answered (or 40 tries).
+fn replica_answers(port: u16) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for _ in 0..40 {
+        if let Some(b) = http_get(port, "/") {
+            seen.insert(b);
+        }
+        if seen.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    seen
+}
+
+fn ids(d: &Daemon, service: &str) -> Vec<String> {
+    let out = d.berth(&["ps", "-aq", "--no-trunc", "--filter", &format!("label=com.docker.compose.service={service}")]).ok().stdout;
+    let mut v: Vec<String> = out.split_whitespace().map(String::from).collect();
+    v.sort();
+    v
+}
+
+/// Nothing of the project is left: no container, no network, no volume.
+fn assert_clean(d: &Daemon, project: &str) {
+    let ps = d.berth(&["ps", "-a", "--format", "{{.Names}}"]).ok().stdout;
+    assert!(ps.trim().is_empty(), "containers left: {ps}");
+    let nets = d.berth(&["network", "ls", "--format", "{{.Name}}"]).ok().stdout;
+    assert!(!nets.contains(project), "networks left: {nets}");
+    let vols = d.berth(&["volume", "ls", "-q"]).ok().stdout;
+    assert!(vols.trim().is_empty(), "volumes left: {vols}");
+}
+
+/// Removes the project even when an assertion fails.
+struct Down<'a>(&'a Daemon, PathBuf, Vec<(&'static str, String)>, &'static str);
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let env: Vec<(&str, &str)> = self.2.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let _ = compose(self.0, &self.1, &env, &["-p", self.3, "down", "-v", "-t", "1"]);
+    }
+}
+
+#[test]
+fn webstack_up_wait_proxy_scale_recreate_down() {
+    let d = Daemon::start("compose");
+    let Some(proj) = project(&d.dir) else { return };
+    let port = free_port().to_string();
+    let env = [("PROXY_PORT", port.as_str())];
+    let _down = Down(&d, proj.clone(), vec![("PROXY_PORT", port.clone())], "webstack");
+    let port: u16 = port.parse().unwrap();
+
+    // config renders the normalised model; names follow Compose v2
+    let cfg = compose(&d, &proj, &env, &["-p", "webstack", "config", "--services"]).ok().stdout;
+    assert_eq!(cfg, "app\ndb\nproxy\n");
+
+    let up = compose(&d, &proj, &env, &["-p", "webstack", "up", "-d", "--wait"]).ok();
+    assert!(up.stderr.contains("Network webstack_default  Created"), "{}", up.stderr);
+    assert!(up.stderr.contains("Volume webstack_dbdata  Created"), "{}", up.stderr);
+    let ps = compose(&d, &proj, &env, &["-p", "webstack", "ps"]).ok().stdout;
+    for n in ["webstack-app-1", "webstack-app-2", "webstack-db-1", "webstack-proxy-1"] {
+        assert!(ps.contains(n), "{n} missing from ps: {ps}");
+    }
+    assert_eq!(ps.matches("(healthy)").count(), 4, "all healthy after --wait: {ps}");
+    let labels = d.berth(&["inspect", "-f", "{{json .Config.Labels}}", "webstack-app-2"]).ok().stdout;
+    for l in [r#""com.docker.compose.project":"webstack""#, r#""com.docker.compose.service":"app""#, r#""com.docker.compose.container-number":"2""#, r#""com.docker.compose.oneoff":"False""#] {
+        assert!(labels.contains(l), "{l} not in {labels}");
+    }
+
+    // requests through the proxy reach both replicas (each answers with its host name)
+    let seen = replica_answers(port);
+    let apps = ids(&d, "app");
+    assert_eq!(seen.len(), 2, "both replicas answer: {seen:?}");
+    for s in &seen {
+        assert!(apps.iter().any(|id| id.starts_with(s)), "{s} is not an app container: {apps:?}");
+    }
+
+    // logs with a prefix; exec and run in the project
+    let logs = compose(&d, &proj, &env, &["-p", "webstack", "logs", "proxy"]).ok().stdout;
+    assert!(logs.contains("webstack-proxy-1 | ") && logs.contains("proxy :8080 -> app:80"), "{logs}");
+    let boots = compose(&d, &proj, &env, &["-p", "webstack", "exec", "-T", "db", "cat", "/data/boots"]).ok().stdout;
+    assert_eq!(boots.trim(), "boot");
+    let run = compose(&d, &proj, &env, &["-p", "webstack", "run", "--rm", "--no-deps", "app", "sh", "-c", "echo one-off; exit 3"]);
+    assert_eq!(run.code, 3, "run passes the exit code: {:?}", run.stderr);
+    assert!(run.stdout.contains("one-off"));
+
+    // up again changes nothing; a changed service (db's environment) is the only one recreated
+    let (app0, db0, proxy0) = (ids(&d, "app"), ids(&d, "db"), ids(&d, "proxy"));
+    compose(&d, &proj, &env, &["-p", "webstack", "up", "-d", "--wait"]).ok();
+    assert_eq!((ids(&d, "app"), ids(&d, "db"), ids(&d, "proxy")), (app0.clone(), db0.clone(), proxy0.clone()));
+    let env2 = [("PROXY_PORT", env[0].1), ("DB_MODE", "replica")];
+    compose(&d, &proj, &env2, &["-p", "webstack", "up", "-d", "--wait"]).ok();
+    assert_eq!(ids(&d, "app"), app0);
+    assert_eq!(ids(&d, "proxy"), proxy0);
+    assert_ne!(ids(&d, "db"), db0, "db recreated");
+    let dbenv = d.berth(&["inspect", "-f", "{{json .Config.Env}}", "webstack-db-1"]).ok().stdout;
+    assert!(dbenv.contains("DB_MODE=replica"), "{dbenv}");
+
+    // --scale: down to one replica, then back up to two
+    compose(&d, &proj, &env2, &["-p", "webstack", "up", "-d", "--wait", "--scale", "app=1"]).ok();
+    assert_eq!(ids(&d, "app").len(), 1);
+    compose(&d, &proj, &env2, &["-p", "webstack", "up", "-d", "--wait"]).ok();
+    assert_eq!(ids(&d, "app").len(), 2);
+    assert_eq!(replica_answers(port).len(), 2);
+
+    // stop / start / restart keep the containers
+    compose(&d, &proj, &env2, &["-p", "webstack", "stop", "-t", "1"]).ok();
+    assert!(compose(&d, &proj, &env2, &["-p", "webstack", "ps", "-q"]).ok().stdout.trim().is_empty());
+    compose(&d, &proj, &env2, &["-p", "webstack", "start"]).ok();
+    compose(&d, &proj, &env2, &["-p", "webstack", "restart", "-t", "1", "app"]).ok();
+    compose(&d, &proj, &env2, &["-p", "webstack", "up", "-d", "--wait"]).ok();
+    assert_eq!(replica_answers(port).len(), 2);
+
+    // the named volume outlives down (without -v); the db booted once per start
+    compose(&d, &proj, &env2, &["-p", "webstack", "down", "-t", "1"]).ok();
+    assert!(d.berth(&["ps", "-aq"]).ok().stdout.trim().is_empty());
+    assert!(d.berth(&["volume", "ls", "-q"]).ok().stdout.contains("webstack_dbdata"));
+    compose(&d, &proj, &env2, &["-p", "webstack", "up", "-d", "--wait"]).ok();
+    let boots = compose(&d, &proj, &env2, &["-p", "webstack", "exec", "-T", "db", "cat", "/data/boots"]).ok().stdout;
+    assert_eq!(boots.lines().count(), 4, "boots: {boots}");
+
+    // down -v leaves nothing behind
+    compose(&d, &proj, &env2, &["-p", "webstack", "down", "-v", "-t", "1"]).ok();
+    assert_clean(&d, "webstack");
+}
+
+#[test]
+fn docker_compose_129_runs_the_same_project() {
+    if !Path::new("/usr/bin/docker-compose").exists() {
+        eprintln!("skipping: docker-compose (1.29) is not installed");
+        return;
+    }
+    let d = Daemon::start("compose129");
+    let Some(proj) = project(&d.dir) else { return };
+    let port = free_port();
+    let dc = |args: &[&str]| {
+        let o = Command::new("/usr/bin/docker-compose")
+            .args(["-p", "dc129"])
+            .args(args)
+            .current_dir(&proj)
+            .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+            .env("PROXY_PORT", port.to_string())
+            // the Python SDK's build path, so the build goes through berth's /build API
+            .env("COMPOSE_DOCKER_CLI_BUILD", "0")
+            .env("DOCKER_BUILDKIT", "0")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run docker-compose");
+        common::Out { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }
+    };
+    struct DcDown<'a>(&'a dyn Fn(&[&str]) -> common::Out);
+    impl Drop for DcDown<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["down", "-v", "-t", "1"]);
+        }
+    }
+    let _down = DcDown(&dc);
+    // 1.29 has no --wait: up -d returns once the depends_on conditions held, then poll
+    dc(&["up", "-d"]).ok();
+    let mut ps = String::new();
+    for _ in 0..200 {
+        ps = d.berth(&["ps", "--format", "{{.Names}} {{.Status}}"]).ok().stdout;
+        if ps.matches("(healthy)").count() == 4 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ps.matches("(healthy)").count(), 4, "{ps}");
+    for n in ["dc129_app_1", "dc129_app_2", "dc129_db_1", "dc129_proxy_1"] {
+        assert!(ps.contains(n), "{n} missing: {ps}");
+    }
+    assert_eq!(replica_answers(port).len(), 2);
+    let logs = dc(&["logs", "--no-color", "proxy"]).ok().stdout;
+    assert!(logs.contains("proxy :8080 -> app:80"), "{logs}");
+    // berth compose sees the same project by its labels
+    let bps = compose(&d, &proj, &[("PROXY_PORT", &port.to_string())], &["-p", "dc129", "ps", "--services"]).ok().stdout;
+    assert_eq!(bps, "app\ndb\nproxy\n");
+    dc(&["down", "-v", "-t", "1"]).ok();
+    assert_clean(&d, "dc129");
+}
+
+/// A one-file project in a fresh directory.
+fn write_project(dir: &Path, name: &str, yaml: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(p.join("compose.yaml"), yaml).unwrap();
+    p
+}
+
+#[test]
+fn bad_compose_files_get_clear_errors() {
+    // HARDENING.md A5 #48: no daemon needed, `config` loads and validates only
+    let dir = std::env::temp_dir().join(format!("berth-compose-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |name: &str, yaml: &str, env: &[(&str, &str)]| -> common::Out {
+        let p = write_project(&dir, name, yaml);
+        let mut c = Command::new(common::BERTH);
+        c.args(["compose", "config"]).current_dir(&p).env("BERTH_HOST", "unix:///nonexistent.sock");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        common::Out { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }
+    };
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        ("unknown", "services:\n  web:\n    image: busybox\n    imagee: x\n".into(), vec!["compose.yaml:4", "services.web", "imagee"]),
+        ("badtype", "services:\n  web:\n    image: busybox\n    ports: 80\n".into(), vec!["compose.yaml:4", "services.web.ports", "invalid type"]),
+        ("cycle", "services:\n  a:\n    image: busybox\n    depends_on: [b]\n  b:\n    image: busybox\n    depends_on: [a]\n".into(), vec!["compose.yaml:4: services.a.depends_on: dependency cycle detected: a -> b -> a"]),
+        ("required", "services:\n  web:\n    image: busybox\n    environment:\n      - X=${NEEDED:?set NEEDED first}\n".into(), vec!["compose.yaml", "NEEDED", "set NEEDED first"]),
+        (
+            "laughs",
+            "x-a: &a [l, l, l, l, l, l, l, l, l]\nx-b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nx-c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nx-d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\nx-e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nx-f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\nx-g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nx-h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]\nservices:\n  web:\n    image: busybox\n    command: *h\n".into(),
+            vec!["compose.yaml", "repetition limit"],
+        ),
+        ("huge", format!("services:\n  web:\n    image: busybox\n# {}\n", "x".repeat(11 << 20)), vec!["compose.yaml", "larger than"]),
+        ("nested", format!("services:\n  web:\n    image: \"{}busybox{}\"\n", "${A:-".repeat(200), "}".repeat(200)), vec!["compose.yaml", "services.web.image"]),
+    ];
+    for (name, yaml, want) in cases {
+        let o = run(name, &yaml, &[]);
+        assert_eq!(o.code, 1, "{name}: exit code; stderr={}", o.stderr);
+        assert!(o.stdout.is_empty(), "{name}: nothing on stdout: {}", o.stdout);
+        for w in want {
+            assert!(o.stderr.contains(w), "{name}: {w:?} not in {:?}", o.stderr);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn files_profiles_env_orphans_and_oneoff_commands() {
+    let d = Daemon::start("compose-cmds");
+    let p = write_project(
+        &d.dir,
+        "cmds",
+        "services:\n  base:\n    image: busybox\n    command: sleep 600\n    stop_signal: SIGKILL\n    labels: ['tier=${TIER:-none}']\n  web:\n    extends: base\n    ports: ['127.0.0.1::80']\n    command: httpd -f -p 80\n  debug:\n    extends: base\n    profiles: [debug]\n",
+    );
+    std::fs::write(p.join("compose.override.yaml"), "services:\n  web:\n    environment: [FROM_OVERRIDE=1]\n").unwrap();
+    std::fs::write(p.join("other.env"), "TIER=gold\n").unwrap();
+    let c = |args: &[&str]| compose(&d, &p, &[], args);
+    let _down = Down(&d, p.clone(), vec![], "cmds");
+    c(&["-p", "cmds", "--env-file", "other.env", "up", "-d"]).ok();
+    let names = d.berth(&["ps", "--format", "{{.Names}}"]).ok().stdout;
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["cmds-base-1", "cmds-web-1"], "the debug profile is off");
+    assert_eq!(d.berth(&["inspect", "-f", "{{index .Config.Labels \"tier\"}}", "cmds-web-1"]).ok().stdout.trim(), "gold");
+    let env = d.berth(&["inspect", "-f", "{{json .Config.Env}}", "cmds-web-1"]).ok().stdout;
+    assert!(env.contains("FROM_OVERRIDE=1"), "override file merged: {env}");
+    let port = c(&["-p", "cmds", "port", "web", "80"]).ok().stdout;
+    assert!(port.trim().starts_with("127.0.0.1:"), "{port}");
+    // a profile's service starts when named or with --profile
+    c(&["-p", "cmds", "--profile", "debug", "up", "-d", "debug"]).ok();
+    assert!(d.berth(&["ps", "--format", "{{.Names}}"]).ok().stdout.contains("cmds-debug-1"));
+    // -f with only the base file: web has no override env any more, so it is recreated
+    let before = ids(&d, "web");
+    c(&["-p", "cmds", "-f", "compose.yaml", "up", "-d", "web"]).ok();
+    assert_ne!(ids(&d, "web"), before);
+    // top, images, kill, rm
+    assert!(c(&["-p", "cmds", "top", "base"]).ok().stdout.contains("sleep 600"));
+    assert!(c(&["-p", "cmds", "images"]).ok().stdout.contains("busybox"));
+    c(&["-p", "cmds", "kill", "base"]).ok();
+    c(&["-p", "cmds", "rm", "-f", "base"]).ok();
+    assert!(ids(&d, "base").is_empty());
+    // orphans: a file without `debug` and `base` warns, --remove-orphans removes them
+    std::fs::write(p.join("small.yaml"), "services:\n  web:\n    image: busybox\n    command: httpd -f -p 80\n").unwrap();
+    let up = c(&["-p", "cmds", "-f", "small.yaml", "up", "-d"]).ok();
+    assert!(up.stderr.contains("Found orphan containers") && up.stderr.contains("cmds-debug-1"), "{}", up.stderr);
+    c(&["-p", "cmds", "-f", "small.yaml", "up", "-d", "--remove-orphans"]).ok();
+    assert!(ids(&d, "debug").is_empty());
+    // run: one-off container with the oneoff label, removed with --rm
+    let out = c(&["-p", "cmds", "-f", "small.yaml", "run", "-d", "web", "sleep", "30"]).ok().stdout;
+    assert!(out.trim().starts_with("cmds-web-run-"), "{out}");
+    let oneoff = d.berth(&["inspect", "-f", "{{index .Config.Labels \"com.docker.compose.oneoff\"}}", out.trim()]).ok().stdout;
+    assert_eq!(oneoff.trim(), "True");
+    c(&["-p", "cmds", "-f", "small.yaml", "down", "-t", "1"]).ok();
+    assert_clean(&d, "cmds");
+}
