@@ -349,3 +349,94 @@ fn files_profiles_env_orphans_and_oneoff_commands() {
     c(&["-p", "cmds", "-f", "small.yaml", "down", "-t", "1"]).ok();
     assert_clean(&d, "cmds");
 }
+
+#[test]
+fn service_keys_reach_the_container() {
+    let d = Daemon::start("compose-keys");
+    let p = write_project(
+        &d.dir,
+        "keys",
+        r#"services:
+  init:
+    image: busybox
+    command: sh -c "echo migrated > /shared/migrated"
+    volumes: [shared:/shared]
+  app:
+    image: busybox
+    entrypoint: ["sh", "-c"]
+    command: ["cat /run/secrets/token /etc/app.conf /site/index.html /shared/migrated; exec sleep 1000"]
+    hostname: apphost
+    user: "1000:1000"
+    working_dir: /tmp
+    init: true
+    env_file: [app.env]
+    extra_hosts: ["db.local:10.1.2.3"]
+    tmpfs: [/scratch]
+    restart: unless-stopped
+    stop_grace_period: 1s
+    volumes:
+      - ./site:/site:ro
+      - shared:/shared
+      - type: tmpfs
+        target: /fast
+        tmpfs: {size: 1m}
+    secrets: [token]
+    configs:
+      - source: appconf
+        target: /etc/app.conf
+    networks:
+      front:
+        aliases: [api]
+      back: {}
+    depends_on:
+      init: {condition: service_completed_successfully}
+  probe:
+    image: busybox
+    command: sleep 1000
+    stop_signal: SIGKILL
+    networks: [front]
+networks:
+  front: {}
+  back:
+    internal: true
+volumes:
+  shared:
+secrets:
+  token: {file: ./token.txt}
+configs:
+  appconf: {file: ./app.conf}
+"#,
+    );
+    std::fs::write(p.join("token.txt"), "secret-value\n").unwrap();
+    std::fs::write(p.join("app.conf"), "cfg: 1\n").unwrap();
+    std::fs::write(p.join("app.env"), "FROM_FILE=yes\n").unwrap();
+    std::fs::create_dir_all(p.join("site")).unwrap();
+    std::fs::write(p.join("site/index.html"), "bound\n").unwrap();
+    // run from a subdirectory: the file is found in the parent, the project is named after it
+    let sub = p.join("site");
+    let c = |args: &[&str]| compose(&d, &sub, &[], args);
+    let _down = Down(&d, sub.clone(), vec![], "keys");
+    c(&["up", "-d", "--wait"]).ok();
+    // the one-shot init ran to completion before app started
+    let logs = c(&["logs", "--no-log-prefix", "app"]).ok().stdout;
+    assert_eq!(logs, "secret-value\ncfg: 1\nbound\nmigrated\n");
+    let info = d
+        .berth(&["inspect", "-f", "{{.Config.Hostname}} {{.Config.User}} {{.Config.WorkingDir}} {{.HostConfig.Init}} {{.HostConfig.RestartPolicy.Name}}", "keys-app-1"])
+        .ok()
+        .stdout;
+    assert_eq!(info.trim(), "apphost 1000:1000 /tmp true unless-stopped");
+    let inside = c(&["exec", "-T", "app", "sh", "-c", "id -u; pwd; grep db.local /etc/hosts; mount | grep -c -E ' /(scratch|fast) type tmpfs'; echo $FROM_FILE"]).ok().stdout;
+    let lines: Vec<&str> = inside.lines().collect();
+    assert_eq!(lines[0], "1000");
+    assert_eq!(lines[1], "/tmp");
+    assert!(lines[2].starts_with("10.1.2.3"), "{inside}");
+    assert_eq!(lines[3], "2", "{inside}");
+    assert_eq!(lines[4], "yes");
+    // network aliases: another service finds app by its alias and by service name
+    for name in ["api", "app", "keys-app-1"] {
+        let out = c(&["exec", "-T", "probe", "nslookup", name]).stdout;
+        assert!(out.contains("Address: 172.") || out.contains("Address: 10."), "{name}: {out}");
+    }
+    c(&["down", "-v", "-t", "1"]).ok();
+    assert_clean(&d, "keys");
+}

@@ -938,7 +938,7 @@ async fn wait_condition(c: &Client, dep: &str, ids: &[String], condition: &str) 
                 }
                 _ => break,
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     Ok(())
@@ -1079,7 +1079,7 @@ async fn wait_ready(c: &Client, ids: &[String]) -> Result<()> {
                 }
                 _ => {}
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await

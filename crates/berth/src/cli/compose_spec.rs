@@ -263,6 +263,19 @@ fn create_body_inner(p: &Project, service: &str, svc: &Service, number: u64, o: 
             None => bail!("restart: invalid restart policy {r:?}"),
         },
     };
+    // `deploy.restart_policy` wins over `restart`, as in Docker Compose
+    let restart = match svc.deploy.as_ref().and_then(|d| d.other.get("restart_policy")) {
+        Some(rp) if !o.oneoff => {
+            let max = rp.get("max_attempts").and_then(|m| m.as_i64().or_else(|| m.as_str().and_then(|s| s.parse().ok()))).unwrap_or(0);
+            match rp.get("condition").and_then(|c| c.as_str()).unwrap_or("any") {
+                "none" => json!({"Name": "", "MaximumRetryCount": 0}),
+                "on-failure" => json!({"Name": "on-failure", "MaximumRetryCount": max}),
+                "any" => json!({"Name": "always", "MaximumRetryCount": 0}),
+                other => bail!("deploy.restart_policy.condition: invalid value {other:?}"),
+            }
+        }
+        _ => restart,
+    };
     hc.insert("RestartPolicy".into(), restart);
     if let Some(i) = svc.init {
         hc.insert("Init".into(), json!(i));
@@ -634,6 +647,13 @@ mod tests {
         let c = project("services:\n  s:\n    image: busybox\n    command: sleep 1\n");
         assert_eq!(config_hash(&a.services["s"]), config_hash(&b.services["s"]));
         assert_ne!(config_hash(&a.services["s"]), config_hash(&c.services["s"]));
+    }
+
+    #[test]
+    fn deploy_restart_policy_wins() {
+        let p = project("services:\n  s:\n    image: busybox\n    restart: always\n    deploy:\n      restart_policy: {condition: on-failure, max_attempts: 4}\n");
+        let b = create_body(&p, "s", &p.services["s"], 1, &Overrides::default()).unwrap();
+        assert_eq!(b["HostConfig"]["RestartPolicy"], json!({"Name": "on-failure", "MaximumRetryCount": 4}));
     }
 
     #[test]
