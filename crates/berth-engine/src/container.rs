@@ -222,6 +222,7 @@ impl Engine {
 
     /// `POST /containers/create`.
     pub fn create_container(&self, name: Option<&str>, body: ContainerCreateBody) -> Result<(String, Vec<String>)> {
+        berth_runtime::timing::mark("daemon: create begin");
         let image_name = body.image.clone().unwrap_or_default();
         if image_name.is_empty() {
             return Err(EngineError::invalid("Config cannot be empty in order to create a container"));
@@ -373,13 +374,15 @@ impl Engine {
             // The init layer holds the mount points berth adds (hosts, resolv.conf, /proc, ...),
             // so they never show up in the writable layer, `diff` or `commit` (Docker's -init).
             let init_key = format!("init:{id}");
-            self.snapshots.create_layer(&init_key, img.top_chain().as_deref(), |dir| {
+            self.snapshots.prepare_with_init(&snapshot, &init_key, img.top_chain().as_deref(), |dir| {
                 write_init_layer(dir)?;
                 Ok(0)
             })?;
-            self.snapshots.prepare(&snapshot, Some(&init_key))?;
+            berth_runtime::timing::mark("daemon: snapshots");
             self.prepare_volumes(&mut rec)?;
+            berth_runtime::timing::mark("daemon: rw layer+volumes");
             self.prepare_network(&mut rec, endpoints_cfg.clone())?;
+            berth_runtime::timing::mark("daemon: network prepared");
             self.save(&rec)?;
             Ok(())
         })();
@@ -392,6 +395,7 @@ impl Engine {
             .map_err(|_| EngineError::internal("lock"))?
             .insert(id.clone(), Arc::new(Mutex::new(rec)));
         self.events.emit("container", "create", &id, &[("image", &image_name), ("name", &name)]);
+        berth_runtime::timing::mark("daemon: create done");
         Ok((id, warnings))
     }
 
@@ -401,9 +405,14 @@ impl Engine {
         if b.get::<String>(NAMES, &rec.name)?.as_deref() == Some(rec.id.as_str()) {
             b.delete(NAMES, &rec.name)?;
         }
+        let rw = self.snapshots.remove_in(&mut b, &rec.snapshot)?;
+        let init = self.snapshots.remove_in(&mut b, &format!("init:{}", rec.id))?;
         b.commit()?;
-        self.snapshots.remove(&rec.snapshot)?;
-        self.snapshots.remove(&format!("init:{}", rec.id))?;
+        berth_runtime::timing::mark("daemon: purge committed");
+        for d in rw.into_iter().chain(init) {
+            crate::snapshot::remove_tree(&d)?;
+        }
+        berth_runtime::timing::mark("daemon: purge snapshots removed");
         let _ = std::fs::remove_dir_all(self.ctr_dir(&rec.id));
         let _ = std::fs::remove_dir_all(self.state_dir(&rec.id));
         Ok(())
@@ -471,9 +480,10 @@ impl Engine {
         } else {
             hosts
         };
-        crate::content::write_atomic(&dir.join("hostname"), format!("{hostname}\n").as_bytes())?;
-        crate::content::write_atomic(&dir.join("hosts"), hosts.as_bytes())?;
-        crate::content::write_atomic(&dir.join("resolv.conf"), resolv.as_bytes())?;
+        // Rewritten at every start: no flush needed.
+        crate::content::write_replace(&dir.join("hostname"), format!("{hostname}\n").as_bytes())?;
+        crate::content::write_replace(&dir.join("hosts"), hosts.as_bytes())?;
+        crate::content::write_replace(&dir.join("resolv.conf"), resolv.as_bytes())?;
         let mut mounts = vec![];
         for (f, dst) in [("resolv.conf", "/etc/resolv.conf"), ("hostname", "/etc/hostname"), ("hosts", "/etc/hosts")] {
             mounts.push(MountConfig {
@@ -542,7 +552,7 @@ impl Engine {
         let stop_signal = parse_signal(cfg.stop_signal.as_deref().unwrap_or("SIGTERM"))?;
         Ok(berth_runtime::ContainerConfig {
             id: rec.id.clone(),
-            rootfs: RootfsMount { fstype: m.fstype, source: m.source, options: m.options },
+            rootfs: RootfsMount { fstype: m.fstype, source: m.source, options: rootfs_options(m.options, hc.auto_remove.unwrap_or(false)) },
             process: ProcessConfig {
                 args: argv,
                 env,
@@ -618,6 +628,7 @@ impl Engine {
     }
 
     fn start_locked(self: &Arc<Self>, rec: &mut ContainerRecord) -> Result<()> {
+        berth_runtime::timing::mark("daemon: start begin");
         let netmode = match self.setup_network(rec) {
             Ok(m) => m,
             Err(e) => {
@@ -626,6 +637,7 @@ impl Engine {
                 return Err(e);
             }
         };
+        berth_runtime::timing::mark("daemon: network set up");
         let cfg = match self.runtime_config_net(rec, Some(netmode)) {
             Ok(c) => c,
             Err(e) => {
@@ -635,6 +647,7 @@ impl Engine {
                 return Err(e);
             }
         };
+        berth_runtime::timing::mark("daemon: runtime config");
         let state_dir = self.state_dir(&rec.id);
         let _ = std::fs::remove_dir_all(&state_dir);
         std::fs::create_dir_all(&state_dir)?;
@@ -675,9 +688,11 @@ impl Engine {
             if let Ok(mut g) = self.created_gate.lock() {
                 g.remove(&rec.id);
             }
+            berth_runtime::timing::mark("daemon: attach gate passed");
             let shim = berth_runtime::Shim::connect(&state_dir)?
                 .ok_or_else(|| berth_runtime::RuntimeError::Shim("shim exited before start".into()))?;
             shim.start()?;
+            berth_runtime::timing::mark("daemon: shim started");
             Ok(st)
         });
         match launched {
@@ -699,9 +714,13 @@ impl Engine {
                 rec.manually_stopped = false;
                 rec.has_been_started = true;
                 self.save(rec)?;
+                if rec.state.health.is_some() {
+                    self.watch_health(&rec.id, "starting");
+                }
                 self.events.emit("container", "start", &rec.id, &[("image", rec.config.image.as_deref().unwrap_or("")), ("name", &rec.name)]);
                 self.spawn_monitor(rec.id.clone());
                 self.notify_state();
+                berth_runtime::timing::mark("daemon: start done");
                 Ok(())
             }
             Err(e) => {
@@ -761,6 +780,7 @@ impl Engine {
     }
 
     fn on_exit(self: &Arc<Self>, id: &str, status: Option<berth_runtime::ExitStatus>) {
+        berth_runtime::timing::mark("daemon: on_exit");
         let Ok(c) = self.get_container(id) else { return };
         let (restart, auto_remove) = {
             let Ok(mut rec) = c.lock() else { return };
@@ -774,8 +794,11 @@ impl Engine {
                 None => (255, false),
             };
             rec.state.health = self.live_health(&rec);
+            self.unwatch_health(&rec.id);
             self.cleanup_runtime(&rec.id);
+            berth_runtime::timing::mark("daemon: exit runtime cleaned");
             self.teardown_network(&mut rec);
+            berth_runtime::timing::mark("daemon: exit network down");
             rec.state.running = false;
             rec.state.paused = false;
             rec.state.pid = 0;
@@ -784,6 +807,7 @@ impl Engine {
             rec.state.status = "exited".into();
             rec.state.finished_at = status.as_ref().map(|s| s.finished_at.clone()).filter(|s| !s.is_empty()).unwrap_or_else(now);
             let _ = self.save(&rec);
+            berth_runtime::timing::mark("daemon: exit saved");
             let img = rec.config.image.clone().unwrap_or_default();
             if oom {
                 self.events.emit("container", "oom", id, &[("image", &img), ("name", &rec.name)]);
@@ -838,6 +862,26 @@ impl Engine {
         }
     }
 
+    /// Emit `health_status` events for container `id` from now on (it has a health check).
+    fn watch_health(self: &Arc<Self>, id: &str, status: &str) {
+        let w = self.health_watch.get_or_init(|| match crate::health_watch::HealthWatch::start(Arc::downgrade(self)) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::error!("health_status events unavailable: {e}");
+                None
+            }
+        });
+        if let Some(w) = w {
+            w.watch(self, id, status);
+        }
+    }
+
+    fn unwatch_health(&self, id: &str) {
+        if let Some(Some(w)) = self.health_watch.get() {
+            w.unwatch(id);
+        }
+    }
+
     /// Wake everything waiting for a container state change.
     pub fn notify_state(&self) {
         let _ = self.state_tx.send_modify(|n| *n += 1);
@@ -857,6 +901,9 @@ impl Engine {
             match berth_runtime::Shim::connect(&sd) {
                 Ok(Some(_)) => {
                     tracing::info!(container = %rec.id, "reconnected to running shim");
+                    if let Some(h) = self.live_health(&rec) {
+                        self.watch_health(&rec.id, &h.status);
+                    }
                     self.spawn_monitor(rec.id.clone());
                 }
                 _ => {
@@ -1010,6 +1057,7 @@ impl Engine {
 
     /// `DELETE /containers/{id}`.
     pub fn remove_container(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
+        berth_runtime::timing::mark("daemon: remove begin");
         let c = self.get_container(name)?;
         let rec = {
             let mut rec = c.lock().map_err(|_| EngineError::internal("lock"))?;
@@ -1035,9 +1083,12 @@ impl Engine {
             rec.clone()
         };
         self.cleanup_runtime(&rec.id);
+        berth_runtime::timing::mark("daemon: rm runtime cleaned");
         let mut rec = rec;
         self.teardown_network(&mut rec);
+        berth_runtime::timing::mark("daemon: rm network down");
         self.purge_container(&rec)?;
+        berth_runtime::timing::mark("daemon: rm purged");
         if let Err(e) = self.release_volumes(&rec, volumes || rec.host_config.auto_remove.unwrap_or(false)) {
             tracing::warn!(container = %rec.id, "releasing volumes: {e}");
         }
@@ -1052,6 +1103,7 @@ impl Engine {
         }
         self.events.emit("container", "destroy", &rec.id, &[("name", &rec.name), ("image", rec.config.image.as_deref().unwrap_or(""))]);
         self.notify_state();
+        berth_runtime::timing::mark("daemon: remove done");
         Ok(())
     }
 
@@ -1182,6 +1234,17 @@ impl Engine {
 }
 
 /// Docker's init layer: mount points for what the runtime mounts, and `/.dockerenv`.
+/// Overlay options of a container's root. A `--rm` container's writable layer is deleted when it
+/// exits, so it is mounted `volatile` (as Podman does): no fsync or syncfs reaches the host disk
+/// for it, and unmounting it does not flush the whole upper filesystem. Containers whose layer
+/// outlives them keep every sync.
+fn rootfs_options(mut opts: Vec<String>, auto_remove: bool) -> Vec<String> {
+    if auto_remove && opts.iter().any(|o| o.starts_with("upperdir=")) {
+        opts.push("volatile".into());
+    }
+    opts
+}
+
 fn write_init_layer(dir: &std::path::Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for d in ["dev", "dev/pts", "dev/shm", "proc", "sys", "etc"] {

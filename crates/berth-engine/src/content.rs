@@ -176,6 +176,24 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Replace a small file atomically but without flushing it (temp → rename): for files that are
+/// regenerated whenever they are needed (a container's hosts, hostname and resolv.conf, written
+/// at each start), where losing the newest version to a power cut costs nothing.
+pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let tmp = dir.join(format!(
+        ".{}.tmp{:08x}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
+        rand::random::<u32>()
+    ));
+    fs::write(&tmp, bytes)?;
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    Ok(())
+}
+
 /// Write a small file atomically (temp → fsync → rename → fsync dir).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));

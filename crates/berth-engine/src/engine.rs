@@ -138,6 +138,8 @@ pub struct Engine {
     pub net: Option<berth_network::NetManager>,
     pub(crate) net_lock: Mutex<()>,
     pub started: chrono::DateTime<chrono::Utc>,
+    /// `health_status` events (started with the first container that has a health check).
+    pub(crate) health_watch: std::sync::OnceLock<Option<Arc<crate::health_watch::HealthWatch>>>,
 }
 
 impl Engine {
@@ -197,6 +199,7 @@ impl Engine {
             net,
             net_lock: Mutex::new(()),
             started: chrono::Utc::now(),
+            health_watch: std::sync::OnceLock::new(),
         });
         eng.init_networks()?;
         Ok(eng)

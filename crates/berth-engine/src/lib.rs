@@ -12,6 +12,7 @@ pub mod digest;
 pub mod distribution;
 pub mod engine;
 pub mod fsops;
+mod health_watch;
 pub mod error;
 pub mod image;
 pub mod meta;

@@ -534,7 +534,7 @@ impl NetManager {
         };
         let mut first_err = None;
         for n in nets {
-            if let Err(e) = self.disconnect(container_id, &n) {
+            if let Err(e) = self.disconnect_with(container_id, &n, false) {
                 tracing::warn!(container = container_id, network = %n, error = %e, "disconnect failed");
                 first_err.get_or_insert(e);
             }
@@ -766,6 +766,33 @@ impl NetManager {
         Ok(nl.set_up(idx)?)
     }
 
+    fn delete_veth_later(&self, name: &str) {
+        let found = Netlink::open().and_then(|mut nl| {
+            Ok(nl.links()?.into_iter().find(|l| l.name == name && self.is_ours(l)).map(|l| l.index))
+        });
+        let index = match found {
+            Ok(Some(i)) => i,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(veth = name, error = %e, "could not find veth");
+                return;
+            }
+        };
+        fn del(index: u32, name: &str) {
+            if let Err(e) = Netlink::open().and_then(|mut nl| nl.del_link(index)) {
+                tracing::warn!(veth = name, error = %e, "could not delete veth");
+            }
+        }
+        let owned = name.to_string();
+        let spawned = std::thread::Builder::new()
+            .name("veth-del".into())
+            .stack_size(64 << 10)
+            .spawn(move || del(index, &owned));
+        if spawned.is_err() {
+            del(index, name); // no thread to be had: now, then
+        }
+    }
+
     fn delete_veth(&self, name: &str) {
         let r = Netlink::open().and_then(|mut nl| {
             match nl.links()?.into_iter().find(|l| l.name == name) {
@@ -873,6 +900,15 @@ impl NetManager {
     /// Disconnect a container from a network: delete the veth pair, free the address and
     /// host ports, drop the rules and DNS records.
     pub fn disconnect(&self, container_id: &str, network_id: &str) -> Result<()> {
+        self.disconnect_with(container_id, network_id, true)
+    }
+
+    /// `wait: false` (the container is gone): the veth is deleted in the background. Deleting
+    /// a network device waits for RCU grace periods (tens of milliseconds), which would
+    /// otherwise sit on the exit path of every container. The address and ports are free at
+    /// once; the device is found by index, so a new endpoint with the same name (a restart)
+    /// is never the one deleted, and `plumb` removes a leftover of that name itself.
+    fn disconnect_with(&self, container_id: &str, network_id: &str, wait: bool) -> Result<()> {
         let mut st = self.lock();
         let key = (network_id.to_string(), container_id.to_string());
         let Some(eps) = st.endpoints.remove(&key) else {
@@ -898,7 +934,11 @@ impl NetManager {
         let r1 = self.apply_rules(&st);
         crash_point("disconnect:rules");
         flush_udp(&eps.ep.ports);
-        self.delete_veth(&eps.ep.veth_host);
+        if wait {
+            self.delete_veth(&eps.ep.veth_host);
+        } else {
+            self.delete_veth_later(&eps.ep.veth_host);
+        }
         let r2 = self.refresh_dns(&st, None);
         let r3 = self.restore_default_route(&st, container_id);
         tracing::info!(

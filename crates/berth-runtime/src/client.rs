@@ -220,20 +220,17 @@ impl Response {
 }
 
 /// Write `bytes` to `path` so that readers see the old content or the new one, never a mix.
+///
+/// No fsync: everything written here lives in a state dir under the exec root (tmpfs,
+/// `/run/berth`), whose contents matter only while the machine is up. A SIGKILL of the daemon or
+/// the shim cannot lose page-cache data, and after a power loss no container is left to describe.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
     }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    std::fs::rename(&tmp, path)
 }
 
 /// Read the container description the daemon stored in `state_dir`.
@@ -302,6 +299,7 @@ fn launch(
             Ok(())
         });
     }
+    crate::timing::mark("daemon: spawn shim");
     let mut child = cmd
         .spawn()
         .map_err(io(format!("spawn {}", exe.display())))?;
@@ -319,6 +317,7 @@ fn launch(
             log.lines().last().unwrap_or("no log")
         )));
     }
+    crate::timing::mark("daemon: shim reported");
     let resp: Response =
         serde_json::from_str(&line).map_err(|e| RuntimeError::Shim(e.to_string()))?;
     response_result(&resp)?;

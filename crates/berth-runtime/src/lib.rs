@@ -149,6 +149,7 @@ pub mod health;
 pub mod logs;
 mod shim;
 pub mod spec;
+pub mod timing;
 
 pub use cgroup::{Cgroup, CgroupError, Stats};
 pub use client::{

@@ -97,6 +97,7 @@ fn nixe(what: impl std::fmt::Display) -> impl FnOnce(nix::Error) -> ShimError {
 
 /// Entry point of `berth shim <state_dir>`. Never returns.
 pub fn shim_main(state_dir: &Path) -> ! {
+    crate::timing::mark("shim: main");
     let code = match run(state_dir) {
         Ok(()) => 0,
         Err(e) => {
@@ -146,6 +147,7 @@ fn run(state_dir: &Path) -> Result<(), ShimError> {
         }
         nix::unistd::ForkResult::Child => {}
     }
+    crate::timing::mark("shim: daemonized");
     let _ = nix::unistd::setsid();
     redirect_stdio(state_dir);
     nix::unistd::chdir(state_dir).map_err(nixe(state_dir.display()))?;
@@ -166,6 +168,7 @@ fn run(state_dir: &Path) -> Result<(), ShimError> {
             };
             trim_resident();
             report(&mut ready, &resp);
+            crate::timing::mark("shim: ready reported");
             drop(ready);
             shim.run_loop();
             Ok(())
@@ -851,6 +854,7 @@ impl Backend {
                 let console = stdio.console.as_ref().map(|(_, p)| p.clone());
                 let child = stdio.child.take();
                 in_helper(move || {
+                    crate::timing::mark("helper: create begin");
                     let mut b = ContainerBuilder::new(cfg.id.clone(), SyscallType::Linux)
                         .with_root_path(root.clone())
                         .map_err(|e| ShimError::other(e.to_string()))?;
@@ -866,6 +870,7 @@ impl Backend {
                         .with_detach(true)
                         .build()
                         .map_err(|e| classify(e.to_string()))?;
+                    crate::timing::mark("helper: create built");
                     c.pid()
                         .map(|p| p.as_raw())
                         .ok_or_else(|| ShimError::other("runtime reported no pid"))
@@ -1122,6 +1127,7 @@ struct Exec {
 fn prepare_bundle(cfg: &ContainerConfig, state_dir: &Path) -> Result<(), ShimError> {
     let rootfs = state_dir.join(ROOTFS_DIR);
     mount_rootfs(cfg, &rootfs)?;
+    crate::timing::mark("helper: rootfs mounted");
     let user = spec::resolve_user(&rootfs, &cfg.process.user).map_err(|e| ShimError::Start {
         message: e.to_string(),
         reason: StartFailure::InvalidConfig,
@@ -1358,7 +1364,9 @@ impl Shim {
         // Mounting, resolving and checking touch a lot of code: do it in a helper process so
         // none of it stays resident in the shim.
         tracing::debug!("preparing bundle");
+        crate::timing::mark("shim: bundle helper");
         in_helper(|| prepare_bundle(&cfg, state_dir).map(|_| 0)).map_err(fail)?;
+        crate::timing::mark("shim: bundle ready");
         tracing::debug!("bundle ready");
 
         let log_default = crate::client::log_path(state_dir, &cfg);
@@ -1477,7 +1485,9 @@ impl Shim {
         if self.status != Status::Created {
             return Err(ShimError::other("container already started"));
         }
+        crate::timing::mark("shim: start begin");
         self.backend.start(&self.cfg, &self.state_dir)?;
+        crate::timing::mark("shim: start done");
         tracing::debug!("container started");
         self.status = Status::Running;
         self.started_at = Some(now());
@@ -2170,6 +2180,7 @@ impl Shim {
 
     fn on_reaped(&mut self, pid: i32, code: i32, signal: Option<i32>) {
         if pid == self.init_pid {
+            crate::timing::mark("shim: init reaped");
             self.init_exit = Some((code, signal));
             self.init_pidfd = None;
             return;
@@ -2275,7 +2286,9 @@ impl Shim {
         tracing::debug!("container exited");
         let cg = Cgroup::for_path(&cgroups_path(&self.cfg));
         let oom_killed = cg.oom_kill_count() > 0;
+        crate::timing::mark("shim: teardown begin");
         self.rootfs_pin = teardown(&self.state_dir, &self.cfg, Some(&self.backend));
+        crate::timing::mark("shim: teardown done");
         tracing::debug!("torn down");
         let exit = ExitStatus {
             exit_code: code,
@@ -2306,6 +2319,7 @@ impl Shim {
             }
         }
         self.exit = Some(exit);
+        crate::timing::mark("shim: exit recorded");
     }
 }
 

@@ -14,6 +14,7 @@ fn main() {
     if args.len() >= 3 && args[1] == "shim" {
         berth_runtime::shim_main(std::path::Path::new(&args[2]));
     }
+    berth_runtime::timing::mark("cli: main");
     let cli = cli::Cli::parse();
     if let cli::Command::Daemon(a) = cli.cmd {
         if let Err(e) = daemon::run(cli.host, a) {
@@ -49,6 +50,7 @@ fn main() {
             }
         }
     };
+    berth_runtime::timing::mark("cli: exit");
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
     std::process::exit(code);
 }

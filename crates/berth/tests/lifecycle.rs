@@ -259,6 +259,17 @@ fn health_checks_run_and_show_in_ps_and_inspect() {
     assert!(d.berth(&["ps"]).ok().stdout.contains("(healthy)"));
     let f = d.berth(&["ps", "-q", "--filter", "health=healthy"]).ok().stdout;
     assert_eq!(f.lines().count(), 1);
+    // each change of status is a health_status event, as Docker sends them
+    let now = chrono_now_secs().to_string();
+    let ev = d
+        .berth(&["events", "--since", "0", "--until", &now, "--filter", "event=health_status", "--format", "{{.Action}} {{.Actor.Attributes.name}}"])
+        .ok()
+        .stdout;
+    assert_eq!(ev, "health_status: unhealthy hc\nhealth_status: healthy hc\n");
+}
+
+fn chrono_now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1
 }
 
 #[test]

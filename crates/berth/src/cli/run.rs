@@ -704,6 +704,7 @@ pub async fn run(c: &Client, a: RunArgs, start: bool) -> Result<()> {
         }
         Err(e) => return Err(fail(e)),
     };
+    berth_runtime::timing::mark("cli: created");
     let id = created["Id"].as_str().unwrap_or("").to_string();
     for w in created["Warnings"].as_array().into_iter().flatten() {
         if let Some(w) = w.as_str() {
@@ -730,6 +731,7 @@ pub async fn run(c: &Client, a: RunArgs, start: bool) -> Result<()> {
         if a.interactive { "&stdin=1" } else { "" }
     );
     let conn = c.hijack(&attach_q, None).await.map_err(fail)?;
+    berth_runtime::timing::mark("cli: attached");
     let cond = if a.rm { "removed" } else { "next-exit" };
     let wc = c.clone();
     let wid = id.clone();
@@ -751,12 +753,14 @@ pub async fn run(c: &Client, a: RunArgs, start: bool) -> Result<()> {
         }
         return Err(Exit(code).into());
     }
+    berth_runtime::timing::mark("cli: started");
     let raw = if a.tty && a.interactive { crate::cli::containers::RawTerminal::enter().ok() } else { None };
     if a.tty {
         crate::cli::containers::spawn_resize_watcher(c.clone(), format!("/containers/{id}/resize"));
     }
     crate::cli::containers::pump(conn, a.interactive, a.tty).await?;
     drop(raw);
+    berth_runtime::timing::mark("cli: output done");
     let status = match waiter.await {
         Ok(Ok(v)) => v["StatusCode"].as_i64().unwrap_or(0),
         Ok(Err(e)) => {
@@ -768,6 +772,7 @@ pub async fn run(c: &Client, a: RunArgs, start: bool) -> Result<()> {
         }
         Err(e) => return Err(anyhow!(e)),
     };
+    berth_runtime::timing::mark("cli: waited");
     if status != 0 {
         return Err(Exit(status as i32).into());
     }
