@@ -289,6 +289,13 @@ fn bad_compose_files_get_clear_errors() {
         ("huge", format!("services:\n  web:\n    image: busybox\n# {}\n", "x".repeat(11 << 20)), vec!["compose.yaml", "larger than"]),
         ("nested", format!("services:\n  web:\n    image: \"{}busybox{}\"\n", "${A:-".repeat(200), "}".repeat(200)), vec!["compose.yaml", "services.web.image"]),
     ];
+    // interpolation is one pass (as in Docker Compose): `.env` variables naming each other
+    // cannot loop
+    let p = write_project(&dir, "loop", "services:\n  s:\n    image: busybox\n    environment:\n      A: ${A}\n      B: ${B}\n");
+    std::fs::write(p.join(".env"), "A=${B}\nB=${A}x\n").unwrap();
+    let o = run("loop", "services:\n  s:\n    image: busybox\n    environment:\n      A: ${A}\n      B: ${B}\n", &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("A: ''") && o.stdout.contains("B: x"), "{}", o.stdout);
     for (name, yaml, want) in cases {
         let o = run(name, &yaml, &[]);
         assert_eq!(o.code, 1, "{name}: exit code; stderr={}", o.stderr);
@@ -306,7 +313,7 @@ fn files_profiles_env_orphans_and_oneoff_commands() {
     let p = write_project(
         &d.dir,
         "cmds",
-        "services:\n  base:\n    image: busybox\n    command: sleep 600\n    stop_signal: SIGKILL\n    labels: ['tier=${TIER:-none}']\n  web:\n    extends: base\n    ports: ['127.0.0.1::80']\n    command: httpd -f -p 80\n  debug:\n    extends: base\n    profiles: [debug]\n",
+        "services:\n  base:\n    image: busybox\n    command: sleep 600\n    stop_signal: SIGKILL\n    labels: ['tier=${TIER:-none}']\n  web:\n    extends: base\n    ports: ['127.0.0.1::80']\n    command: httpd -f -p 80\n    volumes: [/keep]\n  debug:\n    extends: base\n    profiles: [debug]\n",
     );
     std::fs::write(p.join("compose.override.yaml"), "services:\n  web:\n    environment: [FROM_OVERRIDE=1]\n").unwrap();
     std::fs::write(p.join("other.env"), "TIER=gold\n").unwrap();
@@ -325,10 +332,13 @@ fn files_profiles_env_orphans_and_oneoff_commands() {
     // a profile's service starts when named or with --profile
     c(&["-p", "cmds", "--profile", "debug", "up", "-d", "debug"]).ok();
     assert!(d.berth(&["ps", "--format", "{{.Names}}"]).ok().stdout.contains("cmds-debug-1"));
-    // -f with only the base file: web has no override env any more, so it is recreated
+    // -f with only the base file: web has no override env any more, so it is recreated,
+    // keeping its anonymous volume
+    c(&["-p", "cmds", "exec", "-T", "web", "sh", "-c", "echo kept > /keep/f"]).ok();
     let before = ids(&d, "web");
     c(&["-p", "cmds", "-f", "compose.yaml", "up", "-d", "web"]).ok();
     assert_ne!(ids(&d, "web"), before);
+    assert_eq!(c(&["-p", "cmds", "exec", "-T", "web", "cat", "/keep/f"]).ok().stdout, "kept\n");
     // top, images, kill, rm
     assert!(c(&["-p", "cmds", "top", "base"]).ok().stdout.contains("sleep 600"));
     assert!(c(&["-p", "cmds", "images"]).ok().stdout.contains("busybox"));
@@ -346,7 +356,7 @@ fn files_profiles_env_orphans_and_oneoff_commands() {
     assert!(out.trim().starts_with("cmds-web-run-"), "{out}");
     let oneoff = d.berth(&["inspect", "-f", "{{index .Config.Labels \"com.docker.compose.oneoff\"}}", out.trim()]).ok().stdout;
     assert_eq!(oneoff.trim(), "True");
-    c(&["-p", "cmds", "-f", "small.yaml", "down", "-t", "1"]).ok();
+    c(&["-p", "cmds", "-f", "small.yaml", "down", "-v", "-t", "1"]).ok();
     assert_clean(&d, "cmds");
 }
 

@@ -889,6 +889,15 @@ async fn converge(c: &Client, p: &Project, service: &str, want: u64, o: Converge
                         return Ok(id);
                     }
                     progress("Container", &cur_name, "Recreate");
+                    // anonymous volumes (and image VOLUMEs) carry over to the new container
+                    let mut ov = ov.clone();
+                    let named: BTreeSet<&str> = svc.volumes.iter().filter(|v| v.kind != "volume" || v.source.is_some()).map(|v| v.target.as_str()).collect();
+                    for m in inspect(c, &id).await?["Mounts"].as_array().into_iter().flatten() {
+                        let (Some("volume"), Some(vname), Some(dest)) = (m["Type"].as_str(), m["Name"].as_str(), m["Destination"].as_str()) else { continue };
+                        if !named.contains(dest) {
+                            ov.volumes.push(format!("{vname}:{dest}"));
+                        }
+                    }
                     stop_ctr(c, &id, &cur_name, o.timeout).await?;
                     remove_ctr(c, &id, &cur_name, false).await?;
                     let id = create_container(c, p, service, n, &ov, &name, !o.no_start).await?;

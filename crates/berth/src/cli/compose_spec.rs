@@ -494,6 +494,8 @@ fn create_body_inner(p: &Project, service: &str, svc: &Service, number: u64, o: 
             let abs = p.working_dir.join(parts[0]);
             binds.push(format!("{}:{}", abs.display(), parts[1..].join(":")));
         } else {
+            // a bind or volume at the path replaces an anonymous volume there
+            anon.remove(parts[1]);
             binds.push(v.clone());
         }
     }
