@@ -232,7 +232,7 @@ fn docker_compose_129_runs_the_same_project() {
     // 1.29 has no --wait: up -d returns once the depends_on conditions held, then poll
     dc(&["up", "-d"]).ok();
     let mut ps = String::new();
-    for _ in 0..200 {
+    for _ in 0..600 {
         ps = d.berth(&["ps", "--format", "{{.Names}} {{.Status}}"]).ok().stdout;
         if ps.matches("(healthy)").count() == 4 {
             break;
@@ -449,4 +449,26 @@ configs:
     }
     c(&["down", "-v", "-t", "1"]).ok();
     assert_clean(&d, "keys");
+}
+
+#[test]
+fn recreated_dependency_restarts_dependents_with_restart_true() {
+    let d = Daemon::start("compose-restart");
+    let p = write_project(
+        &d.dir,
+        "rs",
+        "services:\n  db:\n    image: busybox\n    command: sleep 1000\n    stop_signal: SIGKILL\n    environment: ['V=${V:-1}']\n  app:\n    image: busybox\n    command: sleep 1000\n    stop_signal: SIGKILL\n    depends_on:\n      db: {condition: service_started, restart: true}\n  other:\n    image: busybox\n    command: sleep 1000\n    stop_signal: SIGKILL\n    depends_on: [db]\n",
+    );
+    let _down = Down(&d, p.clone(), vec![], "rs");
+    compose(&d, &p, &[], &["up", "-d"]).ok();
+    let started = |n: &str| d.berth(&["inspect", "-f", "{{.Id}} {{.State.StartedAt}}", n]).ok().stdout;
+    let (app0, other0) = (started("rs-app-1"), started("rs-other-1"));
+    let up = compose(&d, &p, &[("V", "2")], &["up", "-d"]).ok();
+    assert!(up.stderr.contains("Container rs-db-1  Recreated") && up.stderr.contains("Container rs-app-1  Restarting"), "{}", up.stderr);
+    let (app1, other1) = (started("rs-app-1"), started("rs-other-1"));
+    assert_eq!(app0.split(' ').next(), app1.split(' ').next(), "app is restarted, not recreated");
+    assert_ne!(app0, app1, "app restarted");
+    assert_eq!(other0, other1, "other (no restart: true) untouched");
+    compose(&d, &p, &[], &["down", "-t", "1"]).ok();
+    assert_clean(&d, "rs");
 }

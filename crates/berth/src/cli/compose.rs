@@ -843,8 +843,9 @@ struct ConvergeOpts {
     timeout: Option<i64>,
 }
 
-/// Bring one service to `want` up-to-date containers; returns their ids.
-async fn converge(c: &Client, p: &Project, service: &str, want: u64, o: ConvergeOpts) -> Result<Vec<String>> {
+/// Bring one service to `want` up-to-date containers; returns their ids and whether any
+/// container was created or recreated.
+async fn converge(c: &Client, p: &Project, service: &str, want: u64, o: ConvergeOpts) -> Result<(Vec<String>, bool)> {
     let svc = &p.services[service];
     let hash = spec::config_hash(svc);
     let image = spec::image_name(p, service, svc);
@@ -886,7 +887,7 @@ async fn converge(c: &Client, p: &Project, service: &str, want: u64, o: Converge
                         } else {
                             progress("Container", &cur_name, "Running");
                         }
-                        return Ok(id);
+                        return Ok((id, false));
                     }
                     progress("Container", &cur_name, "Recreate");
                     // anonymous volumes (and image VOLUMEs) carry over to the new container
@@ -902,13 +903,15 @@ async fn converge(c: &Client, p: &Project, service: &str, want: u64, o: Converge
                     remove_ctr(c, &id, &cur_name, false).await?;
                     let id = create_container(c, p, service, n, &ov, &name, !o.no_start).await?;
                     progress("Container", &name, "Recreated");
-                    Ok(id)
+                    Ok((id, true))
                 }
-                None => create_container(c, p, service, n, &ov, &name, !o.no_start).await,
+                None => Ok((create_container(c, p, service, n, &ov, &name, !o.no_start).await?, true)),
             }
         }
     });
-    futures::future::join_all(tasks).await.into_iter().collect()
+    let res: Vec<(String, bool)> = futures::future::join_all(tasks).await.into_iter().collect::<Result<_>>()?;
+    let changed = !extra.is_empty() || res.iter().any(|(_, ch)| *ch);
+    Ok((res.into_iter().map(|(id, _)| id).collect(), changed))
 }
 
 /// Wait until a dependency satisfies its `depends_on` condition.
@@ -953,7 +956,9 @@ async fn wait_condition(c: &Client, dep: &str, ids: &[String], condition: &str) 
     Ok(())
 }
 
-type Done = tokio::sync::watch::Receiver<Option<Result<Vec<String>, String>>>;
+/// What a service's task publishes to its dependents: its container ids and whether any
+/// was (re)created, or the error that stopped it.
+type Done = tokio::sync::watch::Receiver<Option<Result<(Vec<String>, bool), String>>>;
 
 async fn up(c: &Client, p: &Arc<Project>, a: UpArgs) -> Result<()> {
     check_services(p, &a.services)?;
@@ -1004,30 +1009,49 @@ async fn up(c: &Client, p: &Arc<Project>, a: UpArgs) -> Result<()> {
         let c = c.clone();
         let p = p.clone();
         let tx = senders.remove(&s).ok_or_else(|| anyhow!("internal: no channel for {s}"))?;
-        let deps: Vec<(String, String, Done)> = p.services[&s]
+        let deps: Vec<(String, String, bool, Done)> = p.services[&s]
             .depends_on
             .iter()
-            .filter_map(|(d, cond)| receivers.get(d).map(|r| (d.clone(), cond.condition.clone(), r.clone())))
+            .filter_map(|(d, cond)| receivers.get(d).map(|r| (d.clone(), cond.condition.clone(), cond.restart, r.clone())))
             .collect();
         let want = counts[&s];
         let no_start = a.no_start;
         handles.push(tokio::spawn(async move {
-            let res: Result<Vec<String>> = async {
-                for (dep, cond, mut rx) in deps {
-                    let ids = match rx.wait_for(|v| v.is_some()).await.map_err(|_| anyhow!("dependency {dep} was abandoned"))?.clone() {
-                        Some(Ok(ids)) => ids,
+            let res: Result<(Vec<String>, bool)> = async {
+                let mut restart_for = None;
+                for (dep, cond, restart, mut rx) in deps {
+                    let (ids, changed) = match rx.wait_for(|v| v.is_some()).await.map_err(|_| anyhow!("dependency {dep} was abandoned"))?.clone() {
+                        Some(Ok(v)) => v,
                         Some(Err(e)) => bail!("{e}"),
                         None => unreachable!("wait_for returned a set value"),
                     };
+                    if restart && changed {
+                        restart_for = Some(dep.clone());
+                    }
                     if !no_start {
                         wait_condition(&c, &dep, &ids, &cond).await?;
                     }
                 }
-                converge(&c, &p, &s, want, opts).await
+                let (ids, changed) = converge(&c, &p, &s, want, opts).await?;
+                // `depends_on: {x: {restart: true}}`: a recreated dependency restarts us
+                if let (Some(_), false, false) = (&restart_for, changed, no_start) {
+                    all(ids.clone(), |id| {
+                        let c = c.clone();
+                        async move {
+                            let name = inspect(&c, &id).await?["Name"].as_str().unwrap_or("").trim_start_matches('/').to_string();
+                            progress("Container", &name, "Restarting");
+                            c.post(&format!("/containers/{id}/restart"), None).await?;
+                            progress("Container", &name, "Started");
+                            Ok(())
+                        }
+                    })
+                    .await?;
+                }
+                Ok((ids, changed))
             }
             .await;
             let _ = tx.send(Some(res.as_ref().map(|v| v.clone()).map_err(|e| format!("{e:#}"))));
-            res.map(|ids| (s, ids))
+            res.map(|(ids, _)| (s, ids))
         }));
     }
     let mut started: Vec<(String, Vec<String>)> = Vec::new();
@@ -1111,14 +1135,20 @@ async fn attached(c: &Client, p: &Project, services: &[String]) -> Result<()> {
             println!("{name} exited with code {code}");
         }));
     }
-    let waiting = futures::future::join_all(tasks);
+    let mut waiting = Box::pin(futures::future::join_all(tasks));
     tokio::select! {
-        _ = waiting => Ok(()),
+        _ = &mut waiting => Ok(()),
         _ = tokio::signal::ctrl_c() => {
             eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
             let ids: Vec<(String, String)> = ctrs.iter().map(|v| (v["Id"].as_str().unwrap_or("").to_string(), cname(v))).collect();
+            // the log streams keep running, so what containers print while stopping shows
+            let stopping = async {
+                all(ids, |(id, name)| async move { stop_ctr(c, &id, &name, None).await }).await?;
+                let _ = tokio::time::timeout(Duration::from_secs(2), &mut waiting).await;
+                Ok(())
+            };
             tokio::select! {
-                r = all(ids, |(id, name)| async move { stop_ctr(c, &id, &name, None).await }) => r,
+                r = stopping => r,
                 _ = tokio::signal::ctrl_c() => Err(Exit(130).into()),
             }
         }
