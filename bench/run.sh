@@ -109,12 +109,14 @@ PY
   [ $have_docker = 1 ] && docker -H "unix://$W/docker.sock" rm -f web client >/dev/null
 fi
 
-# memory: idle daemon RSS and the shim of one running container
+# memory: idle daemon RSS (after 10 s without requests, for every engine) and the shim of one
+# running container (after 2 s)
 rss() { awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
+sleep 10
 echo "berth daemon idle RSS: $(rss $BPID)"
 "$B" run -d --name memtest bb sleep 1000 >/dev/null
-sleep 0.5
-shim=$(pgrep -f "berth shim $W/berth-run" | head -1)
+sleep 2
+shim=$(pgrep -f "shim $W/berth-run" | head -1)
 [ -n "$shim" ] && echo "berth shim RSS (one running container): $(rss "$shim")"
 "$B" rm -f memtest >/dev/null
 if [ $have_docker = 1 ]; then

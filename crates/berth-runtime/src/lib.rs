@@ -158,5 +158,5 @@ pub use client::{
 };
 pub use config::*;
 pub use health::{Health, HealthAction, HealthConfig, HealthResult};
-pub use shim::{shim_main, ShimError, ShimErrorKind};
+pub use shim::{shim_main, trim_resident, ShimError, ShimErrorKind};
 pub use spec::{build_spec, SpecError};

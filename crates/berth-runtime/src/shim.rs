@@ -304,12 +304,13 @@ fn in_helper(f: impl FnOnce() -> Result<i32, ShimError>) -> Result<i32, ShimErro
     }
 }
 
-/// Drop the start-up working set from the shim's RSS: free heap goes back to the kernel, and
-/// file mappings without a single privately modified page (text, read-only data) lose their
-/// page-table entries; the kernel refaults, from the page cache, exactly the pages the event
-/// loop still uses. `MADV_RANDOM` asks for no read-ahead on those refaults (older kernels
-/// also skip fault-around for such mappings).
-fn trim_resident() {
+/// Drop a process's past working set from its RSS: free heap goes back to the kernel, and
+/// read-only file mappings without a single privately modified page (text, read-only data)
+/// lose their page-table entries; the kernel refaults, from the page cache, exactly the pages
+/// still in use. `MADV_RANDOM` asks for no read-ahead on those refaults (older kernels also
+/// skip fault-around for such mappings). Writable mappings are never touched, so this is safe
+/// in a multi-threaded process too (the daemon calls it when idle).
+pub fn trim_resident() {
     // SAFETY: malloc_trim only releases free heap memory.
     unsafe { libc::malloc_trim(0) };
     let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
@@ -319,8 +320,9 @@ fn trim_resident() {
         let first = line.split_whitespace().next().unwrap_or("");
         if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
             cur = None;
+            let perms = line.split_whitespace().nth(1).unwrap_or("");
             let path = line.split_whitespace().nth(5).unwrap_or("");
-            if path.starts_with('/') {
+            if path.starts_with('/') && !perms.contains('w') {
                 if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
                 {
                     cur = Some((a, b));
@@ -1070,6 +1072,9 @@ fn teardown(state_dir: &Path, cfg: &ContainerConfig, backend: Option<&Backend>) 
 /// Docker's wording for an exec into a paused container.
 pub(crate) const PAUSED: &str = "container is paused, unpause the container before exec";
 
+/// Quiet time after which the shim drops the pages its last requests touched.
+const IDLE_TRIM_MS: i32 = 1000;
+
 /// Most bytes buffered for one attached client before its output is dropped.
 const MAX_CLIENT_BUF: usize = 4 << 20;
 /// Most bytes buffered towards a process' stdin before its client is not read any more.
@@ -1275,6 +1280,8 @@ struct Shim {
     /// Keeps the unmounted rootfs' superblock until the shim exits (see [`teardown`]).
     rootfs_pin: Option<OwnedFd>,
     health: Option<crate::health::HealthState>,
+    /// Requests were served since the last `trim_resident`: trim again after a second of quiet.
+    trim_pending: bool,
 }
 
 #[derive(Clone)]
@@ -1469,6 +1476,7 @@ impl Shim {
             exit_linger: 0,
             rootfs_pin: None,
             health: None,
+            trim_pending: true,
         };
         if autostart {
             if let Err(e) = shim.start_container() {
@@ -1581,7 +1589,7 @@ impl Shim {
                 break;
             }
             let (mut pfds, toks) = self.poll_set();
-            let timeout = if self.init_exit.is_some() || self.exit.is_some() {
+            let mut timeout = if self.init_exit.is_some() || self.exit.is_some() {
                 100
             } else {
                 match &self.health {
@@ -1591,12 +1599,21 @@ impl Shim {
                     _ => -1,
                 }
             };
+            if self.trim_pending && self.exit.is_none() && (timeout < 0 || timeout > IDLE_TRIM_MS) {
+                timeout = IDLE_TRIM_MS;
+            }
             // SAFETY: pfds is a valid array of pollfd of the given length.
             let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
             if n < 0 {
                 continue;
             }
             if n == 0 {
+                if self.trim_pending && timeout == IDLE_TRIM_MS && self.exit.is_none() {
+                    // Quiet for a second after serving requests (start, attach, exec...):
+                    // give back the pages that work touched; the idle loop needs few.
+                    self.trim_pending = false;
+                    trim_resident();
+                }
                 self.on_timeout();
                 if self.exit.is_some() {
                     // Clients that do not read their last bytes do not keep the shim alive.
@@ -1914,6 +1931,7 @@ impl Shim {
     }
 
     fn on_request(&mut self, id: u64, line: &[u8], rest: Vec<u8>) {
+        self.trim_pending = true;
         let req: Request = match serde_json::from_slice(line) {
             Ok(r) => r,
             Err(e) => {

@@ -117,7 +117,11 @@ pub fn run(host: Option<String>, a: DaemonArgs) -> Result<()> {
         .map(|h| PathBuf::from(h.strip_prefix("unix://").unwrap_or(&h)))
         .unwrap_or_else(|| exec_root.join("berth.sock"));
     let pidfile = a.pidfile.clone().or(cfg.pidfile.clone()).unwrap_or_else(|| exec_root.join("berth.pid"));
+    // Shims run from the small `berth-shim` next to this executable when it is there.
     let exe = std::env::current_exe()?;
+    let shim = exe.with_file_name("berth-shim");
+    let exe = if shim.is_file() { shim } else { exe };
+    tracing::debug!(shim = %exe.display(), "shim executable");
     let mut ec = berth_engine::EngineConfig::new(data_root, exec_root, exe);
     if let Some(r) = a.default_runtime.clone().or(cfg.default_runtime.clone()) {
         ec.default_runtime = r;
@@ -181,6 +185,7 @@ pub fn run(host: Option<String>, a: DaemonArgs) -> Result<()> {
             }
         })?;
         engine.restore();
+        spawn_idle_trim();
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "berth daemon started");
         let serve = crate::api::serve(engine.clone(), &sock);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -199,4 +204,25 @@ pub fn run(host: Option<String>, a: DaemonArgs) -> Result<()> {
     // Don't wait for blocked helper threads (attach/wait calls to shims): exit now.
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
     std::process::exit(if res.is_ok() { 0 } else { 1 });
+}
+
+/// Once no API request has come for a few seconds, give back the pages the last burst of work
+/// touched (code of handlers, freed heap); they come back from the page cache when needed.
+fn spawn_idle_trim() {
+    use std::sync::atomic::Ordering;
+    let _ = std::thread::Builder::new().name("idle-trim".into()).stack_size(64 << 10).spawn(|| {
+        let mut seen = u64::MAX;
+        let mut pending = true;
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            let n = crate::api::REQUESTS.load(Ordering::Relaxed);
+            if n != seen {
+                seen = n;
+                pending = true;
+            } else if pending {
+                pending = false;
+                berth_runtime::trim_resident();
+            }
+        }
+    });
 }

@@ -212,6 +212,9 @@ pub fn version_lt(a: &str, b: &str) -> bool {
     p(a) < p(b)
 }
 
+/// API requests served so far (the daemon's idle trim watches it).
+pub static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Serve the API on `socket` until the process is told to stop.
 pub async fn serve(engine: AppState, socket: &Path) -> anyhow::Result<()> {
     use tower::Service;
@@ -233,6 +236,7 @@ pub async fn serve(engine: AppState, socket: &Path) -> anyhow::Result<()> {
             let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let mut app = app.clone();
                 async move {
+                    REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let req = req.map(Body::new);
                     let mut resp = match strip_version(req) {
                         Ok(req) => app.call(req).await.unwrap_or_else(|e| match e {}),
