@@ -410,10 +410,9 @@ impl Engine {
         b.commit()?;
         berth_runtime::timing::mark("daemon: purge committed");
         for d in rw.into_iter().chain(init) {
-            crate::snapshot::remove_tree(&d)?;
+            self.reap(d);
         }
-        berth_runtime::timing::mark("daemon: purge snapshots removed");
-        let _ = std::fs::remove_dir_all(self.ctr_dir(&rec.id));
+        self.reap(self.ctr_dir(&rec.id));
         let _ = std::fs::remove_dir_all(self.state_dir(&rec.id));
         Ok(())
     }

@@ -140,6 +140,10 @@ pub struct Engine {
     pub started: chrono::DateTime<chrono::Utc>,
     /// `health_status` events (started with the first container that has a health check).
     pub(crate) health_watch: std::sync::OnceLock<Option<Arc<crate::health_watch::HealthWatch>>>,
+    /// Directories nothing refers to any more (a removed container's layers, logs, config),
+    /// deleted by a background thread, as containerd's garbage collector does: `rm` returns once
+    /// the records are gone. Whatever a crash leaves is removed at the next open.
+    reaper: std::sync::mpsc::Sender<std::path::PathBuf>,
 }
 
 impl Engine {
@@ -158,6 +162,14 @@ impl Engine {
         let mut containers = HashMap::new();
         for (id, rec) in meta.list::<ContainerRecord>(CONTAINERS)? {
             containers.insert(id, Arc::new(Mutex::new(rec)));
+        }
+        // directories of removed containers the background reaper had not deleted yet
+        for e in std::fs::read_dir(config.data_root.join("containers"))?.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) && !containers.contains_key(&name) {
+                tracing::info!(dir = %e.path().display(), "removing leftover of a removed container");
+                let _ = crate::snapshot::remove_tree(&e.path());
+            }
         }
         let net = {
             let mut nc = berth_network::NetConfig {
@@ -200,6 +212,7 @@ impl Engine {
             net_lock: Mutex::new(()),
             started: chrono::Utc::now(),
             health_watch: std::sync::OnceLock::new(),
+            reaper: spawn_reaper(),
         });
         eng.init_networks()?;
         Ok(eng)
@@ -233,5 +246,26 @@ impl Engine {
 
     pub(crate) fn pinned_blobs(&self) -> Vec<Digest> {
         self.pins.lock().map(|p| p.keys().cloned().collect()).unwrap_or_default()
+    }
+}
+
+fn spawn_reaper() -> std::sync::mpsc::Sender<std::path::PathBuf> {
+    let (tx, rx) = std::sync::mpsc::channel::<std::path::PathBuf>();
+    let _ = std::thread::Builder::new().name("reaper".into()).stack_size(256 << 10).spawn(move || {
+        for p in rx {
+            if let Err(e) = crate::snapshot::remove_tree(&p) {
+                tracing::warn!(path = %p.display(), "removing: {e}");
+            }
+        }
+    });
+    tx
+}
+
+impl Engine {
+    /// Delete `dir` in the background (it must already be unreachable from every record).
+    pub(crate) fn reap(&self, dir: std::path::PathBuf) {
+        if let Err(std::sync::mpsc::SendError(p)) = self.reaper.send(dir) {
+            let _ = crate::snapshot::remove_tree(&p);
+        }
     }
 }

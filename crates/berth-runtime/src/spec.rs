@@ -161,7 +161,7 @@ pub const INIT_PATH: &str = "/sbin/docker-init";
 /// Largest /etc/passwd or /etc/group read from a rootfs (HARDENING A3 #28).
 pub const MAX_ACCOUNT_FILE: u64 = 4 * 1024 * 1024;
 
-const DOCKER_SECCOMP: &str = include_str!("profiles/seccomp-default.json");
+pub const DOCKER_SECCOMP: &str = include_str!("profiles/seccomp-default.json");
 
 /// Docker's RLIMIT_NOFILE for containers (what dockerd inherits from systemd).
 const DEFAULT_NOFILE: u64 = 1_048_576;
@@ -532,16 +532,41 @@ pub fn rlimits(cfg: &ContainerConfig) -> Result<Vec<Value>, SpecError> {
         .collect())
 }
 
+/// The native architecture's name in Docker's profile and the seccomp architectures a filter
+/// covers. Docker lists x86_64, x86 and x32 on amd64; berth lists a compat ABI only when the
+/// kernel can run it: every extra architecture multiplies libseccomp's work (about 8 ms each
+/// on every container start), and a syscall of an ABI the kernel lacks fails either way.
 fn arch_names() -> (&'static str, Vec<&'static str>) {
     match std::env::consts::ARCH {
-        "x86_64" => (
-            "amd64",
-            vec!["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-        ),
+        "x86_64" => {
+            let mut v = vec!["SCMP_ARCH_X86_64"];
+            if std::path::Path::new("/proc/sys/abi/vsyscall32").exists() {
+                v.push("SCMP_ARCH_X86"); // IA32 emulation
+            }
+            if x32_syscalls() {
+                v.push("SCMP_ARCH_X32");
+            }
+            ("amd64", v)
+        }
         "aarch64" => ("arm64", vec!["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]),
         "s390x" => ("s390x", vec!["SCMP_ARCH_S390X", "SCMP_ARCH_S390"]),
         "riscv64" => ("riscv64", vec!["SCMP_ARCH_RISCV64"]),
         other => (other, vec![]),
+    }
+}
+
+/// Whether the kernel serves x32 syscalls (off unless booted with `syscall.x32=y` on most
+/// distributions): getpid with the x32 bit either answers or fails with ENOSYS.
+fn x32_syscalls() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        const X32_SYSCALL_BIT: libc::c_long = 0x4000_0000;
+        // SAFETY: getpid takes no arguments and has no side effects.
+        unsafe { libc::syscall(X32_SYSCALL_BIT | libc::SYS_getpid) >= 0 }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
