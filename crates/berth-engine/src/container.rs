@@ -368,6 +368,7 @@ impl Engine {
             b.put(CONTAINERS, &id, &rec)?;
             b.commit()?;
         }
+        crate::fault::point("container.create.recorded");
         let mut rec = rec;
         let res = (|| -> Result<()> {
             std::fs::create_dir_all(self.ctr_dir(&id))?;
@@ -379,6 +380,7 @@ impl Engine {
                 Ok(0)
             })?;
             berth_runtime::timing::mark("daemon: snapshots");
+            crate::fault::point("container.create.layers");
             self.prepare_volumes(&mut rec)?;
             berth_runtime::timing::mark("daemon: rw layer+volumes");
             self.prepare_network(&mut rec, endpoints_cfg.clone())?;
@@ -409,6 +411,7 @@ impl Engine {
         let init = self.snapshots.remove_in(&mut b, &format!("init:{}", rec.id))?;
         b.commit()?;
         berth_runtime::timing::mark("daemon: purge committed");
+        crate::fault::point("container.rm.unrecorded");
         for d in rw.into_iter().chain(init) {
             self.reap(d);
         }
@@ -1083,11 +1086,13 @@ impl Engine {
         };
         self.cleanup_runtime(&rec.id);
         berth_runtime::timing::mark("daemon: rm runtime cleaned");
+        crate::fault::point("container.rm.stopped");
         let mut rec = rec;
         self.teardown_network(&mut rec);
         berth_runtime::timing::mark("daemon: rm network down");
         self.purge_container(&rec)?;
         berth_runtime::timing::mark("daemon: rm purged");
+        crate::fault::point("container.rm.purged");
         if let Err(e) = self.release_volumes(&rec, volumes || rec.host_config.auto_remove.unwrap_or(false)) {
             tracing::warn!(container = %rec.id, "releasing volumes: {e}");
         }

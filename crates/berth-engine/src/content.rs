@@ -155,8 +155,10 @@ impl BlobWriter {
         let f = f.into_inner().map_err(|e| EngineError::internal(e.to_string()))?;
         f.sync_all()?;
         drop(f);
+        crate::fault::point("content.commit");
         let dst = self.store.path(&d);
         fs::rename(&self.path, &dst)?;
+        crate::fault::point("content.committed");
         sync_dir(dst.parent().unwrap_or(Path::new("/")))?;
         Ok(d)
     }

@@ -159,6 +159,7 @@ impl Engine {
         let meta = Arc::new(Meta::open(&config.data_root.join("meta.redb"))?);
         let content = ContentStore::open(&config.data_root.join("content"))?;
         let snapshots = Snapshotter::open(&config.data_root.join("snapshots"), meta.clone())?;
+        crate::recover::run(&meta, &snapshots, &config.data_root, &config.exec_root)?;
         let mut containers = HashMap::new();
         for (id, rec) in meta.list::<ContainerRecord>(CONTAINERS)? {
             containers.insert(id, Arc::new(Mutex::new(rec)));
@@ -214,6 +215,7 @@ impl Engine {
             health_watch: std::sync::OnceLock::new(),
             reaper: spawn_reaper(),
         });
+        crate::build::cleanup_leftovers(&eng);
         eng.init_networks()?;
         Ok(eng)
     }

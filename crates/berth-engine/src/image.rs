@@ -266,6 +266,7 @@ impl Engine {
             .map(|l| self.snapshots.get(&layer_key(&l.chain_id)).ok().flatten().map(|s| s.size).unwrap_or(0))
             .sum();
         let rec = ImageRecord { id: id.clone(), manifest, layers, repo_digests: vec![], parent, size, stored_at: now_rfc3339() };
+        crate::fault::point("image.commit.record");
         self.meta.put(IMAGES, id.as_str(), &rec)?;
         Ok(rec)
     }
@@ -343,7 +344,9 @@ impl Engine {
         }
         let key = format!("{}:{}", r.name(), r.tag_or_latest());
         let old: Option<String> = self.meta.get(TAGS, &key)?;
+        crate::fault::point("tag.update");
         self.meta.put(TAGS, &key, &id.to_string())?;
+        crate::fault::point("tag.updated");
         if old.as_deref() != Some(id.as_str()) {
             self.events.emit("image", "tag", id.as_str(), &[("name", &r.familiar())]);
         }
@@ -430,10 +433,18 @@ impl Engine {
             keep_blob.insert(b);
         }
         let mut freed = 0;
-        for (key, rec) in self.snapshots.list()? {
-            if !rec.active && !key.starts_with("init:") && !keep_snap.contains(&key) && !self.snapshot_has_children(&key)? {
-                freed += rec.size;
-                self.snapshots.remove(&key)?;
+        // children first: an unreferenced chain goes in one GC, not one layer per GC
+        loop {
+            let mut removed = false;
+            for (key, rec) in self.snapshots.list()? {
+                if !rec.active && !key.starts_with("init:") && !keep_snap.contains(&key) && !self.snapshot_has_children(&key)? {
+                    freed += rec.size;
+                    self.snapshots.remove(&key)?;
+                    removed = true;
+                }
+            }
+            if !removed {
+                break;
             }
         }
         for d in self.content.list()? {

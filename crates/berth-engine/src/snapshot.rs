@@ -97,10 +97,12 @@ impl Snapshotter {
             if flush {
                 syncfs(&tmp)?;
             }
+            crate::fault::point("snapshot.layer.filled");
             fs::rename(&tmp, self.root.join(id.to_string()))?;
             if flush {
                 crate::content::sync_dir(&self.root)?;
             }
+            crate::fault::point("snapshot.layer.renamed");
             Ok((id, size))
         })();
         if res.is_err() {
@@ -118,6 +120,7 @@ impl Snapshotter {
             let _ = remove_tree(&dir);
             return Err(e.into());
         }
+        crate::fault::point("snapshot.prepare.dirs");
         Ok(id)
     }
 
@@ -276,6 +279,7 @@ impl Snapshotter {
         let Some(rec) = self.get(key)? else { return Ok(()) };
         let dir = self.dir(&rec);
         self.meta.delete(SNAPSHOTS, key)?;
+        crate::fault::point("snapshot.remove.unrecorded");
         remove_tree(&dir)
     }
 

@@ -383,7 +383,7 @@ impl Drop for RunningBuild {
     }
 }
 
-fn cleanup_leftovers(eng: &Engine) {
+pub(crate) fn cleanup_leftovers(eng: &Engine) {
     // RUN containers of a build the daemon did not see finish
     if let Ok(rd) = std::fs::read_dir(eng.config.exec_root.join("build")) {
         for e in rd.flatten() {
@@ -835,6 +835,7 @@ impl Builder<'_> {
                     description: created_by.clone().unwrap_or_default(),
                     last_used: created.clone(),
                 };
+                crate::fault::point("build.cache.record");
                 self.cache.put(&key, &rec)?;
                 (layer, created)
             }
@@ -893,6 +894,7 @@ impl Builder<'_> {
                 berth_archive::pack(&upper, &mut w, &berth_archive::PackOptions { overlay_upper: true, ..Default::default() })?;
                 std::io::Write::flush(&mut w).map_err(|e| internal(format!("write layer: {e}")))?;
             }
+            crate::fault::point("build.step.packed");
             let f = std::fs::File::open(&tarpath).map_err(|e| internal(format!("open layer: {e}")))?;
             let rec = self.eng.add_layer_from_tar(std::io::BufReader::with_capacity(1 << 20, f), parent.as_ref());
             let _ = std::fs::remove_file(&tarpath);

@@ -101,8 +101,10 @@ impl Ingest {
             )));
         }
         self.file.get_ref().sync_all()?;
+        crate::fault::point("pull.blob.commit");
         let dst = store.path(&self.expected);
         fs::rename(&self.path, &dst)?;
+        crate::fault::point("pull.blob.committed");
         sync_dir(dst.parent().unwrap_or(Path::new("/")))?;
         Ok(())
     }

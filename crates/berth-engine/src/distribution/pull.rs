@@ -471,6 +471,7 @@ async fn pull_one(eng: Arc<Engine>, r: &Reference, sess: &Session, opts: &PullOp
             .await
             .map_err(|e| DistributionError::internal(e.to_string()))??
     };
+    crate::fault::point("pull.image.committed");
     // repo digest and tag
     let mut rec = eng.meta.get::<ImageRecord>(IMAGES, img.id.as_str())?.unwrap_or(img);
     let rd = format!("{}@{}", r.name(), repo_digest);
