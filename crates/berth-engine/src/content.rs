@@ -125,14 +125,15 @@ pub struct BlobWriter {
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let f = self.file.as_mut().ok_or_else(|| io::Error::other("blob writer closed"))?;
-        let n = f.write(buf)?;
+        // name the file: a full disk must say where (HARDENING B6)
+        let n = f.write(buf).map_err(|e| io::Error::new(e.kind(), format!("write {}: {e}", self.path.display())))?;
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         match self.file.as_mut() {
-            Some(f) => f.flush(),
+            Some(f) => f.flush().map_err(|e| io::Error::new(e.kind(), format!("write {}: {e}", self.path.display()))),
             None => Ok(()),
         }
     }
@@ -152,8 +153,8 @@ impl BlobWriter {
             }
         }
         let f = self.file.take().ok_or_else(|| EngineError::internal("blob writer closed"))?;
-        let f = f.into_inner().map_err(|e| EngineError::internal(e.to_string()))?;
-        f.sync_all()?;
+        let f = f.into_inner().map_err(|e| EngineError::internal(format!("write {}: {}", self.path.display(), e.error())))?;
+        f.sync_all().map_err(|e| EngineError::internal(format!("sync {}: {e}", self.path.display())))?;
         drop(f);
         crate::fault::point("content.commit");
         let dst = self.store.path(&d);

@@ -217,7 +217,14 @@ impl Snapshotter {
         if res.is_err() {
             let _ = remove_tree(&self.root.join(id.to_string()));
         }
-        res
+        // a full disk must say where (HARDENING B6)
+        res.map_err(|e| {
+            if e.message().contains("os error 28") && !e.message().contains(&self.root.display().to_string()) {
+                EngineError::new(e.kind(), format!("unpack into {}: {}", tmp.display(), e.message()))
+            } else {
+                e
+            }
+        })
     }
 
     /// Create a writable snapshot `key` on top of the committed `parent`.

@@ -1,0 +1,286 @@
+//! HARDENING.md rows that had no test elsewhere (see `tests/hardening/README.md` for the
+//! whole table): hostile registries (A3 #23, #25), hostile API bodies (A4 #39), data-root
+//! permissions (A4 #42) and a full disk under the data root (B6).
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+fn sha(b: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex(&sha2::Sha256::digest(b)))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A registry that answers whatever it is told to: path -> (content type, body).
+struct FakeRegistry {
+    port: u16,
+    routes: Arc<Mutex<HashMap<String, (String, Vec<u8>)>>>,
+}
+
+impl FakeRegistry {
+    fn start() -> Self {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let routes: Arc<Mutex<HashMap<String, (String, Vec<u8>)>>> = Default::default();
+        let r2 = routes.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                let routes = r2.clone();
+                std::thread::spawn(move || serve(s, &routes));
+            }
+        });
+        FakeRegistry { port, routes }
+    }
+    fn set(&self, path: &str, ct: &str, body: Vec<u8>) {
+        self.routes.lock().unwrap().insert(path.to_string(), (ct.to_string(), body));
+    }
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+fn serve(mut s: std::net::TcpStream, routes: &Mutex<HashMap<String, (String, Vec<u8>)>>) {
+    loop {
+        let mut req = Vec::new();
+        let mut b = [0u8; 1];
+        while !req.ends_with(b"\r\n\r\n") {
+            match s.read(&mut b) {
+                Ok(1) => req.push(b[0]),
+                _ => return,
+            }
+        }
+        let text = String::from_utf8_lossy(&req).to_string();
+        let mut parts = text.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").split('?').next().unwrap_or("").to_string();
+        let found = routes.lock().unwrap().get(&path).cloned();
+        let (status, ct, body) = match (path.as_str(), found) {
+            ("/v2/", _) => ("200 OK", "application/json".to_string(), b"{}".to_vec()),
+            (_, Some((ct, body))) => ("200 OK", ct, body),
+            _ => ("404 Not Found", "application/json".to_string(), br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#.to_vec()),
+        };
+        let head = format!("HTTP/1.1 {status}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n", body.len());
+        if s.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        if method != "HEAD" && s.write_all(&body).is_err() {
+            return;
+        }
+    }
+}
+
+const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+fn manifest_bytes(pad: usize) -> Vec<u8> {
+    let cfg = format!("sha256:{}", "1".repeat(64));
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MT_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg, "size": 2},
+        "layers": [],
+        "annotations": {"pad": "x".repeat(pad)}
+    }))
+    .unwrap()
+}
+
+fn image_count(d: &Daemon) -> usize {
+    d.berth(&["images", "-qa"]).ok().stdout.lines().count()
+}
+
+/// A3 #23: the bytes served for `@sha256:X` hash to something else: refused, nothing stored.
+#[test]
+fn a3_23_manifest_digest_mismatch_is_refused() {
+    let d = Daemon::start("hard-a323");
+    let reg = FakeRegistry::start();
+    let wanted = sha(b"the manifest the user asked for");
+    reg.set(&format!("/v2/evil/img/manifests/{wanted}"), MT_MANIFEST, manifest_bytes(0));
+    let before = image_count(&d);
+    let o = d.berth(&["pull", &format!("{}/evil/img@{wanted}", reg.host())]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("manifest verification failed"), "{}", o.stderr);
+    assert_eq!(image_count(&d), before);
+    let blobs = std::fs::read_dir(d.data().join("content/blobs/sha256")).unwrap().count();
+    // the bad manifest was not stored (only what busybox's import wrote is there)
+    let o = d.berth(&["pull", &format!("{}/evil/img@{wanted}", reg.host())]);
+    assert_ne!(o.code, 0);
+    assert_eq!(std::fs::read_dir(d.data().join("content/blobs/sha256")).unwrap().count(), blobs);
+}
+
+/// A3 #25: documents over 4 MiB and indexes nested 50 deep are refused before use.
+#[test]
+fn a3_25_oversized_and_deep_documents_are_refused() {
+    let d = Daemon::start("hard-a325");
+    let reg = FakeRegistry::start();
+    reg.set("/v2/evil/big/manifests/latest", MT_MANIFEST, manifest_bytes(5 << 20));
+    let o = d.berth(&["pull", &format!("{}/evil/big:latest", reg.host())]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("too large") || o.stderr.contains("exceeds") || o.stderr.contains("limit"), "{}", o.stderr);
+
+    // index -> index -> ... 50 deep (each digest correct), then a manifest
+    let mut child = manifest_bytes(0);
+    let mut child_mt = MT_MANIFEST;
+    for _ in 0..50 {
+        let dg = sha(&child);
+        reg.set(&format!("/v2/evil/deep/manifests/{dg}"), child_mt, child.clone());
+        let idx = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MT_INDEX,
+            "manifests": [{"mediaType": child_mt, "digest": dg, "size": child.len(),
+                           "platform": {"os": "linux", "architecture": host_arch()}}]
+        }))
+        .unwrap();
+        child = idx;
+        child_mt = MT_INDEX;
+    }
+    reg.set("/v2/evil/deep/manifests/latest", MT_INDEX, child);
+    let o = d.berth(&["pull", &format!("{}/evil/deep:latest", reg.host())]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("nesting too deep"), "{}", o.stderr);
+    // an index that lists itself is the same case with a cycle: a digest cannot contain
+    // itself, so a cycle needs a tag, which an index never names; nothing more to test.
+    d.berth(&["version"]).ok();
+}
+
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    }
+}
+
+/// POST `body` to the daemon's API; returns the HTTP status.
+fn api_post(d: &Daemon, path: &str, body_file: &Path) -> u16 {
+    let o = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket"])
+        .arg(&d.sock)
+        .args(["-H", "Content-Type: application/json", "--data-binary"])
+        .arg(format!("@{}", body_file.display()))
+        .arg(format!("http://localhost{path}"))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(0)
+}
+
+/// A4 #39: hostile JSON bodies get a 4xx, never a 5xx or a dead daemon.
+#[test]
+fn a4_39_hostile_api_bodies_get_400() {
+    let d = Daemon::start("hard-a439");
+    let dir = d.dir.join("bodies");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("deep", format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes()),
+        ("utf8", b"{\"Image\":\"busybox\",\"Cmd\":[\"\xff\xfe\"]}".to_vec()),
+        ("negative memory", br#"{"Image":"busybox","HostConfig":{"Memory":-1}}"#.to_vec()),
+        ("cpus overflow", br#"{"Image":"busybox","HostConfig":{"NanoCpus":1e309}}"#.to_vec()),
+        ("huge cpu shares", br#"{"Image":"busybox","HostConfig":{"CpuShares":99999999999999999999}}"#.to_vec()),
+        ("not json", b"\x00\x01garbage".to_vec()),
+    ];
+    // 100 MB of JSON
+    let mut big = b"{\"Image\":\"busybox\",\"Env\":[\"A=".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 100 << 20));
+    big.extend(b"\"]}");
+    cases.push(("100 MB", big));
+    for (name, body) in cases {
+        let f = dir.join("body");
+        std::fs::write(&f, &body).unwrap();
+        let status = api_post(&d, "/containers/create", &f);
+        assert!((400..500).contains(&status), "{name}: HTTP {status}");
+    }
+    d.berth(&["version"]).ok();
+    assert!(d.berth(&["ps", "-aq"]).ok().stdout.trim().is_empty(), "a hostile body created a container");
+}
+
+/// A4 #42: data root 0700 and exec root 0710, owned by the engine user (root); an
+/// unprivileged host user can list neither.
+#[test]
+fn a4_42_data_and_exec_root_permissions() {
+    let d = Daemon::start("hard-a442");
+    for (p, mode) in [(d.data(), 0o700), (d.dir.join("run"), 0o710)] {
+        let md = std::fs::metadata(&p).unwrap();
+        assert_eq!(md.mode() & 0o7777, mode, "{}", p.display());
+        assert_eq!((md.uid(), md.gid()), (0, 0), "{}", p.display());
+        let o = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "ls"])
+            .arg(&p)
+            .output()
+            .expect("setpriv");
+        assert!(!o.status.success(), "nobody can list {}", p.display());
+    }
+}
+
+fn statvfs_free(p: &Path) -> u64 {
+    let s = nix::sys::statvfs::statvfs(p).unwrap();
+    s.blocks_available() as u64 * s.fragment_size() as u64
+}
+
+/// B6: the data root is a small tmpfs. Filling it gives clear ENOSPC errors naming the
+/// path, leaves no partial data, the daemon keeps serving, and `rm`/`prune` give the
+/// space back.
+#[test]
+fn b6_disk_full_data_root() {
+    let mut d = Daemon::start_bare("hard-b6");
+    d.kill9();
+    let data = d.data();
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    nix::mount::mount(Some("tmpfs"), &data, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=40m")).expect("tmpfs data root");
+    d.spawn();
+    d.berth(&["import", "--change", "CMD [\"sh\"]", busybox_tar().to_str().unwrap(), "busybox:latest"]).ok();
+    let free0 = statvfs_free(&data);
+
+    // an import bigger than the disk
+    let big = d.dir.join("big.tar");
+    {
+        let src = d.dir.join("bigsrc");
+        std::fs::create_dir_all(&src).unwrap();
+        let mut f = std::fs::File::create(src.join("blob")).unwrap();
+        let mut x = 7u64;
+        let mut buf = vec![0u8; 1 << 20];
+        for _ in 0..60 {
+            for b in buf.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            f.write_all(&buf).unwrap();
+        }
+        assert!(Command::new("tar").arg("-C").arg(&src).arg("-cf").arg(&big).arg(".").status().unwrap().success());
+        std::fs::remove_dir_all(&src).unwrap();
+    }
+    let o = d.berth(&["import", big.to_str().unwrap(), "big:latest"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("No space left on device"), "{}", o.stderr);
+    assert!(o.stderr.contains(data.to_str().unwrap()), "ENOSPC error does not name the path: {}", o.stderr);
+    assert!(d.berth(&["inspect", "big:latest"]).code != 0, "a partial image is visible");
+    assert!(statvfs_free(&data) + (1 << 20) >= free0, "partial data kept: {} free, {} before", statvfs_free(&data), free0);
+
+    // a container fills the disk from inside; the daemon keeps serving
+    let o = d.berth(&["run", "--name", "filler", "busybox", "sh", "-c", "dd if=/dev/zero of=/fill bs=1M count=100"]);
+    assert_ne!(o.code, 0, "{}", o.stdout);
+    assert!(statvfs_free(&data) < 1 << 20, "disk not full: {}", statvfs_free(&data));
+    d.berth(&["ps", "-a"]).ok();
+    d.berth(&["images"]).ok();
+    d.berth(&["inspect", "filler"]).ok();
+    // rm gives the space back; prune works on a full disk too
+    d.berth(&["rm", "filler"]).ok();
+    assert!(statvfs_free(&data) + (1 << 20) >= free0, "rm did not free the space");
+    d.berth(&["container", "prune", "-f"]).ok();
+    d.berth(&["image", "prune", "-f"]).ok();
+    // and the daemon works normally again
+    let o = d.berth(&["run", "--rm", "busybox", "echo", "ok"]).ok();
+    assert_eq!(o.stdout.trim(), "ok");
+}
