@@ -284,3 +284,41 @@ fn b6_disk_full_data_root() {
     let o = d.berth(&["run", "--rm", "busybox", "echo", "ok"]).ok();
     assert_eq!(o.stdout.trim(), "ok");
 }
+
+/// A3 #29: an image whose `/proc` or `/dev` is a symlink to a host path, or whose `/sys` is a
+/// file: the container either fails with an error or gets its mounts inside its root; the
+/// host path the symlink names is never mounted over or written.
+#[test]
+fn a3_29_proc_dev_sys_symlinks_in_the_image_stay_inside() {
+    let d = Daemon::start("hard-a329");
+    let sentinel = d.dir.join("host-sentinel");
+    std::fs::create_dir_all(&sentinel).unwrap();
+    std::fs::write(sentinel.join("keep"), b"host").unwrap();
+    let before = std::fs::metadata(&sentinel).unwrap();
+    for (what, make) in [("proc", "symlink"), ("dev", "symlink"), ("sys", "file")] {
+        let tar = d.dir.join(format!("{what}.tar"));
+        std::fs::copy(busybox_tar(), &tar).unwrap();
+        let extra = d.dir.join(format!("extra-{what}"));
+        std::fs::create_dir_all(&extra).unwrap();
+        if make == "symlink" {
+            std::os::unix::fs::symlink(&sentinel, extra.join(what)).unwrap();
+        } else {
+            std::fs::write(extra.join(what), b"not a directory").unwrap();
+        }
+        // appended entries come last and win over the rootfs's own directory
+        assert!(Command::new("tar").arg("-rf").arg(&tar).arg("-C").arg(&extra).arg(what).status().unwrap().success());
+        let img = format!("evil-{what}:latest");
+        d.berth(&["import", "--change", "CMD [\"sh\"]", tar.to_str().unwrap(), &img]).ok();
+        let o = d.berth(&["run", "--rm", &img, "sh", "-c", "ls /proc/self/ >/dev/null && echo > /dev/null && echo ran"]);
+        if o.code != 0 {
+            assert!(!o.stderr.trim().is_empty(), "{what}: failed without an error message");
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(sentinel.to_str().unwrap()), "{what}: a mount landed on the host path");
+        let names: Vec<_> = std::fs::read_dir(&sentinel).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("keep")], "{what}: host directory written");
+        let now = std::fs::metadata(&sentinel).unwrap();
+        assert_eq!((now.mode(), now.mtime(), now.nlink()), (before.mode(), before.mtime(), before.nlink()), "{what}");
+        assert_eq!(std::fs::read(sentinel.join("keep")).unwrap(), b"host");
+    }
+}
