@@ -429,7 +429,9 @@ impl Engine {
                 keep_blob.insert(l.blob.clone());
             }
         }
+        // pinned digests protect blobs, and snapshots when they are chain ids
         for b in self.pinned_blobs() {
+            keep_snap.insert(layer_key(&b));
             keep_blob.insert(b);
         }
         let mut freed = 0;

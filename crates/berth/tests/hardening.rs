@@ -322,3 +322,78 @@ fn a3_29_proc_dev_sys_symlinks_in_the_image_stay_inside() {
         assert_eq!(std::fs::read(sentinel.join("keep")).unwrap(), b"host");
     }
 }
+
+/// berth's registry server in this process.
+fn registry(dir: &Path) -> String {
+    let reg = berth_registry::Registry::open(dir.join("registry")).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            let _ = axum::serve(l, berth_registry::router(Arc::new(reg))).await;
+        });
+    });
+    format!("127.0.0.1:{port}")
+}
+
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// B10: pulls while image GC runs again and again (every `rmi` collects): each pull succeeds
+/// and leaves a complete image (its layers unpacked, so a container runs from it).
+#[test]
+fn b10_pull_concurrent_with_gc() {
+    let d = Arc::new(Daemon::start("hard-b10"));
+    let reg = registry(&d.dir);
+    let ctx = d.dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY a /a\nCOPY b /b\nCOPY c /c\n").unwrap();
+    for (i, f) in ["a", "b", "c"].iter().enumerate() {
+        std::fs::write(ctx.join(f), noise(3 << 20, i as u64 + 11)).unwrap();
+    }
+    let r = format!("{reg}/b10/img:v1");
+    d.berth(&["build", "-q", "-t", &r, ctx.to_str().unwrap()]).ok();
+    d.berth(&["push", &r]).ok();
+    let want = d.berth(&["run", "--rm", &r, "sh", "-c", "md5sum /a /b /c"]).ok().stdout;
+    d.berth(&["rmi", &r]).ok();
+    d.berth(&["builder", "prune", "-af"]).ok();
+
+    // a GC loop: import and remove a throwaway image (each removal runs the image GC)
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gc = {
+        let d = d.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                d.berth(&["import", busybox_tar().to_str().unwrap(), "gc-churn:latest"]).ok();
+                d.berth(&["rmi", "gc-churn:latest"]).ok();
+                n += 1;
+            }
+            n
+        })
+    };
+    for round in 0..5 {
+        let o = d.berth(&["pull", &r]);
+        assert_eq!(o.code, 0, "round {round}: pull failed: {}", o.stderr);
+        let o = d.berth(&["run", "--rm", &r, "sh", "-c", "md5sum /a /b /c"]);
+        assert_eq!(o.code, 0, "round {round}: image incomplete after pull: {}", o.stderr);
+        assert_eq!(o.stdout, want, "round {round}");
+        d.berth(&["rmi", &r]).ok();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let n = gc.join().unwrap();
+    assert!(n > 0);
+}

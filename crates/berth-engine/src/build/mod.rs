@@ -842,8 +842,10 @@ impl Builder<'_> {
         };
         if let Some(l) = &layer {
             self.eng.pin(&l.blob);
+            self.eng.pin(&l.chain_id);
             if let Ok(mut p) = self.pinned.lock() {
                 p.push(l.blob.clone());
+                p.push(l.chain_id.clone());
             }
             st.config.rootfs.typ = "layers".into();
             st.config.rootfs.diff_ids.push(l.diff_id.clone());

@@ -407,6 +407,11 @@ async fn pull_one(eng: Arc<Engine>, r: &Reference, sess: &Session, opts: &PullOp
         for l in &manifest.layers {
             pins.pin(&l.digest);
         }
+        // and their snapshots (by chain id): a GC between a layer's unpack and the image
+        // record must not take the layer away (HARDENING B10)
+        for c in &chains {
+            pins.pin(c);
+        }
         // Layers unpacked for another image (same chain) are reused as they are, even when
         // that image holds them in another blob (imported, or compressed differently).
         let mut local: HashMap<Digest, LayerRecord> = HashMap::new();
