@@ -108,7 +108,14 @@ impl Snapshotter {
         if res.is_err() {
             let _ = remove_tree(&tmp);
         }
-        res
+        // a full disk must say where (HARDENING B6)
+        res.map_err(|e: EngineError| {
+            if e.message().contains("os error 28") && !e.message().contains(&self.root.display().to_string()) {
+                EngineError::new(e.kind(), format!("unpack into {}: {}", tmp.display(), e.message()))
+            } else {
+                e
+            }
+        })
     }
 
     /// Create the writable layer directories of a new active snapshot, without recording it.
@@ -217,14 +224,7 @@ impl Snapshotter {
         if res.is_err() {
             let _ = remove_tree(&self.root.join(id.to_string()));
         }
-        // a full disk must say where (HARDENING B6)
-        res.map_err(|e| {
-            if e.message().contains("os error 28") && !e.message().contains(&self.root.display().to_string()) {
-                EngineError::new(e.kind(), format!("unpack into {}: {}", tmp.display(), e.message()))
-            } else {
-                e
-            }
-        })
+        res
     }
 
     /// Create a writable snapshot `key` on top of the committed `parent`.
