@@ -271,7 +271,9 @@ fn b6_disk_full_data_root() {
     // a container fills the disk from inside; the daemon keeps serving
     let o = d.berth(&["run", "--name", "filler", "busybox", "sh", "-c", "dd if=/dev/zero of=/fill bs=1M count=100"]);
     assert_ne!(o.code, 0, "{}", o.stdout);
-    assert!(statvfs_free(&data) < 1 << 20, "disk not full: {}", statvfs_free(&data));
+    assert!(o.stderr.contains("No space left on device"), "{}", o.stderr);
+    // (the metadata store's reserve may have been handed back meanwhile: a few MiB free)
+    assert!(statvfs_free(&data) < 8 << 20, "disk not full: {}", statvfs_free(&data));
     d.berth(&["ps", "-a"]).ok();
     d.berth(&["images"]).ok();
     d.berth(&["inspect", "filler"]).ok();
