@@ -411,6 +411,7 @@ impl Engine {
         }
         let mgr = self.net()?;
         let path = mgr.create_netns(&rec.id)?;
+        berth_runtime::timing::mark("daemon: netns created");
         let res = (|| -> Result<Vec<(EndpointSpec, Endpoint)>> {
             let ports = port_bindings(rec)?;
             let dns: Vec<std::net::SocketAddr> = rec
