@@ -88,6 +88,11 @@ impl Snapshotter {
     }
 
     /// Write a committed layer's directory (`tmp-<id>` renamed into place) without recording it.
+    /// `flush: false` is for layers that hold only metadata (empty files and directories, such
+    /// as a container's init layer): no `syncfs`, which costs tens of milliseconds on a busy
+    /// disk. Directory entries are journaled in order on the filesystems berth supports, and the
+    /// snapshot record's commit flushes the journal, so a power cut still leaves the layer
+    /// complete or absent.
     fn write_layer(&self, flush: bool, fill: impl FnOnce(&Path) -> Result<u64>) -> Result<(u64, u64)> {
         let id = self.alloc_id();
         let tmp = self.root.join(format!("tmp-{id}"));
@@ -132,7 +137,7 @@ impl Snapshotter {
     }
 
     /// A container's two snapshots in one commit: the init layer `init_key` (mount points
-    /// only, written by `fill`, not flushed; see [`Self::create_layer_with`]) on `parent`, and
+    /// only, written by `fill`, not flushed; see [`Self::write_layer`]) on `parent`, and
     /// the writable layer `key` on top of it.
     pub fn prepare_with_init(
         &self,
@@ -196,25 +201,10 @@ impl Snapshotter {
         parent: Option<&str>,
         fill: impl FnOnce(&Path) -> Result<u64>,
     ) -> Result<()> {
-        self.create_layer_with(key, parent, true, fill)
-    }
-
-    /// [`Self::create_layer`], with `flush: false` for layers that hold only metadata (empty
-    /// files and directories, such as a container's init layer): no `syncfs`, which costs tens of
-    /// milliseconds on a busy disk. Directory entries are journaled in order on the filesystems
-    /// berth supports, and the snapshot record's commit flushes the journal, so a power cut
-    /// still leaves the layer complete or absent.
-    pub fn create_layer_with(
-        &self,
-        key: &str,
-        parent: Option<&str>,
-        flush: bool,
-        fill: impl FnOnce(&Path) -> Result<u64>,
-    ) -> Result<()> {
         if self.get(key)?.is_some() {
             return Ok(());
         }
-        let (id, size) = self.write_layer(flush, fill)?;
+        let (id, size) = self.write_layer(true, fill)?;
         let res = (|| {
             let mut b = self.meta.batch()?;
             let rec = SnapshotRecord { id, parent: parent.map(String::from), active: false, size };
