@@ -90,8 +90,8 @@ start_engines() {
   b import --change 'CMD ["sh"]' "$W/bb.tar" bb:latest >/dev/null
   b tag bb:latest busybox:latest
   b save -o "$W/bb-image.tar" bb:latest busybox:latest
-  # docker: own bridge on a free private /24, no iptables
-  if command -v dockerd >/dev/null && command -v docker >/dev/null; then
+  # docker: own bridge on a free private /24, no iptables (ONLY_BERTH=1: berth alone, for profiles)
+  if [ "${ONLY_BERTH:-0}" != 1 ] && command -v dockerd >/dev/null && command -v docker >/dev/null; then
     local net
     for net in $(seq 180 199); do ip route | grep -q "^10.$net.77." || break; done
     ip link add "$DBR" type bridge && ip addr add "10.$net.77.1/24" dev "$DBR" && ip link set "$DBR" up
@@ -105,7 +105,9 @@ start_engines() {
       log "dockerd did not start: docker figures will be 'not available'"; tail -5 "$W/dockerd.log" >&2
     fi
   fi
-  if command -v podman >/dev/null && p load -q -i "$W/bb-image.tar" >/dev/null 2>&1; then
+  if [ "${ONLY_BERTH:-0}" = 1 ]; then
+    :
+  elif command -v podman >/dev/null && p load -q -i "$W/bb-image.tar" >/dev/null 2>&1; then
     HAVE_PODMAN=1
   else
     log "podman cannot load images here: podman figures will be 'not available'"
