@@ -127,37 +127,93 @@ pub fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
     out
 }
 
+/// The start of the error [`Engine::start_exec`] returns when the command cannot be run.
+pub const EXEC_START_FAILED: &str = "OCI runtime exec failed";
+
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-impl Engine {
-    /// Register an attach that arrived before the container started: the next start creates
-    /// the container, waits for the attach to connect, and only then runs the process.
-    pub fn attach_register(&self, id: &str) {
-        if let Ok(mut m) = self.attach_pending.lock() {
-            *m.entry(id.to_string()).or_default() += 1;
-        }
+/// An attach waiting for its container to start (see [`Engine::attach_register`]).
+pub(crate) struct AttachSlot {
+    token: u64,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    tx: tokio::sync::oneshot::Sender<std::os::unix::net::UnixStream>,
+}
+
+/// The waiting side of [`Engine::attach_register`]; dropping it withdraws the attach.
+pub struct PendingAttach {
+    eng: Arc<Engine>,
+    id: String,
+    token: u64,
+    rx: Option<tokio::sync::oneshot::Receiver<std::os::unix::net::UnixStream>>,
+}
+
+impl PendingAttach {
+    /// The shim stream, once the container was created; `None` when it will not come (the
+    /// start failed, or the registration was withdrawn).
+    pub async fn stream(&mut self) -> Option<std::os::unix::net::UnixStream> {
+        self.rx.as_mut()?.await.ok()
     }
 
-    pub fn attach_done(&self, id: &str) {
+    /// Withdraw the registration; true when it was still waiting (no start has taken it).
+    pub fn withdraw(&self) -> bool {
+        let Ok(mut m) = self.eng.attach_pending.lock() else { return false };
+        let Some(v) = m.get_mut(&self.id) else { return false };
+        let before = v.len();
+        v.retain(|s| s.token != self.token);
+        let removed = v.len() != before;
+        if v.is_empty() {
+            m.remove(&self.id);
+        }
+        removed
+    }
+}
+
+impl Drop for PendingAttach {
+    fn drop(&mut self) {
+        self.withdraw();
+    }
+}
+
+impl Engine {
+    /// Register an attach that arrived before the container started. The next start creates
+    /// the container, attaches to its shim on this attach's behalf (so no output is missed,
+    /// however late the client's connection is handed over) and sends the stream on the
+    /// returned receiver. Drop the [`PendingAttach`] to withdraw.
+    pub fn attach_register(self: &Arc<Self>, id: &str, stdin: bool, stdout: bool, stderr: bool) -> PendingAttach {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let token = self.attach_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut m) = self.attach_pending.lock() {
-            if let Some(n) = m.get_mut(id) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    m.remove(id);
-                }
+            m.entry(id.to_string()).or_default().push(AttachSlot { token, stdin, stdout, stderr, tx });
+        }
+        PendingAttach { eng: self.clone(), id: id.to_string(), token, rx: Some(rx) }
+    }
+
+    /// Emit a container event the way dockerd does: `extra` attributes, the container's
+    /// labels, its image and name (so `events --filter label=...` works on every action).
+    pub fn container_event(&self, rec: &ContainerRecord, action: &str, extra: &[(&str, &str)]) {
+        let mut attrs: Vec<(&str, &str)> = extra.to_vec();
+        if let Some(labels) = rec.config.labels.as_ref() {
+            attrs.extend(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+        attrs.push(("image", rec.config.image.as_deref().unwrap_or("")));
+        attrs.push(("name", &rec.name));
+        self.events.emit("container", action, &rec.id, &attrs);
+    }
+
+    /// Connect every attach registered for `id` to its freshly created shim.
+    fn attach_pending_connect(&self, id: &str, state_dir: &std::path::Path) {
+        let slots = self.attach_pending.lock().ok().and_then(|mut m| m.remove(id)).unwrap_or_default();
+        for slot in slots {
+            let stream = berth_runtime::Shim::connect(state_dir)
+                .ok()
+                .flatten()
+                .and_then(|shim| shim.attach(slot.stdin, slot.stdout, slot.stderr).ok());
+            if let Some(s) = stream {
+                let _ = slot.tx.send(s);
             }
         }
-        self.notify_state();
-    }
-
-    /// True while the container's shim has created it and waits for attaches to connect: only
-    /// then (or once it runs) an attach gets the container's output from the start.
-    pub fn attach_ready(&self, id: &str) -> bool {
-        self.created_gate.lock().map(|g| g.contains(id)).unwrap_or(false)
-    }
-
-    fn attach_pending_count(&self, id: &str) -> usize {
-        self.attach_pending.lock().map(|m| m.get(id).copied().unwrap_or(0)).unwrap_or(0)
     }
 
     /// The shim state directory of a container.
@@ -392,11 +448,11 @@ impl Engine {
             let _ = self.purge_container(&rec);
             return Err(e);
         }
+        self.container_event(&rec, "create", &[]);
         self.containers
             .lock()
             .map_err(|_| EngineError::internal("lock"))?
             .insert(id.clone(), Arc::new(Mutex::new(rec)));
-        self.events.emit("container", "create", &id, &[("image", &image_name), ("name", &name)]);
         berth_runtime::timing::mark("daemon: create done");
         Ok((id, warnings))
     }
@@ -579,6 +635,7 @@ impl Engine {
             security_opt: security,
             read_only_rootfs: hc.readonly_rootfs.unwrap_or(false),
             init: hc.init.unwrap_or(false),
+            group_add: hc.group_add.clone().unwrap_or_default(),
             shm_size: hc.shm_size.filter(|s| *s > 0).map(|s| s as u64),
             sysctls: hc.sysctls.clone().unwrap_or_default().into_iter().collect(),
             ulimits: hc
@@ -625,7 +682,16 @@ impl Engine {
         if rec.state.status == "removing" || rec.state.dead {
             return Err(EngineError::conflict(format!("container {} is marked for removal and cannot be started", rec.id)));
         }
-        self.start_locked(&mut rec)?;
+        if let Err(e) = self.start_locked(&mut rec) {
+            // Like dockerd: a `--rm` container that fails to start is removed at once (clients
+            // such as docker 28's `run --rm` wait for that removal).
+            let (id, auto_remove) = (rec.id.clone(), rec.host_config.auto_remove.unwrap_or(false));
+            drop(rec);
+            if auto_remove {
+                let _ = self.remove_container(&id, true, true);
+            }
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -674,22 +740,10 @@ impl Engine {
             };
             berth_runtime::health::set_config(&state_dir, Some(&hc))?;
         }
-        // Always create, then start: attaches that arrived before the start connect in between
-        // (docker run attaches first), so no output is missed.
+        // Always create, then start: attaches that arrived before the start (docker run
+        // attaches first) are connected in between, so no output is missed.
         let launched = berth_runtime::create(&self.config.exe, &state_dir, &cfg).and_then(|st| {
-            if self.attach_pending_count(&rec.id) > 0 {
-                if let Ok(mut g) = self.created_gate.lock() {
-                    g.insert(rec.id.clone());
-                }
-                self.notify_state();
-                let deadline = std::time::Instant::now() + Duration::from_secs(5);
-                while self.attach_pending_count(&rec.id) > 0 && std::time::Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-            if let Ok(mut g) = self.created_gate.lock() {
-                g.remove(&rec.id);
-            }
+            self.attach_pending_connect(&rec.id, &state_dir);
             berth_runtime::timing::mark("daemon: attach gate passed");
             let shim = berth_runtime::Shim::connect(&state_dir)?
                 .ok_or_else(|| berth_runtime::RuntimeError::Shim("shim exited before start".into()))?;
@@ -719,7 +773,7 @@ impl Engine {
                 if rec.state.health.is_some() {
                     self.watch_health(&rec.id, "starting");
                 }
-                self.events.emit("container", "start", &rec.id, &[("image", rec.config.image.as_deref().unwrap_or("")), ("name", &rec.name)]);
+                self.container_event(rec, "start", &[]);
                 self.spawn_monitor(rec.id.clone());
                 self.notify_state();
                 berth_runtime::timing::mark("daemon: start done");
@@ -810,11 +864,10 @@ impl Engine {
             rec.state.finished_at = status.as_ref().map(|s| s.finished_at.clone()).filter(|s| !s.is_empty()).unwrap_or_else(now);
             let _ = self.save(&rec);
             berth_runtime::timing::mark("daemon: exit saved");
-            let img = rec.config.image.clone().unwrap_or_default();
             if oom {
-                self.events.emit("container", "oom", id, &[("image", &img), ("name", &rec.name)]);
+                self.container_event(&rec, "oom", &[]);
             }
-            self.events.emit("container", "die", id, &[("exitCode", &code.to_string()), ("image", &img), ("name", &rec.name)]);
+            self.container_event(&rec, "die", &[("exitCode", &code.to_string())]);
             let policy = rec.host_config.restart_policy.clone().unwrap_or_default();
             let name = policy.name.map(|n| n.to_string()).unwrap_or_default();
             let max = policy.maximum_retry_count.unwrap_or(0);
@@ -952,7 +1005,7 @@ impl Engine {
             let _ = self.save(&rec);
         }
         shim.kill(sig, false).map_err(|e| EngineError::internal(e.to_string()))?;
-        self.events.emit("container", "kill", &rec.id, &[("signal", &sig.to_string()), ("name", &rec.name)]);
+        self.container_event(&rec, "kill", &[("signal", &sig.to_string())]);
         Ok(())
     }
 
@@ -1003,8 +1056,9 @@ impl Engine {
             .await;
             self.wait_not_running(&id, None).await;
         }
-        let name = self.get_container(&id).ok().and_then(|c| c.lock().ok().map(|r| r.name.clone())).unwrap_or_default();
-        self.events.emit("container", "stop", &id, &[("name", &name)]);
+        if let Some(rec) = self.get_container(&id).ok().and_then(|c| c.lock().ok().map(|r| r.clone())) {
+            self.container_event(&rec, "stop", &[]);
+        }
         Ok(true)
     }
 
@@ -1053,7 +1107,7 @@ impl Engine {
         rec.state.paused = pause;
         rec.state.status = if pause { "paused".into() } else { "running".into() };
         self.save(&rec)?;
-        self.events.emit("container", if pause { "pause" } else { "unpause" }, &rec.id, &[("name", &rec.name)]);
+        self.container_event(&rec, if pause { "pause" } else { "unpause" }, &[]);
         Ok(())
     }
 
@@ -1105,7 +1159,7 @@ impl Engine {
         if let Ok(mut m) = self.containers.lock() {
             m.remove(&rec.id);
         }
-        self.events.emit("container", "destroy", &rec.id, &[("name", &rec.name), ("image", rec.config.image.as_deref().unwrap_or(""))]);
+        self.container_event(&rec, "destroy", &[]);
         self.notify_state();
         berth_runtime::timing::mark("daemon: remove done");
         Ok(())
@@ -1206,14 +1260,22 @@ impl Engine {
                 }
             }),
         };
-        let (shim_id, pid, stream) = shim.exec(&p, cfg.attach_stdin.unwrap_or(false)).map_err(|e| {
-            let m = e.to_string();
-            if m.contains("not found") || m.contains("no such file") {
-                EngineError::invalid(format!("OCI runtime exec failed: exec failed: unable to start container process: exec: \"{}\": executable file not found in $PATH: unknown", p.args[0]))
-            } else {
-                EngineError::internal(m)
+        let (shim_id, pid, stream) = match shim.exec(&p, cfg.attach_stdin.unwrap_or(false)) {
+            Ok(x) => x,
+            Err(e) => {
+                let m = e.to_string();
+                if m.contains("not found") || m.contains("no such file") {
+                    // dockerd: the exec ends with code 126 and this message in its stream
+                    self.update_exec(id, |e| e.exit_code = Some(126));
+                    let arg0 = p.args.first().map(String::as_str).unwrap_or("");
+                    let why = if arg0.contains('/') { format!("stat {arg0}: no such file or directory") } else { "executable file not found in $PATH".into() };
+                    return Err(EngineError::invalid(format!(
+                        "{EXEC_START_FAILED}: exec failed: unable to start container process: exec: \"{arg0}\": {why}: unknown"
+                    )));
+                }
+                return Err(EngineError::internal(m));
             }
-        })?;
+        };
         self.update_exec(id, |e| {
             e.running = true;
             e.pid = pid as i64;

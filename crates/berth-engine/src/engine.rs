@@ -131,9 +131,9 @@ pub struct Engine {
     /// Exit codes of recently removed containers (for `wait --condition removed`).
     pub(crate) exit_codes: Mutex<HashMap<String, i64>>,
     /// Attach requests waiting for a container to start (`docker run` attaches before start).
-    pub(crate) attach_pending: Mutex<HashMap<String, usize>>,
+    pub(crate) attach_pending: Mutex<HashMap<String, Vec<crate::container::AttachSlot>>>,
+    pub(crate) attach_seq: std::sync::atomic::AtomicU64,
     /// Containers created by their shim and waiting for attaches before their process starts.
-    pub(crate) created_gate: Mutex<std::collections::HashSet<String>>,
     /// The kernel side of networking; `None` when it could not be set up (logged).
     pub net: Option<berth_network::NetManager>,
     pub(crate) net_lock: Mutex<()>,
@@ -208,7 +208,7 @@ impl Engine {
             state_tx: tokio::sync::watch::channel(0).0,
             exit_codes: Mutex::new(HashMap::new()),
             attach_pending: Mutex::new(HashMap::new()),
-            created_gate: Mutex::new(Default::default()),
+            attach_seq: std::sync::atomic::AtomicU64::new(0),
             net,
             net_lock: Mutex::new(()),
             started: chrono::Utc::now(),

@@ -249,8 +249,15 @@ where
 pub trait Duplex: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Duplex for T {}
 
-/// Copy client→shim (stdin) and shim→client (output) until the output ends.
-async fn splice(client: Box<dyn Duplex>, shim: std::os::unix::net::UnixStream, stdin: bool) {
+/// Copy client→shim (stdin) and shim→client (output) until the output ends; then wait for
+/// `before_close` (an exec's exit being recorded) before closing the client's side, because
+/// clients read the exit code as soon as the stream ends.
+async fn splice(
+    client: Box<dyn Duplex>,
+    shim: std::os::unix::net::UnixStream,
+    stdin: bool,
+    before_close: Option<tokio::task::JoinHandle<()>>,
+) {
     if shim.set_nonblocking(true).is_err() {
         return;
     }
@@ -273,6 +280,9 @@ async fn splice(client: Box<dyn Duplex>, shim: std::os::unix::net::UnixStream, s
     });
     let _ = tokio::io::copy(&mut sr, &mut cw).await;
     let _ = cw.flush().await;
+    if let Some(h) = before_close {
+        let _ = h.await;
+    }
     let _ = cw.shutdown().await;
     input.abort();
 }
@@ -288,54 +298,47 @@ pub async fn attach(State(eng): State<AppState>, UrlPath(id): UrlPath<String>, q
     let tty = rec.config.tty.unwrap_or(false);
     let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
     let cid = rec.id.clone();
-    let registered = stream && !rec.state.running;
-    if registered {
-        eng.attach_register(&cid);
-    }
+    eng.container_event(&rec, "attach", &[]);
+    // Attach before start (docker run, start -a): the start connects it to the new shim before
+    // running the process and hands the stream over (see Engine::attach_register).
+    let pending = (stream && !rec.state.running).then(|| eng.attach_register(&cid, stdin, stdout, stderr));
     Ok(hijack(req, ct, move |client| async move {
         let _ = logs;
         if !stream {
             return;
         }
-        // Attach may come before start (docker run): the start waits for us (see
-        // Engine::attach_register), so connect as soon as the shim is up.
-        let mut rx = eng.subscribe_state();
-        let sd = eng.state_dir(&cid);
-        let mut seen_running = false;
-        let shim = loop {
-            let sd2 = sd.clone();
-            let ready = !registered || eng.attach_ready(&cid) || seen_running;
-            let r = if ready {
-                tokio::task::spawn_blocking(move || -> Result<Option<std::os::unix::net::UnixStream>, berth_runtime::RuntimeError> {
-                    match berth_runtime::Shim::connect(&sd2)? {
-                        Some(s) => Ok(Some(s.attach(stdin, stdout, stderr)?)),
-                        None => Ok(None),
+        let direct = |eng: AppState, cid: String| async move {
+            let sd = eng.state_dir(&cid);
+            tokio::task::spawn_blocking(move || match berth_runtime::Shim::connect(&sd) {
+                Ok(Some(s)) => s.attach(stdin, stdout, stderr).ok(),
+                _ => None,
+            })
+            .await
+            .ok()
+            .flatten()
+        };
+        let shim = match pending {
+            None => direct(eng.clone(), cid.clone()).await,
+            Some(mut p) => {
+                let mut rx = eng.subscribe_state();
+                loop {
+                    tokio::select! {
+                        s = p.stream() => break s,
+                        r = rx.changed() => if r.is_err() { break None },
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
                     }
-                })
-                .await
-            } else {
-                Ok(Ok(None))
-            };
-            if let Ok(Ok(Some(s))) = r {
-                break Some(s);
-            }
-            let st = eng.get_container(&cid).ok().and_then(|c| c.lock().ok().map(|r| r.state.running));
-            match st {
-                None => break None,
-                Some(true) => seen_running = true,
-                Some(false) if seen_running || !registered => break None,
-                Some(false) => {}
-            }
-            tokio::select! {
-                r = rx.changed() => if r.is_err() { break None },
-                _ = tokio::time::sleep(std::time::Duration::from_millis(if seen_running { 5 } else { 500 })) => {}
+                    match eng.get_container(&cid).ok().and_then(|c| c.lock().ok().map(|r| r.state.running)) {
+                        None => break None,
+                        // started without taking this attach (it came while the start was
+                        // past that point): attach to the running container directly
+                        Some(true) if p.withdraw() => break direct(eng.clone(), cid.clone()).await,
+                        _ => {}
+                    }
+                }
             }
         };
-        if registered {
-            eng.attach_done(&cid);
-        }
         if let Some(s) = shim {
-            splice(client, s, stdin).await;
+            splice(client, s, stdin, None).await;
         }
     }))
 }
@@ -348,7 +351,24 @@ pub async fn exec_start(State(eng): State<AppState>, UrlPath(id): UrlPath<String
     let tty = cfg["Tty"].as_bool();
     let e2 = eng.clone();
     let id2 = id.clone();
-    let (ex, stream) = blocking(move || e2.start_exec(&id2, tty)).await?;
+    let (ex, stream) = match blocking(move || e2.start_exec(&id2, tty)).await {
+        Ok(x) => x,
+        // like dockerd: the stream opens and carries the error; the exit code (126) is in
+        // the exec's inspect
+        Err(ApiError(StatusCode::BAD_REQUEST, msg)) if msg.starts_with(berth_engine::container::EXEC_START_FAILED) && !detach => {
+            let is_tty = tty.unwrap_or(false) || eng.get_exec(&id).ok().and_then(|e| e.config.tty).unwrap_or(false);
+            let ct = if is_tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+            let line = format!("{msg}\r\n");
+            let bytes = if is_tty { line.into_bytes() } else { frame(1, line.as_bytes()) };
+            let req = Request::from_parts(parts, Body::empty());
+            return Ok(hijack(req, ct, move |mut client| async move {
+                let _ = client.write_all(&bytes).await;
+                let _ = client.flush().await;
+                let _ = client.shutdown().await;
+            }));
+        }
+        Err(e) => return Err(e),
+    };
     let waiter = {
         let eng = eng.clone();
         let id = id.clone();
@@ -375,7 +395,6 @@ pub async fn exec_start(State(eng): State<AppState>, UrlPath(id): UrlPath<String
     let stdin = ex.config.attach_stdin.unwrap_or(false);
     let req = Request::from_parts(parts, Body::empty());
     Ok(hijack(req, ct, move |client| async move {
-        splice(client, stream, stdin).await;
-        let _ = waiter().await;
+        splice(client, stream, stdin, Some(waiter())).await;
     }))
 }
