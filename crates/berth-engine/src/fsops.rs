@@ -95,14 +95,14 @@ impl Engine {
     pub fn archive_stat(&self, name: &str, path: &str) -> Result<PathStat> {
         let rec = self.record(name)?;
         let view = self.root_view(&rec)?;
-        stat_in(&view.path, path)
+        stat_in(&view.path, path, name)
     }
 
     /// `GET /containers/{id}/archive`: tar of `path` (named by its last component) into `out`.
     pub fn archive_get(&self, name: &str, path: &str, out: impl Write) -> Result<()> {
         let rec = self.record(name)?;
         let view = self.root_view(&rec)?;
-        stat_in(&view.path, path)?;
+        stat_in(&view.path, path, name)?;
         let trimmed = path.trim_end_matches('/');
         let (src, archive_name) = if path.ends_with("/.") {
             (PathBuf::from(&path[..path.len() - 2]), Some(".".to_string()))
@@ -122,7 +122,7 @@ impl Engine {
             return Err(EngineError::new(crate::error::ErrorKind::Forbidden, "container rootfs is marked read-only"));
         }
         let view = self.root_view(&rec)?;
-        let st = stat_in(&view.path, path)?;
+        let st = stat_in(&view.path, path, name)?;
         if st.mode & (1 << 31) == 0 {
             return Err(EngineError::invalid(format!("extraction point is not a directory: {path}")));
         }
@@ -254,11 +254,11 @@ impl Engine {
     }
 }
 
-fn stat_in(root: &Path, path: &str) -> Result<PathStat> {
+fn stat_in(root: &Path, path: &str, container: &str) -> Result<PathStat> {
     use std::os::fd::AsFd;
     let fd = berth_archive::open_in_root(root, Path::new(path), berth_archive::OFlags::PATH | berth_archive::OFlags::NOFOLLOW)
         .map_err(|e| match e.kind() {
-            berth_archive::ArchiveErrorKind::NotFound => EngineError::not_found(format!("Could not find the file {path} in container")),
+            berth_archive::ArchiveErrorKind::NotFound => EngineError::not_found(format!("Could not find the file {path} in container {container}")),
             _ => EngineError::from(e),
         })?;
     let st = rustix::fs::fstat(fd.as_fd()).map_err(|e| EngineError::internal(format!("stat {path}: {e}")))?;

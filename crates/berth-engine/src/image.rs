@@ -278,7 +278,12 @@ impl Engine {
 
     /// Find an image by reference, full or short id, or `name@digest`.
     pub fn resolve_image(&self, name: &str) -> Result<ImageRecord> {
-        let not_found = || EngineError::not_found(format!("No such image: {name}"));
+        // dockerd names the reference it looked for: `busybox` → `busybox:latest`
+        let not_found = || {
+            let last = name.rsplit('/').next().unwrap_or(name);
+            let shown = if last.contains(':') || name.contains('@') { name.to_string() } else { format!("{name}:latest") };
+            EngineError::not_found(format!("No such image: {shown}"))
+        };
         // id forms
         let hexpart = name.strip_prefix("sha256:").unwrap_or(name);
         if hexpart.len() >= 4 && hexpart.len() <= 64 && hexpart.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) {
@@ -369,6 +374,23 @@ impl Engine {
                 self.meta.delete(TAGS, &k)?;
                 self.events.emit("image", "untag", img.id.as_str(), &[("name", &r.familiar())]);
                 out.push(bollard::models::ImageDeleteResponseItem { untagged: Some(r.familiar()), deleted: None });
+                // like dockerd: the last tag of a repository takes that repository's digest
+                // references with it
+                let repo = r.name();
+                let repo_tagged = tags.iter().filter(|t| **t != k).any(|t| Reference::parse(t).is_ok_and(|x| x.name() == repo));
+                if !repo_tagged {
+                    let (gone, kept): (Vec<String>, Vec<String>) =
+                        img.repo_digests.iter().cloned().partition(|d| Reference::parse(d).is_ok_and(|x| x.name() == repo));
+                    if !gone.is_empty() {
+                        let mut rec = img.clone();
+                        rec.repo_digests = kept;
+                        self.meta.put(IMAGES, rec.id.as_str(), &rec)?;
+                        for d in gone {
+                            let fam = Reference::parse(&d).map(|x| x.familiar()).unwrap_or(d);
+                            out.push(bollard::models::ImageDeleteResponseItem { untagged: Some(fam), deleted: None });
+                        }
+                    }
+                }
                 return Ok(out);
             }
         } else if tags.len() > 1 && !force {
@@ -410,6 +432,14 @@ impl Engine {
             out.push(bollard::models::ImageDeleteResponseItem { untagged: Some(d.clone()), deleted: None });
         }
         out.push(bollard::models::ImageDeleteResponseItem { untagged: None, deleted: Some(img.id.to_string()) });
+        // like dockerd, the layers no other image uses are listed as deleted too (top first)
+        let still_used: std::collections::HashSet<String> =
+            self.list_images()?.iter().flat_map(|i| i.layers.iter().map(|l| l.chain_id.to_string())).collect();
+        for l in img.layers.iter().rev() {
+            if !still_used.contains(&l.chain_id.to_string()) {
+                out.push(bollard::models::ImageDeleteResponseItem { untagged: None, deleted: Some(l.chain_id.to_string()) });
+            }
+        }
         self.events.emit("image", "delete", img.id.as_str(), &[]);
         self.gc_images()?;
         Ok(out)
@@ -483,8 +513,9 @@ impl Engine {
             rootfs: RootFs { typ: "layers".into(), diff_ids: vec![layer.diff_id.clone()] },
             history: vec![History {
                 created: Some(now),
-                created_by: Some("berth import".into()),
-                comment: Some(message.unwrap_or("Imported from -").to_string()),
+                // dockerd: no CreatedBy, and "Imported from <src>" unless a message is given
+                created_by: None,
+                comment: Some(message.filter(|m| !m.is_empty()).unwrap_or("Imported from -").to_string()),
                 ..Default::default()
             }],
             ..Default::default()

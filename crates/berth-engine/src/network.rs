@@ -543,12 +543,15 @@ impl Engine {
             };
             let ep = mgr.connect(&spec)?;
             rec.endpoints.push((spec, ep));
-            // The container may now need the embedded DNS server.
-            if let Some(r) = self.resolv_for(&rec) {
-                let _ = crate::content::write_atomic(&self.ctr_dir_pub(&rec.id).join("resolv.conf"), r.as_bytes());
-            }
         }
         rec.networks.insert(n.name.clone(), v);
+        // The container may now need the embedded DNS server (resolv_for looks at networks).
+        if rec.state.running {
+            if let Some(r) = self.resolv_for(&rec) {
+                // in place: the file is bind-mounted into the running container
+                let _ = std::fs::write(self.ctr_dir_pub(&rec.id).join("resolv.conf"), r.as_bytes());
+            }
+        }
         self.meta.put(crate::meta::CONTAINERS, &rec.id, &*rec)?;
         self.events.emit("network", "connect", &n.id, &[("container", &rec.id), ("name", &n.name), ("type", &n.driver)]);
         Ok(())

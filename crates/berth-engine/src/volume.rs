@@ -562,7 +562,7 @@ impl Engine {
         let mut j = json!({
             "CreatedAt": v.created,
             "Driver": v.driver,
-            "Labels": if v.labels.is_empty() { Value::Null } else { json!(v.labels) },
+            "Labels": json!(v.labels),
             "Mountpoint": self.volume_mountpoint(&v.name).display().to_string(),
             "Name": v.name,
             "Options": if v.options.is_empty() { Value::Null } else { json!(v.options) },

@@ -48,6 +48,9 @@ pub struct ContainerConfig {
     pub log: LogConfig,
     /// External OCI runtime binary (runc, crun); `None` = the built-in one (youki's libcontainer).
     pub runtime: Option<PathBuf>,
+    /// `--group-add`: extra supplementary groups (names from the image's /etc/group, or
+    /// numeric ids) for the init process and every exec.
+    pub group_add: Vec<String>,
     /// Signal `docker stop` sends first (the engine uses it; the shim uses it for
     /// `--health-on-failure stop`).
     pub stop_signal: i32,

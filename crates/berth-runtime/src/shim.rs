@@ -1133,7 +1133,7 @@ fn prepare_bundle(cfg: &ContainerConfig, state_dir: &Path) -> Result<(), ShimErr
     let rootfs = state_dir.join(ROOTFS_DIR);
     mount_rootfs(cfg, &rootfs)?;
     crate::timing::mark("helper: rootfs mounted");
-    let user = spec::resolve_user(&rootfs, &cfg.process.user).map_err(|e| ShimError::Start {
+    let user = spec::resolve_user_groups(&rootfs, &cfg.process.user, &cfg.group_add).map_err(|e| ShimError::Start {
         message: e.to_string(),
         reason: StartFailure::InvalidConfig,
     })?;
@@ -1202,7 +1202,7 @@ fn prepare_exec(
     } else {
         &p.user
     };
-    let user = spec::resolve_user(&rootfs, user_spec).map_err(|e| ShimError::Start {
+    let user = spec::resolve_user_groups(&rootfs, user_spec, &cfg.group_add).map_err(|e| ShimError::Start {
         message: e.to_string(),
         reason: StartFailure::InvalidConfig,
     })?;

@@ -394,7 +394,10 @@ pub fn resolve_user_from(
                 .ok_or_else(|| SpecError::UnknownGroup(g.to_string()))?;
         }
     }
-    if let Some(name) = name {
+    // dockerd: the primary group is always listed among the supplementary ones
+    res.additional_gids.push(res.gid);
+    // runc: membership groups only with the implicit form (no `:group` given)
+    if let Some(name) = name.filter(|_| g.is_none()) {
         for ge in &groups {
             if ge.members.contains(&name)
                 && ge.gid != res.gid
@@ -412,9 +415,36 @@ pub fn resolve_user_from(
 
 /// Resolve `user` against the rootfs at `root` (files opened inside the root, size-capped).
 pub fn resolve_user(root: &Path, user: &str) -> Result<ResolvedUser, SpecError> {
+    resolve_user_groups(root, user, &[])
+}
+
+/// [`resolve_user`] plus `--group-add` entries (group names or numeric ids) added to the
+/// supplementary groups.
+pub fn resolve_user_groups(root: &Path, user: &str, group_add: &[String]) -> Result<ResolvedUser, SpecError> {
     let passwd = read_capped_in_root(root, "/etc/passwd")?;
     let group = read_capped_in_root(root, "/etc/group")?;
-    resolve_user_from(user, passwd.as_deref(), group.as_deref())
+    let mut res = resolve_user_from(user, passwd.as_deref(), group.as_deref())?;
+    add_groups(&mut res, group_add, group.as_deref())?;
+    Ok(res)
+}
+
+/// Append `group_add` (names looked up in `group`, or numeric ids) to the supplementary groups.
+pub fn add_groups(res: &mut ResolvedUser, group_add: &[String], group: Option<&str>) -> Result<(), SpecError> {
+    let groups = group.map(parse_group).unwrap_or_default();
+    for g in group_add {
+        let gid = match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => groups
+                .iter()
+                .find(|e| e.name == *g)
+                .map(|e| e.gid)
+                .ok_or_else(|| SpecError::UnknownGroup(g.to_string()))?,
+        };
+        if !res.additional_gids.contains(&gid) {
+            res.additional_gids.push(gid);
+        }
+    }
+    Ok(())
 }
 
 /// The host binary bind-mounted as `/sbin/docker-init` for `--init`.
@@ -831,8 +861,12 @@ fn mount_json(cfg: &ContainerConfig) -> Vec<Value> {
 /// unknown capability, an invalid ulimit or a broken custom seccomp profile.
 pub fn build_spec(cfg: &ContainerConfig, rootfs: Option<&Path>) -> Result<Spec, SpecError> {
     let user = match rootfs {
-        Some(r) => resolve_user(r, &cfg.process.user)?,
-        None => resolve_user_from(&cfg.process.user, None, None)?,
+        Some(r) => resolve_user_groups(r, &cfg.process.user, &cfg.group_add)?,
+        None => {
+            let mut u = resolve_user_from(&cfg.process.user, None, None)?;
+            add_groups(&mut u, &cfg.group_add, None)?;
+            u
+        }
     };
     let value = spec_json(cfg, &user)?;
     Ok(serde_json::from_value(value)?)
@@ -1158,15 +1192,19 @@ mod tests {
         let passwd = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/nonexistent:/bin/false\nalice:x:1000:1000::/home/alice:/bin/sh\n";
         let group = "root:x:0:\nwheel:x:10:alice,root\nalice:x:1000:\naudio:x:29:alice\n";
         let r = resolve_user_from("", Some(passwd), Some(group)).expect("root");
-        assert_eq!((r.uid, r.gid, r.additional_gids.clone()), (0, 0, vec![10]));
+        assert_eq!((r.uid, r.gid, r.additional_gids.clone()), (0, 0, vec![0, 10]));
         let a = resolve_user_from("alice", Some(passwd), Some(group)).expect("alice");
         assert_eq!((a.uid, a.gid), (1000, 1000));
-        assert_eq!(a.additional_gids, vec![10, 29]);
+        assert_eq!(a.additional_gids, vec![1000, 10, 29]);
         assert_eq!(a.home, "/home/alice");
         let n = resolve_user_from("1000:audio", Some(passwd), Some(group)).expect("1000:audio");
-        assert_eq!((n.uid, n.gid), (1000, 29));
+        assert_eq!((n.uid, n.gid, n.additional_gids.clone()), (1000, 29, vec![29]));
         let x = resolve_user_from("4242:4343", Some(passwd), Some(group)).expect("numeric");
-        assert_eq!((x.uid, x.gid, x.additional_gids.len()), (4242, 4343, 0));
+        assert_eq!((x.uid, x.gid, x.additional_gids.clone()), (4242, 4343, vec![4343]));
+        let mut y = x.clone();
+        add_groups(&mut y, &["audio".into(), "7".into(), "4343".into()], Some(group)).expect("group-add");
+        assert_eq!(y.additional_gids, vec![4343, 29, 7]);
+        assert!(add_groups(&mut y, &["nope".into()], Some(group)).is_err());
         assert!(matches!(
             resolve_user_from("bob", Some(passwd), Some(group)),
             Err(SpecError::UnknownUser(_))

@@ -177,7 +177,7 @@ fn images_inspect_tag_rmi_history() {
     d.berth(&["tag", "busybox", "mine/bb:v1"]).ok();
     let ls = d.berth(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).ok().stdout;
     assert!(ls.contains("busybox:latest") && ls.contains("mine/bb:v1"), "{ls}");
-    assert!(d.berth(&["history", "busybox"]).ok().stdout.contains("berth import"));
+    assert!(d.berth(&["history", "busybox"]).ok().stdout.contains("Imported from -"));
     d.berth(&["run", "--name", "user", "busybox", "true"]).ok();
     let o = d.berth(&["rmi", &id.trim()[7..19]]);
     assert_eq!(o.code, 1);

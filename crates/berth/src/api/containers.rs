@@ -65,7 +65,11 @@ pub fn summary(eng: &Engine, c: &ContainerRecord, size: bool) -> serde_json::Val
     let mut c2 = c.clone();
     c2.state.health = eng.live_health(c);
     let c = &c2;
-    let cmd = std::iter::once(c.path.clone()).chain(c.args.iter().cloned()).collect::<Vec<_>>().join(" ");
+    // dockerd quotes the arguments that contain a space (not the path)
+    let cmd = std::iter::once(c.path.clone())
+        .chain(c.args.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.clone() }))
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut v = json!({
         "Id": c.id,
         "Names": [format!("/{}", c.name)],

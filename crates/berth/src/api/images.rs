@@ -56,6 +56,9 @@ pub async fn list(State(eng): State<AppState>, q: Query) -> ApiResult {
                 if !refs.iter().any(|pat| names.iter().any(|n| ref_match(pat, n))) {
                     continue;
                 }
+                // like dockerd, only the matching tags are listed
+                let matching: Vec<String> = names.into_iter().filter(|n| refs.iter().any(|pat| ref_match(pat, n))).collect();
+                s["RepoTags"] = json!(matching);
             }
             if let Some(ls) = f.get("label") {
                 let labels = s["Labels"].clone();

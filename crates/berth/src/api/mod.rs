@@ -250,7 +250,10 @@ pub async fn serve(engine: AppState, socket: &Path) -> anyhow::Result<()> {
                     Ok::<_, std::convert::Infallible>(resp)
                 }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // The docker CLI half-closes an attach connection it has no stdin for right after
+            // the upgrade: keep serving a half-closed connection.
+            builder.http1().half_close(true);
             if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
                 tracing::debug!("connection: {e}");
             }
