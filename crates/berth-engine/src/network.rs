@@ -335,6 +335,15 @@ impl Engine {
             .into_iter()
             .map(|(k, v)| (if k == "default" { "bridge".to_string() } else { k }, v))
             .collect();
+        // dockerd: no NetworkMode and exactly one network in EndpointsConfig (SDK clients
+        // do this) means that network alone, not the default bridge plus it
+        let mode = if (mode.is_empty() || mode == "default") && endpoints.len() == 1 && !endpoints.contains_key("bridge") {
+            let only = endpoints.keys().next().cloned().unwrap_or_default();
+            rec.host_config.network_mode = Some(only.clone());
+            only
+        } else {
+            mode
+        };
         if mode == "host" || mode == "none" || mode.starts_with("container:") {
             if mode.starts_with("container:") {
                 let other = &mode["container:".len()..];

@@ -7,7 +7,7 @@
 //! (ids, times, sizes and addresses masked) and must equal `tests/compat/expected/<scenario>.out`
 //! on both engines, so berth and Docker are measured against the same reference.
 //!
-//! `COMPAT_ONLY=substring` runs only the matching scenarios. Raw and normalised transcripts of
+//! `COMPAT_ONLY=sub1,sub2` runs only the scenarios whose file name contains one of them. Raw and normalised transcripts of
 //! the last run are kept under `target/tmp/compat/` (that is how expected files are made: from
 //! dockerd's transcript, after reading it).
 
@@ -289,7 +289,7 @@ fn compat_scenarios() {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "sh" || e == "py"))
-        .filter(|p| p.file_name().unwrap().to_string_lossy().contains(&only))
+        .filter(|p| only.split(',').any(|o| p.file_name().unwrap().to_string_lossy().contains(o)))
         .collect();
     scenarios.sort();
     let clients: Vec<(&str, &str)> =

@@ -302,9 +302,35 @@ pub async fn attach(State(eng): State<AppState>, UrlPath(id): UrlPath<String>, q
     // Attach before start (docker run, start -a): the start connects it to the new shim before
     // running the process and hands the stream over (see Engine::attach_register).
     let pending = (stream && !rec.state.running).then(|| eng.attach_register(&cid, stdin, stdout, stderr));
-    Ok(hijack(req, ct, move |client| async move {
-        let _ = logs;
+    let log_path = eng.log_path(&cid);
+    Ok(hijack(req, ct, move |mut client| async move {
+        if logs {
+            // `logs=1`: what the container already wrote first (docker-compose's run attaches
+            // after the start and relies on it), then the live stream
+            let o = LogOpts { stdout, stderr, timestamps: false, since: None, until: None, tail: None, tty };
+            let past = tokio::task::spawn_blocking(move || {
+                let mut out = Vec::new();
+                for f in log_files(&log_path) {
+                    let Ok(text) = std::fs::read_to_string(&f) else { continue };
+                    for line in text.lines() {
+                        if let Ok(l) = serde_json::from_str::<LogLine>(line) {
+                            if let Some(b) = render(&l, &o) {
+                                out.extend_from_slice(&b);
+                            }
+                        }
+                    }
+                }
+                out
+            })
+            .await
+            .unwrap_or_default();
+            if !past.is_empty() && client.write_all(&past).await.is_err() {
+                return;
+            }
+            let _ = client.flush().await;
+        }
         if !stream {
+            let _ = client.shutdown().await;
             return;
         }
         let direct = |eng: AppState, cid: String| async move {
@@ -349,26 +375,6 @@ pub async fn exec_start(State(eng): State<AppState>, UrlPath(id): UrlPath<String
     let cfg: serde_json::Value = if bytes.is_empty() { serde_json::json!({}) } else { serde_json::from_slice(&bytes).map_err(|e| bad_request(e.to_string()))? };
     let detach = cfg["Detach"].as_bool().unwrap_or(false);
     let tty = cfg["Tty"].as_bool();
-    let e2 = eng.clone();
-    let id2 = id.clone();
-    let (ex, stream) = match blocking(move || e2.start_exec(&id2, tty)).await {
-        Ok(x) => x,
-        // like dockerd: the stream opens and carries the error; the exit code (126) is in
-        // the exec's inspect
-        Err(ApiError(StatusCode::BAD_REQUEST, msg)) if msg.starts_with(berth_engine::container::EXEC_START_FAILED) && !detach => {
-            let is_tty = tty.unwrap_or(false) || eng.get_exec(&id).ok().and_then(|e| e.config.tty).unwrap_or(false);
-            let ct = if is_tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
-            let line = format!("{msg}\r\n");
-            let bytes = if is_tty { line.into_bytes() } else { frame(1, line.as_bytes()) };
-            let req = Request::from_parts(parts, Body::empty());
-            return Ok(hijack(req, ct, move |mut client| async move {
-                let _ = client.write_all(&bytes).await;
-                let _ = client.flush().await;
-                let _ = client.shutdown().await;
-            }));
-        }
-        Err(e) => return Err(e),
-    };
     let waiter = {
         let eng = eng.clone();
         let id = id.clone();
@@ -379,6 +385,9 @@ pub async fn exec_start(State(eng): State<AppState>, UrlPath(id): UrlPath<String
         }
     };
     if detach {
+        let e2 = eng.clone();
+        let id2 = id.clone();
+        let (_, stream) = blocking(move || e2.start_exec(&id2, tty)).await?;
         // Drain output so the process never blocks on a full pipe.
         tokio::spawn(async move {
             if stream.set_nonblocking(true).is_ok() {
@@ -390,11 +399,37 @@ pub async fn exec_start(State(eng): State<AppState>, UrlPath(id): UrlPath<String
         waiter();
         return Ok(StatusCode::OK.into_response());
     }
+    // What dockerd checks before it upgrades the connection.
+    let ex = eng.get_exec(&id)?;
+    if ex.running || ex.exit_code.is_some() {
+        return Err(ApiError(StatusCode::CONFLICT, format!("Error: Exec command {id} has already run")));
+    }
+    let running = eng.get_container(&ex.container_id)?.lock().map(|r| r.state.running).unwrap_or(false);
+    if !running {
+        return Err(ApiError(StatusCode::CONFLICT, format!("Container {} is not running", ex.container_id)));
+    }
     let is_tty = tty.unwrap_or(ex.config.tty.unwrap_or(false));
     let ct = if is_tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
     let stdin = ex.config.attach_stdin.unwrap_or(false);
     let req = Request::from_parts(parts, Body::empty());
-    Ok(hijack(req, ct, move |client| async move {
-        splice(client, stream, stdin, Some(waiter())).await;
+    Ok(hijack(req, ct, move |mut client| async move {
+        // Start the process only once the connection is handed over, as dockerd does: clients
+        // that read the 101 response through a buffered reader and then take the raw socket
+        // (docker-py, docker-compose's exec) would lose output that arrived with it.
+        let e2 = eng.clone();
+        let id2 = id.clone();
+        match tokio::task::spawn_blocking(move || e2.start_exec(&id2, tty)).await {
+            Ok(Ok((_, stream))) => splice(client, stream, stdin, Some(waiter())).await,
+            Ok(Err(e)) => {
+                // like dockerd: the stream carries the error; a command that cannot run
+                // leaves exit code 126 in the exec's inspect
+                let line = format!("{}\r\n", e.message());
+                let bytes = if is_tty { line.into_bytes() } else { frame(1, line.as_bytes()) };
+                let _ = client.write_all(&bytes).await;
+                let _ = client.flush().await;
+                let _ = client.shutdown().await;
+            }
+            Err(_) => {}
+        }
     }))
 }
