@@ -350,8 +350,10 @@ fn compat_scenarios() {
                             let raw = run_scenario(&file, e, client, &prefix, &work, &reg, port);
                             let _ = std::fs::remove_dir_all(&work);
                             let (port, qport) = (format!(":{port}"), format!("\"{port}\""));
+                            let compat = compat_dir();
                             let subst = [
                                 (*client, "docker"),
+                                (compat.to_str().unwrap(), "$COMPAT"),
                                 (work.to_str().unwrap(), "$WORK"),
                                 (&reg, "$REG"),
                                 (&prefix, "$P"),
