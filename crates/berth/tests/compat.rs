@@ -68,6 +68,8 @@ struct RefDockerd {
     dir: PathBuf,
     sock: PathBuf,
     bridge: String,
+    /// `10.N.` : the address pool of this dockerd's user networks (one per test process)
+    pool: String,
     child: Child,
 }
 
@@ -90,6 +92,7 @@ impl RefDockerd {
             return None;
         }
         let sock = dir.join("docker.sock");
+        let pool = format!("10.{}.", 20 + pid % 90);
         let log = std::fs::File::create(dir.join("dockerd.log")).ok()?;
         let child = Command::new("/usr/sbin/dockerd")
             .arg("--data-root")
@@ -101,13 +104,14 @@ impl RefDockerd {
             .arg("--pidfile")
             .arg(dir.join("docker.pid"))
             .args(["--bridge", &bridge, "--iptables=false", "--ip6tables=false"])
-            .args(["--default-address-pool", "base=10.214.0.0/16,size=24"])
+            .arg("--default-address-pool")
+            .arg(format!("base={pool}0.0/16,size=24"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().ok()?)
             .stderr(log)
             .spawn()
             .ok()?;
-        let dd = RefDockerd { dir, sock, bridge, child };
+        let dd = RefDockerd { dir, sock, bridge, pool, child };
         for _ in 0..300 {
             let ok = Command::new("/usr/bin/docker")
                 .env("DOCKER_HOST", dd.host())
@@ -163,7 +167,8 @@ impl Drop for RefDockerd {
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
         // user networks made by scenarios that failed half-way
         if let Ok(o) = Command::new("ip").args(["-o", "addr", "show"]).output() {
-            for line in String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.contains(" inet 10.214.")) {
+            let mark = format!(" inet {}", self.pool);
+            for line in String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.contains(&mark)) {
                 if let Some(dev) = line.split_whitespace().nth(1) {
                     if dev.starts_with("br-") {
                         let _ = Command::new("ip").args(["link", "del", dev]).stderr(Stdio::null()).status();
