@@ -175,6 +175,10 @@ pub fn run(host: Option<String>, a: DaemonArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&ec.exec_root)?;
     let _pid_lock = write_pidfile(&pidfile)?;
+    // Two malloc arenas: the blocking pool's many short-lived threads would otherwise each get
+    // one, and the memory a burst of requests leaves in them is never handed back.
+    // SAFETY: mallopt only changes allocator parameters; no thread has allocated yet in parallel.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(64).enable_all().build()?;
     let res = rt.block_on(async {
         let engine = berth_engine::Engine::open(ec.clone()).map_err(|e| {
