@@ -23,6 +23,16 @@ fn main() {
         }
         return;
     }
+    // `berth ps | head`: once the reader is gone, stop quietly (as the docker CLI does) instead of
+    // panicking in println!. Sockets keep EPIPE as an error (SIGPIPE stays ignored).
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info.payload().downcast_ref::<String>().map(String::as_str).or_else(|| info.payload().downcast_ref::<&str>().copied()).unwrap_or("");
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     // The registry server wants every core; the CLI one thread.
     let rt = if matches!(cli.cmd, cli::Command::Registry(_)) {
         tokio::runtime::Builder::new_multi_thread().enable_all().build()

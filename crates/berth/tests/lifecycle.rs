@@ -327,3 +327,15 @@ fn save_load_interoperates_with_docker() {
     assert_eq!(o.stdout.trim(), "Loaded image: fromdocker:v1");
     assert_eq!(d.berth(&["run", "--rm", "fromdocker:v1", "echo", "docker image in berth"]).ok().stdout, "docker image in berth\n");
 }
+
+#[test]
+fn closed_stdout_ends_quietly() {
+    // `berth images | head`: the reader goes away; berth stops without a panic, like docker
+    let d = Daemon::start("epipe");
+    let mut child = d.cmd(&["images"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(matches!(o.status.code(), Some(0) | Some(141)), "{:?} {err}", o.status);
+}
