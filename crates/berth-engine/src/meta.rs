@@ -141,15 +141,6 @@ impl Meta {
         self.keep_reserve();
         Ok(Batch { tx: self.with_db(|db| Ok(db.begin_write()?))?, _m: std::marker::PhantomData })
     }
-
-    /// Increment and return a named counter (starts at 1).
-    pub fn next_id(&self, name: &str) -> Result<u64> {
-        let mut b = self.batch()?;
-        let n = b.get::<u64>(COUNTERS, name)?.unwrap_or(0) + 1;
-        b.put(COUNTERS, name, &n)?;
-        b.commit()?;
-        Ok(n)
-    }
 }
 
 impl Batch<'_> {
