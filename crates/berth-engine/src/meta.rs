@@ -90,9 +90,9 @@ impl Meta {
         };
         let (db, state) = match verified {
             Ok(db) => {
-                if !mirror.complete() {
-                    mirror.dump(&db)?;
-                }
+                // the mirror is written after commits without syncing: bring it level with
+                // the database (a crash or power loss may have left it behind)
+                mirror.dump(&db)?;
                 (db, OpenState::Healthy)
             }
             Err(Corrupt(reason)) => {
@@ -107,9 +107,9 @@ impl Meta {
                 let db = Database::create(path)?;
                 let records = mirror.restore(&db)?;
                 if !mirror.complete() {
-                    tracing::warn!("metadata: the mirror was incomplete (written by an older berth); records may be missing");
-                    mirror.dump(&db)?;
+                    tracing::warn!("metadata: the state files were incomplete (a failed write, or an older berth); records may be missing");
                 }
+                mirror.dump(&db)?;
                 (db, OpenState::Rebuilt { reason, kept, records })
             }
         };
@@ -265,6 +265,16 @@ impl Mirror {
         self.dir.join(table).join(format!("{}.json", hex::encode(sha2::Sha256::digest(key.as_bytes()))))
     }
 
+    fn body(key: &str, val: &[u8]) -> Result<Vec<u8>> {
+        let mut body = Vec::with_capacity(val.len() + key.len() + 16);
+        body.extend_from_slice(b"{\"k\":");
+        serde_json::to_writer(&mut body, key)?;
+        body.extend_from_slice(b",\"v\":");
+        body.extend_from_slice(val);
+        body.push(b'}');
+        Ok(body)
+    }
+
     fn write(&self, table: &str, key: &str, val: Option<&[u8]>) -> std::io::Result<()> {
         let f = self.file(table, key);
         match val {
@@ -273,12 +283,7 @@ impl Mirror {
                 _ => Ok(()),
             },
             Some(v) => {
-                let mut body = Vec::with_capacity(v.len() + key.len() + 16);
-                body.extend_from_slice(b"{\"k\":");
-                serde_json::to_writer(&mut body, key).map_err(std::io::Error::other)?;
-                body.extend_from_slice(b",\"v\":");
-                body.extend_from_slice(v);
-                body.push(b'}');
+                let body = Self::body(key, v).map_err(std::io::Error::other)?;
                 let tmp = f.with_extension("tmp");
                 let res = std::fs::write(&tmp, &body).or_else(|e| {
                     if e.kind() != std::io::ErrorKind::NotFound {
@@ -306,25 +311,53 @@ impl Mirror {
         }
     }
 
-    /// Write every record of a healthy database (first start with a mirror, or after a
-    /// mirror write failed), then mark the mirror complete.
+    /// Make the mirror equal to a healthy database (first start with a mirror, or after a
+    /// crash or a failed mirror write): files that differ are rewritten, extra ones removed;
+    /// then the mirror is marked complete. Reads are cheap next to writes, so an up-to-date
+    /// mirror costs one read of each file at start.
     fn dump(&self, db: &Database) -> Result<()> {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = std::fs::remove_dir_all(&self.dir);
-        std::fs::create_dir_all(&self.dir).map_err(|e| io_err(&self.dir, e))?;
+        let mark = self.dir.join(Self::COMPLETE);
         let tx = db.begin_read()?;
-        for t in ALL {
-            let table = match tx.open_table(t) {
-                Ok(table) => table,
-                Err(redb::TableError::TableDoesNotExist(_)) => continue,
+        let (mut written, mut removed) = (0usize, 0usize);
+        for t in ALL.iter() {
+            let dir = self.dir.join(t.name());
+            std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+            let mut want = std::collections::HashMap::new();
+            match tx.open_table(*t) {
+                Ok(table) => {
+                    for item in table.iter()? {
+                        let (k, v) = item?;
+                        want.insert(self.file(t.name(), k.value()), (k.value().to_string(), v.value().to_vec()));
+                    }
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => {}
                 Err(e) => return Err(e.into()),
-            };
-            for item in table.iter()? {
-                let (k, v) = item?;
-                self.write(t.name(), k.value(), Some(v.value())).map_err(|e| io_err(&self.dir, e))?;
+            }
+            for e in std::fs::read_dir(&dir).map_err(|e| io_err(&dir, e))?.flatten() {
+                let p = e.path();
+                match want.get(&p) {
+                    Some((k, v)) if std::fs::read(&p).ok().as_deref() == Some(&Self::body(k, v)?[..]) => {
+                        want.remove(&p);
+                    }
+                    Some(_) => {}
+                    None => {
+                        let _ = std::fs::remove_file(&p);
+                        removed += 1;
+                    }
+                }
+            }
+            for (k, v) in want.values() {
+                self.write(t.name(), k, Some(v)).map_err(|e| io_err(&dir, e))?;
+                written += 1;
             }
         }
-        std::fs::write(self.dir.join(Self::COMPLETE), b"").map_err(|e| io_err(&self.dir, e))?;
+        if written + removed > 0 {
+            tracing::info!(written, removed, "metadata: state files brought level with the database");
+        }
+        if !mark.exists() {
+            std::fs::write(&mark, b"").map_err(|e| io_err(&mark, e))?;
+        }
         Ok(())
     }
 
@@ -513,6 +546,30 @@ mod tests {
         std::fs::remove_dir_all(dir.path().join("meta.d")).unwrap();
         drop(Meta::open(&path).unwrap());
         assert!(dir.path().join("meta.d/.complete").exists());
+        std::fs::write(&path, b"garbage").unwrap();
+        let (m, state) = Meta::open_checked(&path).unwrap();
+        assert!(matches!(state, OpenState::Rebuilt { .. }));
+        assert_eq!(snapshot(&m), want);
+    }
+
+    /// The mirror is written after commits without syncing; a crash can leave it behind the
+    /// database. Opening a healthy database brings it level.
+    #[test]
+    fn a_stale_mirror_is_brought_level_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        let want = {
+            let m = Meta::open(&path).unwrap();
+            fill(&m);
+            snapshot(&m)
+        };
+        let names = dir.path().join("meta.d/names");
+        let mut files: Vec<_> = std::fs::read_dir(&names).unwrap().flatten().map(|e| e.path()).collect();
+        files.sort();
+        std::fs::remove_file(&files[0]).unwrap(); // a put not mirrored
+        std::fs::write(&files[1], br#"{"k":"n1","v":"old"}"#).unwrap(); // an older value
+        std::fs::write(names.join("0000.json"), br#"{"k":"gone","v":"c999"}"#).unwrap(); // a delete not mirrored
+        drop(Meta::open(&path).unwrap());
         std::fs::write(&path, b"garbage").unwrap();
         let (m, state) = Meta::open_checked(&path).unwrap();
         assert!(matches!(state, OpenState::Rebuilt { .. }));
