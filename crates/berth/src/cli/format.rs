@@ -130,6 +130,103 @@ fn from_gtmpl(v: &Value) -> serde_json::Value {
     }
 }
 
+/// Go's `%v` for what a template action prints: slices as `[a b]`, maps as `map[k:v]` with
+/// sorted keys (gtmpl would print Rust's debug form). Scalars are returned unchanged.
+fn f_print_v(a: &[Value]) -> Result<Value, FuncError> {
+    let v = a.first().ok_or(FuncError::ExactlyXArgs("print".into(), 1))?;
+    Ok(match v {
+        Value::Array(_) | Value::Object(_) | Value::Map(_) => Value::String(go_print(v)),
+        other => other.clone(),
+    })
+}
+
+fn go_print(v: &Value) -> String {
+    match v {
+        Value::Array(a) => format!("[{}]", a.iter().map(go_print).collect::<Vec<_>>().join(" ")),
+        Value::Object(o) | Value::Map(o) => {
+            let mut kv: Vec<(&String, &Value)> = o.iter().collect();
+            kv.sort_by(|x, y| x.0.cmp(y.0));
+            format!("map[{}]", kv.iter().map(|(k, v)| format!("{k}:{}", go_print(v))).collect::<Vec<_>>().join(" "))
+        }
+        Value::Nil | Value::NoValue => "<nil>".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The name `add_print` pipes every printing action through.
+const PRINT_FN: &str = "berthPrintV";
+
+/// Append `| berthPrintV` to every action of a template that prints its value (not to
+/// control actions, variable declarations or comments), so slices and maps print the way Go
+/// prints them.
+fn add_print(body: &str) -> String {
+    const KEYWORDS: [&str; 10] = ["if", "else", "end", "range", "with", "define", "template", "block", "break", "continue"];
+    let mut out = String::with_capacity(body.len() + 32);
+    let mut rest = body;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        // find the closing braces outside string literals
+        let bytes = after.as_bytes();
+        let (mut i, mut quote) = (0usize, None::<u8>);
+        let mut close = None;
+        while i < bytes.len() {
+            let c = bytes[i];
+            match quote {
+                Some(q) => {
+                    if c == b'\\' && q != b'`' {
+                        i += 1;
+                    } else if c == q {
+                        quote = None;
+                    }
+                }
+                None => {
+                    if c == b'"' || c == b'`' || c == b'\'' {
+                        quote = Some(c);
+                    } else if after[i..].starts_with("}}") {
+                        close = Some(i);
+                        break;
+                    }
+                }
+            }
+            i += 1;
+        }
+        let Some(close) = close else {
+            // unterminated: leave it to the parser to report
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let inner = &after[..close];
+        let (lead, core) = match inner.strip_prefix('-') {
+            Some(c) if c.starts_with(char::is_whitespace) => ("-", c),
+            _ => ("", inner),
+        };
+        let (core, trail) = match core.strip_suffix('-') {
+            Some(c) if c.ends_with(char::is_whitespace) => (c, "-"),
+            _ => (core, ""),
+        };
+        let trimmed = core.trim();
+        let first = trimmed.split(|c: char| c.is_whitespace() || c == '(').next().unwrap_or("");
+        let declares = trimmed.contains(":=")
+            || (trimmed.starts_with('$') && trimmed.split_once('=').is_some_and(|(l, r)| !l.contains(['(', '"', '|']) && !r.starts_with('=')));
+        out.push_str("{{");
+        if trimmed.is_empty() || trimmed.starts_with("/*") || KEYWORDS.contains(&first) || declares {
+            out.push_str(inner);
+        } else {
+            out.push_str(lead);
+            out.push_str(core.trim_end());
+            out.push_str(" | ");
+            out.push_str(PRINT_FN);
+            out.push(' ');
+            out.push_str(trail);
+        }
+        out.push_str("}}");
+        rest = &after[close + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn f_json(a: &[Value]) -> Result<Value, FuncError> {
     let v = a.first().ok_or(FuncError::ExactlyXArgs("json".into(), 1))?;
     Ok(Value::String(serde_json::to_string(&from_gtmpl(v)).unwrap_or_default()))
@@ -216,8 +313,9 @@ impl Template {
             ("split", f_split as gtmpl_value::Func),
             ("truncate", f_truncate as gtmpl_value::Func),
             ("pad", f_pad as gtmpl_value::Func),
+            (PRINT_FN, f_print_v as gtmpl_value::Func),
         ]);
-        tmpl.parse(body.clone()).map_err(|e| anyhow!("template parsing error: {e}"))?;
+        tmpl.parse(add_print(&body)).map_err(|e| anyhow!("template parsing error: {e}"))?;
         let header = if table { Some(header_of(&body)) } else { None };
         Ok(Self { tmpl, table, header })
     }
@@ -320,6 +418,27 @@ mod tests {
         assert_eq!(s, r#"x {"Cmd":["sh"]}"#);
         let t = Template::parse("{{.State.Running}}").unwrap();
         assert_eq!(t.render(&serde_json::json!({"State": {"Running": true}})).unwrap(), "true");
+    }
+    #[test]
+    fn slices_and_maps_print_like_go() {
+        let v = serde_json::json!({"Env": ["A=1", "B=2"], "Labels": {"z": "1", "a": "x y"}, "E": [], "M": {},
+            "Nested": [["a", "b"], ["c"]], "N": 3, "S": "s}}", "Mounts": [{"Source": "/a"}, {"Source": "/b"}]});
+        let r = |f: &str| Template::parse(f).unwrap().render(&v).unwrap();
+        assert_eq!(r("{{.Env}}"), "[A=1 B=2]");
+        assert_eq!(r("{{.Labels}}"), "map[a:x y z:1]");
+        assert_eq!(r("{{.E}} {{.M}} {{.Nested}} {{.N}}"), "[] map[] [[a b] [c]] 3");
+        assert_eq!(r("{{json .Env}}"), r#"["A=1","B=2"]"#);
+        // (gtmpl ranges over a map in hash order, Go in key order: compare as a set)
+        let mut pairs: Vec<String> = r("{{range $k, $v := .Labels}}{{$k}}={{$v}};{{end}}").split_terminator(';').map(String::from).collect();
+        pairs.sort();
+        assert_eq!(pairs, ["a=x y", "z=1"]);
+        assert_eq!(r("{{range .Mounts}}{{.Source}} {{end}}"), "/a /b ");
+        assert_eq!(r("{{if .Env}}yes{{else}}no{{end}}"), "yes");
+        assert_eq!(r("{{$e := .Env}}{{$e}}"), "[A=1 B=2]");
+        assert_eq!(r("{{index .Labels \"a\"}} {{ \"}}\" }}"), "x y }}");
+        assert_eq!(r("{{- .N -}} {{/* c */}}"), "3");
+        assert_eq!(r("{{.S}}"), "s}}");
+        assert_eq!(r("{{join .Env \",\"}}"), "A=1,B=2");
     }
     #[test]
     fn tables() {
