@@ -146,6 +146,36 @@ pub struct Engine {
     reaper: std::sync::mpsc::Sender<std::path::PathBuf>,
 }
 
+/// Version of the data root's on-disk layout (`<data-root>/format`). A berth reads every format
+/// up to its own (upgrading in place when a later one needs it) and refuses a newer one
+/// before touching anything, rather than misreading it or "cleaning" what it does not know
+/// (HARDENING B12). `tests/fixtures/state/` keeps a data root of each format for the tests.
+pub const DATA_FORMAT: u32 = 1;
+
+fn check_format(data_root: &std::path::Path) -> Result<()> {
+    let file = data_root.join("format");
+    match std::fs::read_to_string(&file) {
+        Ok(s) => {
+            let v: u32 = s.trim().parse().map_err(|_| {
+                crate::error::EngineError::invalid(format!("{}: not a berth data-root format version: {:?}", file.display(), s.trim()))
+            })?;
+            if v > DATA_FORMAT {
+                return Err(crate::error::EngineError::invalid(format!(
+                    "data root {} was written by a newer berth (on-disk format {v}; this berth reads formats up to {DATA_FORMAT}): \
+                     refusing to open it rather than misread it; run the newer berth, or use another --data-root",
+                    data_root.display()
+                )));
+            }
+            Ok(())
+        }
+        // a new data root, or one from before the format file (the same layout as format 1)
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            crate::content::write_atomic(&file, format!("{DATA_FORMAT}\n").as_bytes())
+        }
+        Err(e) => Err(crate::error::EngineError::from(e).context(file.display())),
+    }
+}
+
 impl Engine {
     /// Open every store under the configured roots, cleaning what a crash left behind.
     pub fn open(config: EngineConfig) -> Result<Arc<Self>> {
@@ -154,6 +184,7 @@ impl Engine {
         std::fs::set_permissions(&config.data_root, std::fs::Permissions::from_mode(0o700))?;
         std::fs::create_dir_all(&config.exec_root)?;
         std::fs::set_permissions(&config.exec_root, std::fs::Permissions::from_mode(0o710))?;
+        check_format(&config.data_root)?;
         std::fs::create_dir_all(config.data_root.join("containers"))?;
         std::fs::create_dir_all(config.exec_root.join("containers"))?;
         let meta = Arc::new(Meta::open(&config.data_root.join("meta.redb"))?);
