@@ -1264,16 +1264,17 @@ impl Engine {
             Ok(x) => x,
             Err(e) => {
                 let m = e.to_string();
+                // dockerd: an exec that cannot start ends with code 126 and the runtime's
+                // message in its stream (not 0, which the client would report otherwise)
+                self.update_exec(id, |e| e.exit_code = Some(126));
                 if m.contains("not found") || m.contains("no such file") {
-                    // dockerd: the exec ends with code 126 and this message in its stream
-                    self.update_exec(id, |e| e.exit_code = Some(126));
                     let arg0 = p.args.first().map(String::as_str).unwrap_or("");
                     let why = if arg0.contains('/') { format!("stat {arg0}: no such file or directory") } else { "executable file not found in $PATH".into() };
                     return Err(EngineError::invalid(format!(
                         "{EXEC_START_FAILED}: exec failed: unable to start container process: exec: \"{arg0}\": {why}: unknown"
                     )));
                 }
-                return Err(EngineError::internal(m));
+                return Err(EngineError::internal(format!("{EXEC_START_FAILED}: exec failed: unable to start container process: {m}: unknown")));
             }
         };
         self.update_exec(id, |e| {

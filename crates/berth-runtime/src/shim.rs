@@ -562,26 +562,65 @@ fn check_executable(rootfs: &Path, arg0: &str, path: &str, cwd: &str) -> Result<
     })
 }
 
+/// Refuses a working directory inside `/proc` (`..` taken lexically): there it names the
+/// runtime's own process state, e.g. `/proc/self/fd/7` is whatever descriptor the runtime's
+/// init holds when it calls chdir (CVE-2024-21626), never a directory of the image. Without
+/// this the run fails anyway (libcontainer's chdir gets ENOTDIR, its `verify_cwd` catches a
+/// directory outside the root) but with a bare "failed to unix syscall" (HARDENING A3 #27).
+fn check_cwd(cwd: &str) -> Result<(), ShimError> {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in cwd.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    if parts.first() == Some(&"proc") {
+        return Err(cwd_in_proc(cwd));
+    }
+    Ok(())
+}
+
+fn cwd_in_proc(cwd: &str) -> ShimError {
+    ShimError::Start {
+        message: format!("chdir to cwd ({cwd:?}) set in config.json failed: the working directory is inside /proc"),
+        reason: StartFailure::InvalidConfig,
+    }
+}
+
 fn ensure_cwd(rootfs: &Path, cwd: &str, uid: u32, gid: u32) -> Result<(), ShimError> {
+    check_cwd(cwd)?;
     if cwd.is_empty() || cwd == "/" {
         return Ok(());
     }
     let root =
         pathrs::Root::open(rootfs).map_err(|e| ShimError::other(format!("open rootfs: {e}")))?;
-    if root.resolve(cwd).is_ok() {
-        return Ok(());
-    }
-    let h = root
-        .mkdir_all(cwd, &std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| ShimError::Start {
-            message: format!("mkdir {cwd}: {e}"),
-            reason: StartFailure::InvalidConfig,
-        })?;
-    // Docker creates a missing working directory owned by the container user.
-    if let Ok(f) =
-        h.reopen(pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_DIRECTORY)
-    {
-        let _ = nix::unistd::fchown(&f, Some(uid.into()), Some(gid.into()));
+    let h = match root.resolve(cwd) {
+        Ok(h) => h,
+        Err(_) => {
+            let h = root
+                .mkdir_all(cwd, &std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| ShimError::Start {
+                    message: format!("mkdir {cwd}: {e}"),
+                    reason: StartFailure::InvalidConfig,
+                })?;
+            // Docker creates a missing working directory owned by the container user.
+            if let Ok(f) = h
+                .reopen(pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_DIRECTORY)
+            {
+                let _ = nix::unistd::fchown(&f, Some(uid.into()), Some(gid.into()));
+            }
+            h
+        }
+    };
+    // A symlink of the image can lead there too (`WORKDIR /w`, `/w -> /proc/self/fd/7`).
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", h.as_fd().as_raw_fd()));
+    let proc_dir = std::fs::canonicalize(rootfs).unwrap_or_else(|_| rootfs.to_path_buf()).join("proc");
+    if real.is_ok_and(|r| r.starts_with(&proc_dir)) {
+        return Err(cwd_in_proc(cwd));
     }
     Ok(())
 }
@@ -1227,6 +1266,7 @@ fn prepare_exec(
     } else {
         p.cwd.clone()
     };
+    check_cwd(&cwd)?;
     let arg0 = p.args.first().cloned().unwrap_or_default();
     if !maybe_on_mount(cfg, &arg0, &env_path(&env), &cwd) {
         check_executable(&rootfs, &arg0, &env_path(&env), &cwd)?;

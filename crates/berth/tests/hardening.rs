@@ -404,3 +404,218 @@ fn b10_pull_concurrent_with_gc() {
     let n = gc.join().unwrap();
     assert!(n > 0);
 }
+
+// ---------------------------------------------------------------------------------------
+// A3 #27, #28, A4 #32, #35, #40, A5 #45: hostile images, cp/archive and build mounts.
+
+/// A host directory holding one file, `keep`; `untouched` checks that nothing was added,
+/// removed or written there and that no mount landed on it.
+struct HostSentinel {
+    dir: std::path::PathBuf,
+    mtime: i64,
+}
+
+impl HostSentinel {
+    fn new(d: &Daemon, name: &str) -> Self {
+        let dir = d.dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("keep"), b"host").unwrap();
+        let mtime = std::fs::metadata(&dir).unwrap().mtime();
+        HostSentinel { dir, mtime }
+    }
+    /// The directory seen from inside a container through `..`: enough `../` to climb to
+    /// the host's `/` from anywhere, then the host path.
+    fn climb(&self) -> String {
+        format!("{}{}", "../".repeat(40), self.dir.to_str().unwrap().trim_start_matches('/'))
+    }
+    #[track_caller]
+    fn untouched(&self, what: &str) {
+        let mut names: Vec<_> = std::fs::read_dir(&self.dir).unwrap().flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        assert_eq!(names, vec![std::ffi::OsString::from("keep")], "{what}: host directory written");
+        assert_eq!(std::fs::read(self.dir.join("keep")).unwrap(), b"host", "{what}");
+        assert_eq!(std::fs::metadata(&self.dir).unwrap().mtime(), self.mtime, "{what}");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(self.dir.to_str().unwrap()), "{what}: a mount landed on the host path");
+    }
+}
+
+/// Imports busybox plus the entries `add` makes under a staging directory (appended to
+/// the tar, so they win over busybox's own), with `--change` lines.
+fn image_with(d: &Daemon, tag: &str, changes: &[&str], add: impl FnOnce(&Path)) {
+    let stage = d.dir.join(format!("stage-{}", tag.replace([':', '/'], "_")));
+    let _ = std::fs::remove_dir_all(&stage);
+    std::fs::create_dir_all(&stage).unwrap();
+    add(&stage);
+    let tar = d.dir.join(format!("{}.tar", tag.replace([':', '/'], "_")));
+    std::fs::copy(busybox_tar(), &tar).unwrap();
+    let mut names: Vec<String> = Vec::new();
+    fn walk(base: &Path, rel: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(base.join(rel)).unwrap().flatten() {
+            let r = rel.join(e.file_name());
+            out.push(r.to_str().unwrap().to_string());
+            if e.file_type().unwrap().is_dir() {
+                walk(base, &r, out);
+            }
+        }
+    }
+    walk(&stage, Path::new(""), &mut names);
+    names.sort();
+    if !names.is_empty() {
+        let st = Command::new("tar")
+            .args(["--numeric-owner", "--no-recursion", "-rf"])
+            .arg(&tar)
+            .arg("-C")
+            .arg(&stage)
+            .args(&names)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let mut args = vec!["import".to_string()];
+    for c in changes {
+        args.push("--change".into());
+        args.push(c.to_string());
+    }
+    args.push(tar.to_str().unwrap().into());
+    args.push(tag.into());
+    d.berth(&args.iter().map(String::as_str).collect::<Vec<_>>()).ok();
+}
+
+/// The daemon's pid (found by its socket path on its command line).
+fn daemon_pid(d: &Daemon) -> u32 {
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        if args.iter().any(|a| *a == b"daemon") && args.iter().any(|a| *a == format!("unix://{}", d.sock.display()).as_bytes()) {
+            return pid;
+        }
+    }
+    panic!("daemon pid not found");
+}
+
+fn status_kib(pid: u32, key: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap()
+}
+
+/// A3 #27: `WorkingDir` naming a file descriptor or `/proc/self/cwd/..` (CVE-2024-21626)
+/// and a `User` with `..`: the run fails with an error, or runs with its cwd inside the
+/// container root; from there `..` never reaches the host and nothing on the host is written.
+#[test]
+fn a3_27_workdir_through_proc_fds_stays_in_root() {
+    let d = Daemon::start("hard-a327");
+    let host = HostSentinel::new(&d, "host-sentinel");
+    let climb = host.climb();
+    let script = format!(
+        "echo cwd=$(pwd -P); echo link=$(readlink /proc/self/cwd); \
+         [ -e {climb}/keep ] && echo ESCAPED; [ -e ../../../../../../../{0}/keep ] && echo ESCAPED; \
+         touch {climb}/written ./written-here 2>/dev/null; mkdir {climb}/dir 2>/dev/null; echo done",
+        host.dir.to_str().unwrap().trim_start_matches('/')
+    );
+    let mut workdirs: Vec<String> = (3..=10).map(|n| format!("/proc/self/fd/{n}")).collect();
+    workdirs.extend(["/proc/self/cwd/..", "/proc/self/cwd", "/proc/1/cwd/..", "/proc/self/root/..", "/proc/self/fd/7/../.."].map(String::from));
+    // an image symlink leading there: `WORKDIR /w`, `/w -> /proc/self/fd/7`
+    image_with(&d, "a327-link:latest", &["WORKDIR /w"], |s| std::os::unix::fs::symlink("/proc/self/fd/7", s.join("w")).unwrap());
+    let check = |what: &str, o: Out| {
+        assert_ne!(o.code, 0, "{what}: ran: {}", o.stdout);
+        assert!(!o.stdout.contains("ESCAPED"), "{what}: {}", o.stdout);
+        // (pathrs refuses to make `/w`'s dangling target: "mkdir /w: ...")
+        // (`exec` prints its start error on stdout with code 126, as docker does)
+        let msg = format!("{}{}", o.stdout, o.stderr);
+        assert!(msg.contains("working directory is inside /proc") || msg.contains("mkdir /w:"), "{what}: unclear error: {msg}");
+        host.untouched(what);
+    };
+    for (i, w) in workdirs.iter().enumerate() {
+        // by `-w` and by the image's WorkingDir
+        let img = format!("a327-{i}:latest");
+        image_with(&d, &img, &[&format!("WORKDIR {w}")], |_| {});
+        check(w, d.berth(&["run", "--rm", "-w", w, "busybox", "sh", "-c", &script]));
+        check(w, d.berth(&["run", "--rm", &img, "sh", "-c", &script]));
+    }
+    check("/w -> /proc/self/fd/7", d.berth(&["run", "--rm", "a327-link:latest", "sh", "-c", &script]));
+    // exec runs in a process of its own (the shim's helper): same answer
+    d.berth(&["run", "-d", "--name", "a327-exec", "busybox", "sleep", "600"]).ok();
+    for w in &workdirs {
+        check(w, d.berth(&["exec", "-w", w, "a327-exec", "sh", "-c", &script]));
+    }
+    // a cwd that only looks like it (a directory of the image) still works
+    let o = d.berth(&["run", "--rm", "-w", "/procfoo/self/fd/7", "busybox", "sh", "-c", &script]).ok();
+    assert!(o.stdout.contains("cwd=/procfoo/self/fd/7\n") && !o.stdout.contains("ESCAPED"), "{}", o.stdout);
+    host.untouched("procfoo");
+    d.berth(&["rm", "-f", "a327-exec"]).ok();
+
+    // User with `..`: no such user in the image, an error (never a lookup elsewhere)
+    image_with(&d, "a327-user:latest", &["USER ../../x"], |_| {});
+    for args in [vec!["run", "--rm", "-u", "../../x", "busybox", "id"], vec!["run", "--rm", "a327-user:latest", "id"], vec!["run", "--rm", "-u", "0:../../x", "busybox", "id"]] {
+        let o = d.berth(&args);
+        assert_ne!(o.code, 0, "{args:?}: {}", o.stdout);
+        assert!((o.stderr.contains("unable to find") || o.stderr.contains("invalid user")) && o.stderr.contains("../../x"), "{args:?}: {}", o.stderr);
+    }
+    host.untouched("user");
+    d.berth(&["version"]).ok();
+}
+
+/// A3 #28: `/etc/passwd` and `/etc/group` that are symlinks to host files (absolute and
+/// `..`-relative) resolve inside the root (the host file's user is unknown); 1 GB sparse
+/// ones are refused by the size cap, for `run`, `start`, `exec` and build `--chown`.
+#[test]
+fn a3_28_passwd_symlinked_to_host_or_huge() {
+    let d = Daemon::start("hard-a328");
+    let hostpw = d.dir.join("host-passwd");
+    std::fs::write(&hostpw, "ghost:x:4321:4321:ghost:/ghost:/bin/sh\n").unwrap();
+    let hostgr = d.dir.join("host-group");
+    std::fs::write(&hostgr, "ghosts:x:4322:ghost\n").unwrap();
+    let rel = |p: &Path| format!("../../../../../../..{}", p.display());
+    for (i, (pw, gr)) in [(hostpw.display().to_string(), hostgr.display().to_string()), (rel(&hostpw), rel(&hostgr))].into_iter().enumerate() {
+        let img = format!("a328-link{i}:latest");
+        image_with(&d, &img, &[], |s| {
+            std::fs::create_dir_all(s.join("etc")).unwrap();
+            std::os::unix::fs::symlink(&pw, s.join("etc/passwd")).unwrap();
+            std::os::unix::fs::symlink(&gr, s.join("etc/group")).unwrap();
+        });
+        let o = d.berth(&["run", "--rm", "-u", "ghost", &img, "id"]);
+        assert_ne!(o.code, 0, "{pw}: the host passwd was used: {}", o.stdout);
+        assert!(o.stderr.contains("unable to find user ghost"), "{pw}: {}", o.stderr);
+        let o = d.berth(&["run", "--rm", "-u", "0:ghosts", &img, "id"]);
+        assert_ne!(o.code, 0, "{pw}: the host group file was used: {}", o.stdout);
+        // numeric ids still work (no passwd entry needed)
+        let o = d.berth(&["run", "--rm", "-u", "4321:4322", &img, "id"]).ok();
+        assert!(o.stdout.contains("uid=4321 gid=4322"), "{}", o.stdout);
+        assert!(!o.stdout.contains("ghost"), "{}", o.stdout);
+        // build: COPY --chown resolves in the image too
+        let ctx = d.dir.join(format!("ctx28-{i}"));
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::write(ctx.join("f"), "x").unwrap();
+        std::fs::write(ctx.join("Dockerfile"), format!("FROM {img}\nCOPY --chown=ghost f /f\n")).unwrap();
+        let o = d.berth(&["build", "-q", ctx.to_str().unwrap()]);
+        assert_ne!(o.code, 0, "build --chown=ghost used the host passwd");
+        assert!(o.stderr.contains("ghost"), "{}", o.stderr);
+    }
+    assert_eq!(std::fs::read_to_string(&hostpw).unwrap(), "ghost:x:4321:4321:ghost:/ghost:/bin/sh\n");
+
+    // 1 GB sparse passwd and group, made by the container itself (then start again and exec)
+    let pid = daemon_pid(&d);
+    let hwm0 = status_kib(pid, "VmHWM:");
+    d.berth(&["run", "--name", "huge", "busybox", "sh", "-c", "truncate -s 1G /etc/passwd /etc/group && echo root:x:0:0::/root:/bin/sh >> /etc/passwd"]).ok();
+    let o = d.berth(&["start", "-a", "huge"]);
+    assert_ne!(o.code, 0, "a 1 GB passwd was accepted: {}", o.stdout);
+    assert!(o.stderr.contains("larger than 4194304 bytes"), "{}", o.stderr);
+    d.berth(&["run", "-d", "--name", "huge2", "busybox", "sh", "-c", "truncate -s 1G /etc/passwd /etc/group; touch /ready; sleep 600"]).ok();
+    for _ in 0..200 {
+        if d.berth(&["exec", "huge2", "/bin/busybox", "test", "-e", "/ready"]).code == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for user in ["nobody", "0"] {
+        let o = d.berth(&["exec", "-u", user, "huge2", "id"]);
+        assert_eq!(o.code, 126, "exec with a 1 GB passwd: {}", o.stdout);
+        assert!(o.stdout.contains("larger than 4194304 bytes"), "{}", o.stdout);
+    }
+    let hwm = status_kib(pid, "VmHWM:");
+    assert!(hwm < hwm0 + 200 * 1024, "the daemon's peak RSS went from {hwm0} to {hwm} KiB");
+    eprintln!("a3_28: daemon VmHWM {hwm0} -> {hwm} KiB");
+    d.berth(&["rm", "-f", "huge2"]).ok();
+}
