@@ -619,3 +619,118 @@ fn a3_28_passwd_symlinked_to_host_or_huge() {
     eprintln!("a3_28: daemon VmHWM {hwm0} -> {hwm} KiB");
     d.berth(&["rm", "-f", "huge2"]).ok();
 }
+
+/// A host file that must keep its bytes and mtime and never be mounted on.
+struct HostFile {
+    path: std::path::PathBuf,
+    mtime: (i64, i64),
+}
+
+impl HostFile {
+    fn new(path: std::path::PathBuf) -> Self {
+        std::fs::write(&path, b"host").unwrap();
+        let md = std::fs::metadata(&path).unwrap();
+        HostFile { path, mtime: (md.mtime(), md.mtime_nsec()) }
+    }
+    #[track_caller]
+    fn untouched(&self, what: &str) {
+        assert_eq!(std::fs::read(&self.path).unwrap(), b"host", "{what}: host file written");
+        let md = std::fs::metadata(&self.path).unwrap();
+        assert_eq!((md.mtime(), md.mtime_nsec()), self.mtime, "{what}: host file touched");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(self.path.to_str().unwrap()), "{what}: a mount landed on the host file");
+    }
+}
+
+/// A4 #32 (CVE-2025-31133, CVE-2025-52565): an image whose `/dev/null`, `/dev/console`,
+/// `/dev/ptmx` or `/dev/pts/0` is a symlink to a host file (or `/dev/null` a regular
+/// file), run with and without a tty, and a host directory with such symlinks mounted
+/// as `/dev`: the host file is never written or mounted on, and the masked paths are
+/// masked by a real null device (char 1:3).
+#[test]
+fn a4_32_dev_null_and_console_symlinks_are_contained() {
+    let d = Daemon::start("hard-a432");
+    let host = HostFile::new(d.dir.join("host-file"));
+    let target = host.path.to_str().unwrap().to_string();
+    let hdir = HostSentinel::new(&d, "host-dir");
+    // which of the masked files this kernel has (/proc/kcore needs CONFIG_PROC_KCORE)
+    let masked: Vec<&str> = ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"].into_iter().filter(|p| Path::new(p).exists()).collect();
+    assert!(!masked.is_empty());
+    let script = format!(
+        "stat -c '%n %F %t:%T' {m}; for f in {m}; do head -c 1 $f | wc -c; done; echo x > /dev/null; echo x > /dev/console; \
+         tty; stat -c '%n %F' /dev/null /dev/console /dev/ptmx; echo done",
+        m = masked.join(" ")
+    );
+    let link = |s: &Path, name: &str, to: &str| {
+        let p = s.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(to, p).unwrap();
+    };
+    let climb = hdir.climb();
+    image_with(&d, "a432-links:latest", &[], |s| {
+        link(s, "dev/null", &target);
+        link(s, "dev/console", &target);
+        link(s, "dev/ptmx", &climb);
+        link(s, "dev/pts/0", &target);
+        link(s, "dev/pts/ptmx", &climb);
+    });
+    image_with(&d, "a432-file:latest", &[], |s| {
+        std::fs::create_dir_all(s.join("dev/pts")).unwrap();
+        std::fs::write(s.join("dev/null"), "a regular file").unwrap();
+        std::fs::write(s.join("dev/console"), "").unwrap();
+        link(s, "dev/pts/0", &format!("../../../../..{target}"));
+    });
+    for img in ["a432-links:latest", "a432-file:latest"] {
+        for tty in [false, true] {
+            let mut args = vec!["run", "--rm"];
+            if tty {
+                args.push("-t");
+            }
+            args.extend([img, "sh", "-c", &script]);
+            let o = d.berth(&args);
+            let what = format!("{img} tty={tty}");
+            assert_eq!(o.code, 0, "{what}: {} {}", o.stdout, o.stderr);
+            let out = o.stdout.replace('\r', "");
+            for m in &masked {
+                assert!(out.contains(&format!("{m} character special file 1:3\n")), "{what}: {m} is not masked by a null device: {out}");
+            }
+            assert!(out.contains("/dev/null character special file\n"), "{what}: {out}");
+            assert!(out.lines().filter(|l| l.trim() == "0").count() >= masked.len(), "{what}: a masked file has content: {out}");
+            assert!(out.contains("done"), "{what}: {out}");
+            if tty {
+                assert!(out.contains("/dev/pts/0\n"), "{what}: {out}");
+            }
+            host.untouched(&what);
+            hdir.untouched(&what);
+        }
+    }
+
+    // a host directory with the same symlinks mounted as /dev (what the CVEs race for):
+    // the run works or fails with an error, the files the symlinks name are never touched
+    let vol = d.dir.join("dev-volume");
+    std::fs::create_dir_all(&vol).unwrap();
+    link(&vol, "null", &target);
+    link(&vol, "console", &target);
+    link(&vol, "ptmx", &target);
+    for tty in [false, true] {
+        let mut args = vec!["run".to_string(), "--rm".into(), "-v".into(), format!("{}:/dev", vol.display())];
+        if tty {
+            args.push("-t".into());
+        }
+        args.extend(["busybox".into(), "sh".into(), "-c".into(), script.clone()]);
+        let o = d.berth(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let what = format!("-v {}:/dev tty={tty}", vol.display());
+        if o.code == 0 {
+            for m in &masked {
+                assert!(o.stdout.replace('\r', "").contains(&format!("{m} character special file 1:3\n")), "{what}: {m}: {}", o.stdout);
+            }
+        } else {
+            assert!(!o.stderr.trim().is_empty(), "{what}: failed without an error");
+        }
+        host.untouched(&what);
+        hdir.untouched(&what);
+        for n in ["null", "console", "ptmx"] {
+            assert!(std::fs::symlink_metadata(vol.join(n)).unwrap().file_type().is_symlink(), "{what}: {n} replaced");
+        }
+    }
+}
