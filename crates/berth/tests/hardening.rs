@@ -734,3 +734,150 @@ fn a4_32_dev_null_and_console_symlinks_are_contained() {
         }
     }
 }
+
+/// `curl` over the daemon's socket: (HTTP status, body).
+fn api_raw(d: &Daemon, method: &str, path: &str, body: Option<&Path>, ctype: &str) -> (u16, Vec<u8>) {
+    let out = d.dir.join(format!("curl-out-{}", std::process::id()));
+    let mut c = Command::new("curl");
+    c.args(["-s", "-o"]).arg(&out).args(["-w", "%{http_code}", "-X", method, "--unix-socket"]).arg(&d.sock);
+    if method == "HEAD" {
+        c.arg("-I");
+    }
+    if let Some(b) = body {
+        c.args(["-H", &format!("Content-Type: {ctype}"), "--data-binary"]).arg(format!("@{}", b.display()));
+    }
+    let o = c.arg(format!("http://localhost{path}")).output().expect("curl");
+    let status = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(0);
+    let body = std::fs::read(&out).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    (status, body)
+}
+
+/// A4 #35 (CVE-2019-14271): `cp` and the archive API read and write a container's files
+/// in the daemon itself; nothing from the container's root is executed or loaded. The image's
+/// `/bin/sh`, `tar`, `cp`, NSS modules, `nsswitch.conf` and `ld.so.preload` are traps that
+/// would create a host file if run (or loaded) in host context.
+#[test]
+fn a4_35_cp_never_runs_or_loads_container_files() {
+    let d = Daemon::start("hard-a435");
+    let pwned = d.dir.join("pwned");
+    let script = format!("#!/bin/sh\necho pwned >> {}\n", pwned.display());
+    // a shared library whose constructor writes the host file
+    let src = d.dir.join("trap.c");
+    std::fs::write(&src, format!("#include <stdio.h>\n__attribute__((constructor)) static void trap(void) {{ FILE *f = fopen(\"{}\", \"a\"); if (f) {{ fputs(\"lib\\n\", f); fclose(f); }} }}\n", pwned.display())).unwrap();
+    let so = d.dir.join("trap.so");
+    let have_cc = Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&so).arg(&src).status().map(|s| s.success()).unwrap_or(false);
+    if !have_cc {
+        eprintln!("a4_35: no C compiler, the NSS traps are scripts only");
+    }
+    image_with(&d, "a435:latest", &[], |s| {
+        for p in ["bin/sh", "bin/tar", "usr/bin/tar", "bin/cp", "usr/bin/docker-untar", "sbin/ldconfig"] {
+            let f = s.join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(&f, &script).unwrap();
+            std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        for dir in ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "lib", "usr/lib"] {
+            std::fs::create_dir_all(s.join(dir)).unwrap();
+            for lib in ["libnss_files.so.2", "libnss_trap.so.2", "libnss_compat.so.2", "libc.so.6"] {
+                if have_cc {
+                    std::fs::copy(&so, s.join(dir).join(lib)).unwrap();
+                } else {
+                    std::fs::write(s.join(dir).join(lib), &script).unwrap();
+                }
+            }
+        }
+        std::fs::create_dir_all(s.join("etc")).unwrap();
+        std::fs::write(s.join("etc/nsswitch.conf"), "passwd: trap files\ngroup: trap files\nhosts: trap files\n").unwrap();
+        std::fs::write(s.join("etc/ld.so.preload"), "/lib/x86_64-linux-gnu/libnss_trap.so.2\n").unwrap();
+        std::fs::write(s.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nowner:x:4242:4242::/:/bin/sh\n").unwrap();
+        std::fs::write(s.join("etc/group"), "root:x:0:\nowner:x:4242:\n").unwrap();
+        std::fs::create_dir_all(s.join("data")).unwrap();
+        std::fs::write(s.join("data/file"), "data").unwrap();
+        std::os::unix::fs::chown(s.join("data/file"), Some(4242), Some(4242)).unwrap();
+    });
+    let pid = daemon_pid(&d);
+    // every execve of the daemon's threads and children while cp runs (if strace is here)
+    let trace = d.dir.join("strace.out");
+    let mut strace = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=execve,execveat", "-o"])
+        .arg(&trace)
+        .args(["-p", &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok();
+    if strace.is_some() {
+        // strace writes its output file once attached
+        for _ in 0..100 {
+            if trace.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+
+    d.berth(&["create", "--name", "stopped", "a435:latest", "/bin/busybox", "true"]).ok();
+    d.berth(&["run", "-d", "--name", "running", "a435:latest", "/bin/busybox", "sleep", "600"]).ok();
+    let input = d.dir.join("input");
+    std::fs::create_dir_all(input.join("sub")).unwrap();
+    std::fs::write(input.join("sub/f"), "in").unwrap();
+    std::fs::write(d.dir.join("in.txt"), "in").unwrap();
+    for c in ["stopped", "running"] {
+        let out = d.dir.join(format!("out-{c}"));
+        std::fs::create_dir_all(&out).unwrap();
+        let o = out.to_str().unwrap();
+        for src in ["/etc/passwd", "/etc", "/bin", "/lib", "/data", "/"] {
+            d.berth(&["cp", &format!("{c}:{src}"), &format!("{o}/x{}", src.replace('/', "_"))]).ok();
+        }
+        d.berth(&["cp", "-a", &format!("{c}:/data"), &format!("{o}/archive-mode")]).ok();
+        let o = d.berth(&["cp", &format!("{c}:/etc"), "-"]).ok();
+        assert!(!o.stdout.is_empty());
+        d.berth(&["cp", d.dir.join("in.txt").to_str().unwrap(), &format!("{c}:/tmp/")]).ok();
+        d.berth(&["cp", input.to_str().unwrap(), &format!("{c}:/data/")]).ok();
+        d.berth(&["cp", "-a", input.to_str().unwrap(), &format!("{c}:/usr/")]).ok();
+        // the API itself: HEAD, GET and PUT of an archive
+        let (st, _) = api_raw(&d, "HEAD", &format!("/containers/{c}/archive?path=/bin/sh"), None, "");
+        assert_eq!(st, 200);
+        let (st, tar) = api_raw(&d, "GET", &format!("/containers/{c}/archive?path=/lib"), None, "");
+        assert_eq!(st, 200);
+        let t = d.dir.join("lib.tar");
+        std::fs::write(&t, &tar).unwrap();
+        let (st, _) = api_raw(&d, "PUT", &format!("/containers/{c}/archive?path=/tmp"), Some(&t), "application/x-tar");
+        assert_eq!(st, 200);
+        assert_eq!(d.berth(&["cp", &format!("{c}:/tmp/lib/libc.so.6"), "-"]).ok().stdout.len() > 100, true);
+    }
+    d.berth(&["diff", "stopped"]).ok();
+    d.berth(&["export", "-o", d.dir.join("export.tar").to_str().unwrap(), "stopped"]).ok();
+    if let Some(s) = strace.as_mut() {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let _ = s.kill();
+        let _ = s.wait();
+        let t = std::fs::read_to_string(&trace).unwrap_or_default();
+        // `run -d` starts a shim (the berth binary itself) and the container: those are
+        // expected; nothing else may be executed
+        let bad: Vec<&str> = t
+            .lines()
+            .filter(|l| l.contains("execve"))
+            .filter(|l| !l.contains(super_exe()) && !l.contains("\"/bin/busybox\"") && !l.contains("= -1 ENOENT"))
+            .collect();
+        assert!(bad.is_empty(), "the daemon executed something: {bad:#?}");
+        eprintln!("a4_35: execve seen: {:#?}", t.lines().filter(|l| l.contains("execve")).collect::<Vec<_>>());
+        // (strace worked: it saw the shim of `run -d` start)
+        assert!(t.contains("execve("), "strace saw nothing: {t}");
+    }
+    assert!(!pwned.exists(), "a container file ran in host context: {}", std::fs::read_to_string(&pwned).unwrap_or_default());
+    // nothing under the data or exec root is mapped into the daemon (no library loaded from a rootfs)
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let under: Vec<&str> = maps.lines().filter(|l| l.contains(d.dir.to_str().unwrap())).collect();
+    assert!(under.is_empty(), "the daemon maps files of the data root: {under:#?}");
+    // and the copies are the files, not their effect
+    assert_eq!(std::fs::read_to_string(d.dir.join("out-stopped/x_bin/sh")).unwrap(), script);
+    assert_eq!(std::fs::read_to_string(d.dir.join("out-running/x_etc/nsswitch.conf")).unwrap(), "passwd: trap files\ngroup: trap files\nhosts: trap files\n");
+    assert_eq!(std::fs::metadata(d.dir.join("out-stopped/archive-mode/file")).unwrap().uid(), 4242);
+    d.berth(&["rm", "-f", "running", "stopped"]).ok();
+}
+
+fn super_exe() -> &'static str {
+    BERTH
+}
