@@ -881,3 +881,123 @@ fn a4_35_cp_never_runs_or_loads_container_files() {
 fn super_exe() -> &'static str {
     BERTH
 }
+
+/// One ustar entry (names under 100 bytes): `typ` b'0' file, b'1' hard link, b'2' symlink,
+/// b'5' directory.
+fn tar_entry(out: &mut Vec<u8>, name: &str, typ: u8, link: &str, data: &[u8]) {
+    assert!(name.len() < 100 && link.len() < 100, "{name} {link}");
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    let mode: &[u8] = if typ == b'5' { b"0000755\0" } else { b"0000644\0" };
+    h[100..108].copy_from_slice(mode);
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    h[124..136].copy_from_slice(format!("{:011o}\0", data.len()).as_bytes());
+    h[136..148].copy_from_slice(b"14000000000\0");
+    h[148..156].copy_from_slice(b"        ");
+    h[156] = typ;
+    h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    let sum: u32 = h.iter().map(|b| *b as u32).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+}
+
+fn tar_end(mut t: Vec<u8>) -> Vec<u8> {
+    t.extend_from_slice(&[0u8; 1024]);
+    t
+}
+
+/// A4 #40: `PUT /containers/{id}/archive` with entries that climb out (`../`), absolute
+/// names, a symlink to a host directory followed by a file through it, hard links to
+/// host files (`/etc/shadow`) and an extraction path that is a symlink to a host
+/// directory: every request gets 200 (entries clamped inside the container) or a 4xx,
+/// nothing appears or changes on the host, and the daemon keeps serving.
+#[test]
+fn a4_40_archive_put_with_traversal_entries_is_contained() {
+    let d = Daemon::start("hard-a440");
+    let host = HostSentinel::new(&d, "host-dir");
+    let hd = host.dir.to_str().unwrap().trim_start_matches('/').to_string();
+    let shadow = Path::new("/etc/shadow");
+    let shadow_before = std::fs::metadata(shadow).ok().map(|m| (m.nlink(), m.mtime(), m.ino()));
+    let shadow_bytes = std::fs::read(shadow).ok();
+    image_with(&d, "a440:latest", &[], |s| {
+        std::os::unix::fs::symlink(&host.dir, s.join("hostlink")).unwrap();
+        std::fs::create_dir_all(s.join("x")).unwrap();
+    });
+    d.berth(&["create", "--name", "stopped", "a440:latest", "true"]).ok();
+    d.berth(&["run", "-d", "--name", "running", "a440:latest", "sleep", "600"]).ok();
+    let up = "../".repeat(10);
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut t = Vec::new();
+    tar_entry(&mut t, &format!("{up}{hd}/escape1"), b'0', "", b"pwned");
+    cases.push(("dot-dot name", tar_end(t)));
+    let mut t = Vec::new();
+    tar_entry(&mut t, &format!("/{hd}/escape2"), b'0', "", b"pwned");
+    cases.push(("absolute name", tar_end(t)));
+    let mut t = Vec::new();
+    tar_entry(&mut t, "lnk", b'2', host.dir.to_str().unwrap(), b"");
+    tar_entry(&mut t, "lnk/escape3", b'0', "", b"pwned");
+    cases.push(("absolute symlink then a file through it", tar_end(t)));
+    let mut t = Vec::new();
+    tar_entry(&mut t, "rel", b'2', &format!("{up}{hd}"), b"");
+    tar_entry(&mut t, "rel/escape4", b'0', "", b"pwned");
+    tar_entry(&mut t, "rel/sub", b'5', "", b"");
+    cases.push(("relative symlink then a file and a dir through it", tar_end(t)));
+    let mut t = Vec::new();
+    tar_entry(&mut t, "root", b'2', "/", b"");
+    tar_entry(&mut t, &format!("root/{hd}/escape5"), b'0', "", b"pwned");
+    cases.push(("symlink to / then a file through it", tar_end(t)));
+    let mut t = Vec::new();
+    tar_entry(&mut t, "shadow", b'1', "/etc/shadow", b"");
+    tar_entry(&mut t, "shadow2", b'1', &format!("{up}etc/shadow"), b"");
+    tar_entry(&mut t, "keep", b'1', &format!("/{hd}/keep"), b"");
+    cases.push(("hard links to host files", tar_end(t)));
+    let mut t = Vec::new();
+    tar_entry(&mut t, "s", b'2', &format!("/{hd}/keep"), b"");
+    tar_entry(&mut t, "h", b'1', "s", b"");
+    tar_entry(&mut t, "s", b'0', "", b"pwned");
+    tar_entry(&mut t, "h", b'0', "", b"pwned");
+    cases.push(("hard link to a symlink, then both rewritten", tar_end(t)));
+    // all of them in one archive as well
+    let mut all = Vec::new();
+    for (_, t) in &cases {
+        all.extend_from_slice(&t[..t.len() - 1024]);
+    }
+    cases.push(("all in one", tar_end(all)));
+
+    let body = d.dir.join("body.tar");
+    let mut statuses = Vec::new();
+    for c in ["stopped", "running"] {
+        for (what, tar) in &cases {
+            std::fs::write(&body, tar).unwrap();
+            for path in ["/x", "/", "/hostlink", "/x/../../.."] {
+                let q = path.replace('/', "%2F");
+                let (st, resp) = api_raw(&d, "PUT", &format!("/containers/{c}/archive?path={q}"), Some(&body), "application/x-tar");
+                let what = format!("{c} {what} path={path}");
+                assert!(st == 200 || (400..500).contains(&st), "{what}: HTTP {st} {}", String::from_utf8_lossy(&resp));
+                statuses.push(format!("{what}: {st} {}", String::from_utf8_lossy(&resp).trim()));
+                host.untouched(&what);
+                if let (Some(b), Ok(m)) = (shadow_before, std::fs::metadata(shadow)) {
+                    assert_eq!((m.nlink(), m.mtime(), m.ino()), b, "{what}: /etc/shadow linked or changed");
+                }
+                assert_eq!(std::fs::read(shadow).ok(), shadow_bytes, "{what}");
+            }
+        }
+    }
+    eprintln!("a4_40:\n{}", statuses.join("\n"));
+    // what landed, landed inside the container
+    let o = d.berth(&["exec", "running", "sh", "-c", "find / -xdev -name 'escape*' -o -xdev -name shadow -o -xdev -name shadow2"]).ok();
+    eprintln!("a4_40: inside the running container: {}", o.stdout);
+    for n in 1..=5 {
+        assert!(o.stdout.contains(&format!("/x/{hd}/escape{n}\n")), "escape{n} was not clamped into the extraction directory: {}", o.stdout);
+    }
+    for leftover in ["escape1", "escape2", "escape3", "escape4", "escape5", "shadow", "shadow2", "h", "s", "lnk", "rel", "root"] {
+        assert!(std::fs::symlink_metadata(d.dir.join(leftover)).is_err(), "{leftover} on the host");
+    }
+    d.berth(&["version"]).ok();
+    d.berth(&["rm", "-f", "running", "stopped"]).ok();
+}
