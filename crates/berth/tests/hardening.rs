@@ -1001,3 +1001,57 @@ fn a4_40_archive_put_with_traversal_entries_is_contained() {
     d.berth(&["version"]).ok();
     d.berth(&["rm", "-f", "running", "stopped"]).ok();
 }
+
+/// A5 #45 (BuildKit CVE-2024-23652): `RUN --mount` steps (cache, tmpfs, bind of a directory
+/// and of a file) whose command replaces a parent of the mount target with a symlink to a
+/// host directory holding an empty `b/c` (what a stub cleanup following the symlink would
+/// delete), or to a directory of its own: the host directory is untouched, and only
+/// berth's own stubs are removed (the step's own empty `/own/b/c` stays).
+#[test]
+fn a5_45_mount_stub_cleanup_never_follows_a_replaced_parent() {
+    let d = Daemon::start("hard-a545");
+    let host = d.dir.join("host-mnt");
+    std::fs::create_dir_all(host.join("b/c")).unwrap();
+    std::fs::write(host.join("b/f"), b"").unwrap();
+    std::fs::write(host.join("keep"), b"host").unwrap();
+    let snapshot = |p: &Path| -> Vec<(String, u32, i64)> {
+        let mut v = Vec::new();
+        for rel in ["", "b", "b/c", "b/f", "keep"] {
+            let m = std::fs::symlink_metadata(p.join(rel)).unwrap_or_else(|_| panic!("host {rel} is gone"));
+            v.push((rel.to_string(), m.mode(), m.mtime()));
+        }
+        v
+    };
+    let before = snapshot(&host);
+    let h = host.display().to_string();
+    let up = "../".repeat(10);
+    // an image whose /q is already a symlink to the host directory
+    image_with(&d, "a545-base:latest", &[], |s| std::os::unix::fs::symlink(&host, s.join("q")).unwrap());
+    let ctx = d.dir.join("ctx");
+    std::fs::create_dir_all(ctx.join("src")).unwrap();
+    std::fs::write(ctx.join("src/v"), "v").unwrap();
+    std::fs::write(ctx.join("file"), "").unwrap();
+    let df = [
+        "FROM a545-base:latest".to_string(),
+        format!("RUN --mount=type=cache,target=/a/b/c mv /a /a.old && ln -s {h} /a"),
+        format!("RUN --mount=type=tmpfs,target=/t/b/c mv /t /t.old && ln -s {h} /t"),
+        format!("RUN --mount=type=bind,source=src,target=/m/b/c mv /m /m.old && ln -s {up}{h} /m"),
+        format!("RUN --mount=type=bind,source=file,target=/n/b/f mv /n /n.old && ln -s {h} /n"),
+        "RUN --mount=type=cache,target=/p/b/c mkdir -p /own/b/c && : > /own/b/f && mv /p /p.old && ln -s /own /p".to_string(),
+        "RUN --mount=type=bind,source=file,target=/r/b/f mkdir -p /own2/b && : > /own2/b/f && mv /r /r.old && ln -s /own2 /r".to_string(),
+        "RUN --mount=type=cache,target=/q/b/c true".to_string(),
+        "RUN --mount=type=tmpfs,target=/s/b/c mv /s /s.old && ln -s / /s".to_string(),
+    ]
+    .join("\n");
+    std::fs::write(ctx.join("Dockerfile"), format!("{df}\n")).unwrap();
+    let o = d.berth(&["build", "-t", "a545:latest", ctx.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+    assert_eq!(snapshot(&host), before, "the host directory changed");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&h), "a mount landed on the host directory");
+    let o = d
+        .berth(&["run", "--rm", "a545:latest", "sh", "-c", "for p in /a /t /m /n /p /r /s; do readlink $p; done; ls -d /own/b/c /own/b/f /own2/b/f"])
+        .ok();
+    assert!(o.stdout.contains("/own/b/c\n") && o.stdout.contains("/own/b/f\n") && o.stdout.contains("/own2/b/f\n"), "the step's own files were removed: {}", o.stdout);
+    assert_eq!(o.stdout.lines().filter(|l| l.contains(h.trim_start_matches('/'))).count(), 4, "{}", o.stdout);
+}

@@ -206,24 +206,34 @@ fn pump(stream: &mut impl Read, out: &(dyn Fn(BuildMessage) + Sync), log: &Path)
 
 /// Removes a mount-point stub the runtime created in `upper` for `dest` (an empty directory
 /// or an empty regular file) when no lower layer has that path. Only our stub is removed:
-/// anything else the step left there (a symlink, a non-empty file or directory) stays.
+/// anything else the step left there (a symlink, a non-empty file or directory) stays, and
+/// so does whatever a symlink the step put in place of a parent of `dest` leads to (an
+/// empty directory of the step's own, HARDENING A5 #45): the parent is opened beneath
+/// `upper` without following any symlink. The lower layers are looked at inside their
+/// roots too, never through a symlink to the host.
 pub fn remove_stub(upper: &Path, lowers: &[PathBuf], dest: &str) {
-    use rustix::fs::{AtFlags, OFlags};
+    use rustix::fs::{AtFlags, OFlags, ResolveFlags};
+    use std::os::fd::AsFd;
     let rel = dest.trim_start_matches('/');
     if rel.is_empty() {
         return;
-    }
-    for l in lowers {
-        if std::fs::symlink_metadata(l.join(rel)).is_ok() {
-            return;
-        }
     }
     let (parent, name) = match rel.rsplit_once('/') {
         Some((p, n)) => (p, n),
         None => ("", rel),
     };
+    for l in lowers {
+        let Ok(lroot) = berth_archive::open_root(l) else { continue };
+        if let Ok(pfd) = berth_archive::open_in_root_at(lroot.as_fd(), parent.as_bytes(), OFlags::PATH | OFlags::DIRECTORY) {
+            if rustix::fs::statat(&pfd, name, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+                return;
+            }
+        }
+    }
     let Ok(root) = berth_archive::open_root(upper) else { return };
-    let Ok(pfd) = berth_archive::open_in_root_at(std::os::fd::AsFd::as_fd(&root), parent.as_bytes(), OFlags::PATH | OFlags::DIRECTORY) else {
+    let p = if parent.is_empty() { "." } else { parent };
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV;
+    let Ok(pfd) = rustix::fs::openat2(&root, p, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, rustix::fs::Mode::empty(), resolve) else {
         return;
     };
     let Ok(st) = rustix::fs::statat(&pfd, name, AtFlags::SYMLINK_NOFOLLOW) else { return };
