@@ -608,8 +608,8 @@ fn ensure_cwd(rootfs: &Path, cwd: &str, uid: u32, gid: u32) -> Result<(), ShimEr
                     reason: StartFailure::InvalidConfig,
                 })?;
             // Docker creates a missing working directory owned by the container user.
-            if let Ok(f) = h
-                .reopen(pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_DIRECTORY)
+            if let Ok(f) =
+                h.reopen(pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_DIRECTORY)
             {
                 let _ = nix::unistd::fchown(&f, Some(uid.into()), Some(gid.into()));
             }
@@ -618,7 +618,9 @@ fn ensure_cwd(rootfs: &Path, cwd: &str, uid: u32, gid: u32) -> Result<(), ShimEr
     };
     // A symlink of the image can lead there too (`WORKDIR /w`, `/w -> /proc/self/fd/7`).
     let real = std::fs::read_link(format!("/proc/self/fd/{}", h.as_fd().as_raw_fd()));
-    let proc_dir = std::fs::canonicalize(rootfs).unwrap_or_else(|_| rootfs.to_path_buf()).join("proc");
+    let proc_dir = std::fs::canonicalize(rootfs)
+        .unwrap_or_else(|_| rootfs.to_path_buf())
+        .join("proc");
     if real.is_ok_and(|r| r.starts_with(&proc_dir)) {
         return Err(cwd_in_proc(cwd));
     }
