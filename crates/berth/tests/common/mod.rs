@@ -27,6 +27,11 @@ pub struct Daemon {
     pub sock: PathBuf,
     child: Option<Child>,
     pub name: String,
+    /// Extra environment for the daemon process (e.g. `BERTH_FAULTS`, `LD_PRELOAD`).
+    pub env: Vec<(String, String)>,
+    /// A command the daemon is started through (`argv[0..]` before berth's own), e.g. one
+    /// that moves itself into a cgroup and then execs the rest.
+    pub wrapper: Vec<String>,
 }
 
 pub struct Out {
@@ -64,14 +69,23 @@ impl Daemon {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let sock = dir.join("berth.sock");
-        let mut d = Daemon { dir, sock, child: None, name };
+        let mut d = Daemon { dir, sock, child: None, name, env: Vec::new(), wrapper: Vec::new() };
         d.spawn();
         d
     }
 
     pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).unwrap();
-        let child = Command::new(BERTH)
+        let mut cmd = match self.wrapper.split_first() {
+            Some((w, rest)) => {
+                let mut c = Command::new(w);
+                c.args(rest).arg(BERTH);
+                c
+            }
+            None => Command::new(BERTH),
+        };
+        let child = cmd
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(["daemon", "--data-root"])
             .arg(self.dir.join("data"))
             .arg("--exec-root")
@@ -107,6 +121,24 @@ impl Daemon {
             let _ = c.wait();
         }
         let _ = std::fs::remove_file(&self.sock);
+    }
+
+    /// The daemon's pid (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Whether the daemon process has exited (it killed itself at a fault point, say);
+    /// reaps it then.
+    pub fn exited(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(_))) | None => {
+                self.child = None;
+                let _ = std::fs::remove_file(&self.sock);
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn log(&self) -> String {
