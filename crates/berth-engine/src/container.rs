@@ -130,6 +130,20 @@ pub fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
 /// The start of the error [`Engine::start_exec`] returns when the command cannot be run.
 pub const EXEC_START_FAILED: &str = "OCI runtime exec failed";
 
+/// How long `stop` and `rm -f` wait for a container to die after SIGKILL (Docker: 10 s).
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// Wait for the shim to report the container's exit, at most `t`; the waiting thread stays
+/// behind (until the exit) when it times out.
+fn wait_shim_exit(s: berth_runtime::Shim, t: Duration) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = s.wait();
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(t).is_ok()
+}
+
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// An attach waiting for its container to start (see [`Engine::attach_register`]).
@@ -840,7 +854,8 @@ impl Engine {
         let Ok(c) = self.get_container(id) else { return };
         let (restart, auto_remove) = {
             let Ok(mut rec) = c.lock() else { return };
-            if !rec.state.running {
+            // `rm -f` killed it and cleans up itself
+            if !rec.state.running || rec.state.status == "removing" {
                 return;
             }
             let health_restart = rec.config.labels.as_ref().and_then(|l| l.get("berth.health-on-failure")).map(String::as_str) == Some("restart")
@@ -1054,7 +1069,12 @@ impl Engine {
                 }
             })
             .await;
-            self.wait_not_running(&id, None).await;
+            if !self.wait_not_running(&id, Some(KILL_WAIT)).await {
+                let name = self.get_container(&id).ok().and_then(|c| c.lock().ok().map(|r| r.name.clone())).unwrap_or(id);
+                return Err(EngineError::internal(format!(
+                    "cannot stop container: {name}: tried to kill container, but did not receive an exit event"
+                )));
+            }
         }
         if let Some(rec) = self.get_container(&id).ok().and_then(|c| c.lock().ok().map(|r| r.clone())) {
             self.container_event(&rec, "stop", &[]);
@@ -1115,8 +1135,12 @@ impl Engine {
     pub fn remove_container(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
         berth_runtime::timing::mark("daemon: remove begin");
         let c = self.get_container(name)?;
+        let lock = || c.lock().map_err(|_| EngineError::internal("lock"));
         let rec = {
-            let mut rec = c.lock().map_err(|_| EngineError::internal("lock"))?;
+            let mut rec = lock()?;
+            if rec.state.status == "removing" {
+                return Err(EngineError::conflict(format!("removal of container {} is already in progress", rec.id)));
+            }
             if rec.state.running {
                 if !force {
                     let what = if rec.state.paused { "paused" } else { "running" };
@@ -1126,14 +1150,27 @@ impl Engine {
                     )));
                 }
                 rec.manually_stopped = true;
+                let before = std::mem::replace(&mut rec.state.status, "removing".into());
                 if let Ok(s) = self.shim(&rec) {
+                    // Wait for the exit without the record's lock: a container that cannot
+                    // die (frozen, stuck in D) must not block `ps`/`inspect` of the others
+                    // (HARDENING B15); give up after Docker's 10 s like Docker does.
+                    let name = rec.name.clone();
+                    drop(rec);
                     let _ = s.resume();
                     let _ = s.kill(libc::SIGKILL, true);
-                    let _ = s.wait();
+                    if !wait_shim_exit(s, KILL_WAIT) {
+                        if let Ok(mut rec) = lock() {
+                            if rec.state.status == "removing" {
+                                rec.state.status = before;
+                            }
+                        }
+                        return Err(EngineError::internal(format!(
+                            "cannot remove container \"/{name}\": could not kill container: tried to kill container, but did not receive an exit event"
+                        )));
+                    }
+                    rec = lock()?;
                 }
-            }
-            if rec.state.status == "removing" {
-                return Err(EngineError::conflict(format!("removal of container {} is already in progress", rec.id)));
             }
             rec.state.status = "removing".into();
             rec.clone()

@@ -354,6 +354,8 @@ impl Cgroup {
         for _ in 0..100 {
             let mut busy = false;
             for d in &dirs {
+                // sub-cgroups a (privileged) container made go first, deepest first
+                remove_children(d);
                 match std::fs::remove_dir(d) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -377,5 +379,18 @@ impl Cgroup {
             d,
             std::io::Error::from_raw_os_error(libc::EBUSY),
         ))
+    }
+}
+
+/// Remove the sub-directories (child cgroups) below `d`, deepest first; errors are left to
+/// the caller's `remove_dir` of `d`.
+fn remove_children(d: &Path) {
+    let Ok(rd) = std::fs::read_dir(d) else { return };
+    for e in rd.flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            let p = e.path();
+            remove_children(&p);
+            let _ = std::fs::remove_dir(&p);
+        }
     }
 }

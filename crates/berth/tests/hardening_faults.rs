@@ -172,3 +172,119 @@ fn b16_busy_rootfs_and_volume_during_rm() {
         d.berth(&["run", "--rm", "--name", "c2", "busybox", "true"]).ok();
     }
 }
+
+/// VmRSS of a process in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// `ps`, `inspect` and `logs` of `other` answer (and say what they should).
+#[track_caller]
+fn others_answer(d: &Daemon, other: &str) {
+    assert!(d.berth(&["ps"]).ok().stdout.contains(other));
+    assert_eq!(d.berth(&["inspect", "-f", "{{.State.Status}}", other]).ok().stdout.trim(), "running");
+    assert!(d.berth(&["logs", other]).ok().stdout.contains("tick"));
+}
+
+/// B15 (the parts not covered elsewhere): a container started with `-i` that never reads
+/// its stdin while the client pushes megabytes at it, and a container that cannot die (its
+/// process sits in a frozen v1 freezer sub-cgroup berth does not know about, as if stuck
+/// in D state). `ps`/`inspect`/`logs` of the others keep answering meanwhile, the daemon's
+/// memory does not grow with what the client sends, `stop`/`rm -f` of the stuck one give
+/// Docker's error after its 10 s instead of hanging, and once thawed it goes away cleanly.
+#[test]
+fn b15_unread_stdin_and_stuck_container() {
+    let d = Daemon::start("hf-b15");
+    d.berth(&["run", "-d", "--name", "other", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done"]).ok();
+    assert!(eventually(10, || d.berth(&["logs", "other"]).stdout.contains("tick")));
+    let dpid = d.pid().unwrap();
+
+    // 1. stdin never read
+    let rss0 = rss_kib(dpid);
+    let mut client = d.cmd(&["run", "-i", "--name", "sink", "busybox", "sleep", "1000"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writer = {
+        let sent = sent.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let chunk = vec![b'x'; 64 << 10];
+            for _ in 0..(256 << 20) / chunk.len() {
+                if stdin.write_all(&chunk).is_err() {
+                    return;
+                }
+                sent.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    };
+    assert!(eventually(20, || d.berth(&["inspect", "-f", "{{.State.Running}}", "sink"]).stdout.trim() == "true"));
+    // the writer stalls once the pipes between it and the container are full
+    let mut last = u64::MAX;
+    assert!(
+        eventually(30, || {
+            let now = sent.load(std::sync::atomic::Ordering::Relaxed);
+            let stalled = now == last && now > 0;
+            last = now;
+            std::thread::sleep(Duration::from_millis(300));
+            stalled
+        }),
+        "the client never stalled: {} bytes sent",
+        sent.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    let stalled_at = sent.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..3 {
+        others_answer(&d, "other");
+    }
+    let rss1 = rss_kib(dpid);
+    eprintln!("stdin never read: client stalled after {} KiB; daemon RSS {rss0} -> {rss1} KiB", stalled_at >> 10);
+    assert!(stalled_at < 64 << 20, "{stalled_at} bytes accepted for a container that reads nothing");
+    assert!(rss1 < rss0 + 32 * 1024, "daemon RSS grew from {rss0} to {rss1} KiB");
+    d.berth(&["rm", "-f", "sink"]).ok();
+    let _ = client.kill();
+    let _ = client.wait();
+    let _ = writer.join();
+    others_answer(&d, "other");
+
+    // 2. a container that cannot die
+    let id = d.berth(&["run", "-d", "--name", "stuck", "busybox", "sleep", "1000"]).ok().stdout.trim().to_string();
+    let cg = PathBuf::from(format!("/sys/fs/cgroup/freezer/berth-test-{}/{id}", d.name));
+    assert!(cg.is_dir(), "no freezer cgroup at {}", cg.display());
+    let pid = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap().trim().to_string();
+    let sub = cg.join("held");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("freezer.state"), "FROZEN").unwrap();
+    std::fs::write(sub.join("cgroup.procs"), &pid).unwrap();
+    assert!(eventually(10, || std::fs::read_to_string(sub.join("freezer.state")).unwrap().trim() == "FROZEN"));
+    struct Thaw(PathBuf);
+    impl Drop for Thaw {
+        fn drop(&mut self) {
+            let _ = std::fs::write(self.0.join("freezer.state"), "THAWED");
+        }
+    }
+    let thaw = Thaw(sub.clone());
+
+    for op in [&["stop", "-t", "1", "stuck"][..], &["kill", "stuck"][..], &["rm", "-f", "stuck"][..]] {
+        let mut c = d.cmd(op).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        // while it is waiting for a process that cannot die, everything else answers
+        std::thread::sleep(Duration::from_millis(1500));
+        others_answer(&d, "other");
+        let st = d.berth(&["inspect", "-f", "{{.State.Status}}", "stuck"]).ok().stdout;
+        assert!(["running", "removing"].contains(&st.trim()), "{op:?}: {st}");
+        let o = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        eprintln!("{op:?} on a stuck container: {:?} {err}", o.status.code());
+        if op[0] != "kill" {
+            assert_ne!(o.status.code(), Some(0), "{op:?}");
+            assert!(err.contains("tried to kill container, but did not receive an exit event"), "{op:?}: {err}");
+        }
+        others_answer(&d, "other");
+    }
+    assert_eq!(d.berth(&["inspect", "-f", "{{.State.Status}}", "stuck"]).ok().stdout.trim(), "running");
+    drop(thaw);
+    assert!(eventually(20, || d.berth(&["inspect", "-f", "{{.State.Status}}", "stuck"]).stdout.trim() == "exited"));
+    d.berth(&["rm", "stuck"]).ok();
+    assert!(eventually(10, || !cg.exists()), "the container's cgroup (with the sub-cgroup) is left");
+    assert_eq!(d.berth(&["ps", "-aq"]).ok().stdout.lines().count(), 1);
+    others_answer(&d, "other");
+}
