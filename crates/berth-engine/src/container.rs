@@ -864,6 +864,9 @@ impl Engine {
                 Some(s) => (s.exit_code as i64, s.oom_killed),
                 None => (255, false),
             };
+            if let Some(n) = status.as_ref().map(|s| s.log_dropped).filter(|n| *n > 0) {
+                tracing::warn!(container = %rec.id, dropped = n, "log entries dropped: the log file could not be written");
+            }
             rec.state.health = self.live_health(&rec);
             self.unwatch_health(&rec.id);
             self.cleanup_runtime(&rec.id);

@@ -201,7 +201,14 @@ impl Engine {
                 whiteouts: berth_archive::WhiteoutMode::Overlay,
                 ..Default::default()
             };
-            let stats = berth_archive::apply_layer(dir, &mut dr, &opts)?;
+            let stats = berth_archive::apply_layer(dir, &mut dr, &opts).map_err(|e| match e {
+                // name the host directory too: the path in the layer alone does not say which disk
+                berth_archive::ArchiveError::NoSpace { path, source } => EngineError::internal(format!(
+                    "unpacking layer into {}: {path}: {source}",
+                    dir.display()
+                )),
+                e => e.into(),
+            })?;
             // drain trailing zero blocks so the digest covers the whole stream
             std::io::copy(&mut dr, &mut std::io::sink())?;
             let got = dr.digest();

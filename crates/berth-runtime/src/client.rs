@@ -150,6 +150,14 @@ pub struct ExitStatus {
     pub oom_killed: bool,
     /// RFC 3339 with nanoseconds.
     pub finished_at: String,
+    /// Log entries dropped because the log file could not be written (a full disk): the
+    /// container was never blocked by its logging (HARDENING B6, "drop + counter").
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub log_dropped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One request line.

@@ -64,6 +64,8 @@ pub struct LogWriter {
     size: u64,
     partial: [Vec<u8>; 2],
     dropped: u64,
+    /// Entries dropped since the last successful write.
+    dropping: u64,
 }
 
 fn rfc3339_nano_now() -> String {
@@ -88,6 +90,7 @@ impl LogWriter {
             size,
             partial: [Vec::new(), Vec::new()],
             dropped: 0,
+            dropping: 0,
         })
     }
 
@@ -162,9 +165,22 @@ impl LogWriter {
         };
         if ok {
             self.size += bytes.len() as u64;
+            if self.dropping > 0 {
+                tracing::warn!(path = %self.path.display(), dropped = self.dropping, total = self.dropped, "log writes work again; entries were dropped meanwhile");
+                self.dropping = 0;
+            }
         } else {
+            // one warning per stretch of failures: a full disk must not turn a chatty
+            // container into an unbounded shim.log (on the exec root, often a tmpfs)
+            // a partly written entry would corrupt the next line: cut it off
+            if let Some(f) = self.file.as_ref() {
+                let _ = f.set_len(self.size);
+            }
+            if self.dropping == 0 {
+                tracing::warn!(path = %self.path.display(), "log write failed; dropping entries until writes work again");
+            }
+            self.dropping += 1;
             self.dropped += 1;
-            tracing::warn!(path = %self.path.display(), "log entry dropped");
         }
     }
 

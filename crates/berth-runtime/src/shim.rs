@@ -2355,6 +2355,7 @@ impl Shim {
             signal,
             oom_killed,
             finished_at: now(),
+            log_dropped: self.logs.dropped(),
         };
         let bytes = serde_json::to_vec(&exit).unwrap_or_default();
         if let Err(e) = write_atomic(&self.state_dir.join(EXIT_FILE), &bytes) {

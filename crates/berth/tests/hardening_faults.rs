@@ -288,3 +288,122 @@ fn b15_unread_stdin_and_stuck_container() {
     assert_eq!(d.berth(&["ps", "-aq"]).ok().stdout.lines().count(), 1);
     others_answer(&d, "other");
 }
+
+fn statvfs(p: &Path) -> (u64, u64) {
+    let s = nix::sys::statvfs::statvfs(p).unwrap();
+    (s.blocks_available() as u64 * s.fragment_size() as u64, s.files_free() as u64)
+}
+
+/// A tar of `n` empty files (plus their directory).
+fn many_files_tar(dir: &Path, n: usize) -> PathBuf {
+    let src = dir.join("many-src");
+    std::fs::create_dir_all(src.join("many")).unwrap();
+    for i in 0..n {
+        std::fs::write(src.join(format!("many/f{i}")), b"").unwrap();
+    }
+    let tar = dir.join("many.tar");
+    assert!(Command::new("tar").arg("-C").arg(&src).arg("-cf").arg(&tar).arg(".").status().unwrap().success());
+    std::fs::remove_dir_all(&src).unwrap();
+    tar
+}
+
+/// Fill the filesystem of `dir` with a file there until ENOSPC.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let p = dir.join("zz-filler");
+    let mut f = std::fs::File::create(&p).unwrap();
+    let buf = vec![0xa5u8; 1 << 20];
+    loop {
+        match f.write(&buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    let small = vec![0xa5u8; 4096];
+    while f.write(&small).map(|n| n > 0).unwrap_or(false) {}
+    p
+}
+
+/// B6 (the parts `hardening.rs::b6_disk_full_data_root` does not cover): inodes run out
+/// during an import (clear ENOSPC naming the path, no partial layer, the daemon serves,
+/// `rm`/`prune` recover), a build on a full disk fails cleanly and leaves nothing, and a
+/// container logging while the disk is full is never blocked: it runs to its normal exit,
+/// its log loses entries, and the count of dropped entries reaches the daemon's log.
+#[test]
+fn b6_inodes_build_and_logging_on_a_full_disk() {
+    let mut d = Daemon::start_bare("hf-b6");
+    d.kill9();
+    let data = d.data();
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    nix::mount::mount(Some("tmpfs"), &data, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=48m")).expect("tmpfs data root");
+    d.spawn();
+    d.berth(&["import", "--change", "CMD [\"sh\"]", busybox_tar().to_str().unwrap(), "busybox:latest"]).ok();
+    let snaps = names_in(&data.join("snapshots"));
+
+    // 1. logging on a full disk
+    d.berth(&["run", "-d", "--name", "chatty", "busybox", "sh", "-c", "echo before; while [ ! -e /go ]; do sleep 0.1; done; i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done; echo done"]).ok();
+    assert!(eventually(10, || d.berth(&["logs", "chatty"]).stdout.contains("before")));
+    let filler = fill(&data);
+    assert!(statvfs(&data).0 < 64 << 10, "disk not full");
+    d.berth(&["exec", "chatty", "touch", "/go"]).ok();
+    let o = d.berth(&["wait", "chatty"]);
+    assert_eq!(o.stdout.trim(), "0", "the logging container did not exit normally: {} {}", o.stdout, o.stderr);
+    std::fs::remove_file(&filler).unwrap();
+    let logs = d.berth(&["logs", "chatty"]).ok().stdout;
+    let kept = logs.lines().filter(|l| l.starts_with("line ")).count();
+    assert!(logs.starts_with("before\n") && kept < 3000, "kept {kept} lines of 3000 on a full disk");
+    let log = d.log();
+    let warn = log.lines().find(|l| l.contains("log entries dropped")).unwrap_or_else(|| panic!("no drop counter in the daemon log:\n{log}"));
+    eprintln!("full disk: {kept} of 3000 lines kept; daemon: {warn}");
+    d.berth(&["rm", "chatty"]).ok();
+    // writes work again
+    d.berth(&["run", "--name", "after", "busybox", "echo", "fine"]).ok();
+    assert_eq!(d.berth(&["logs", "after"]).ok().stdout, "fine\n");
+    d.berth(&["rm", "after"]).ok();
+
+    // 2. inodes run out during an import
+    let tar = many_files_tar(&d.dir, 2000);
+    let (_, files_free) = statvfs(&data);
+    let used = nix::sys::statvfs::statvfs(&data).unwrap().files() as u64 - files_free;
+    let limit = format!("size=48m,nr_inodes={}", used + 400);
+    nix::mount::mount(None::<&str>, &data, None::<&str>, nix::mount::MsFlags::MS_REMOUNT, Some(limit.as_str())).expect("remount with few inodes");
+    let free0 = statvfs(&data).1;
+    let o = d.berth(&["import", tar.to_str().unwrap(), "many:latest"]);
+    assert_ne!(o.code, 0, "import of 2000 files into 400 inodes succeeded");
+    assert!(o.stderr.contains("No space left on device"), "{}", o.stderr);
+    assert!(o.stderr.contains(data.to_str().unwrap()), "the error does not name the path: {}", o.stderr);
+    assert!(d.berth(&["inspect", "many:latest"]).code != 0, "a partial image is visible");
+    assert!(eventually(20, || names_in(&data.join("snapshots")) == snaps), "partial layer left: {:?}", names_in(&data.join("snapshots")));
+    assert!(eventually(20, || statvfs(&data).1 + 8 >= free0), "inodes not given back: {} free, {free0} before", statvfs(&data).1);
+    d.berth(&["ps", "-a"]).ok();
+    d.berth(&["images"]).ok();
+    d.berth(&["image", "prune", "-f"]).ok();
+    d.berth(&["container", "prune", "-f"]).ok();
+    let o = d.berth(&["run", "--rm", "busybox", "echo", "ok"]).ok();
+    assert_eq!(o.stdout.trim(), "ok");
+
+    // 3. builds on a full disk (inodes, then bytes) fail cleanly and leave nothing
+    let ctx = d.dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    for (what, run) in [
+        ("inodes", "i=0; while [ $i -lt 2000 ]; do touch /f$i || exit 1; i=$((i+1)); done"),
+        ("bytes", "dd if=/dev/zero of=/big bs=1M count=100"),
+    ] {
+        std::fs::write(ctx.join("Dockerfile"), format!("FROM busybox\nRUN {run}\n")).unwrap();
+        let o = d.berth(&["build", "-t", "full:latest", ctx.to_str().unwrap()]);
+        assert_ne!(o.code, 0, "{what}: build succeeded on a full disk");
+        eprintln!("build on a full disk ({what}): {}", o.stderr.lines().last().unwrap_or(""));
+        assert!(o.stderr.contains("returned a non-zero code") || o.stderr.contains("No space left"), "{what}: {}", o.stderr);
+        assert!(d.berth(&["inspect", "full:latest"]).code != 0);
+        assert!(eventually(20, || names_in(&data.join("snapshots")) == snaps), "{what}: build left {:?}", names_in(&data.join("snapshots")));
+        let left: Vec<String> = mounts_under(&data).into_iter().filter(|m| Path::new(m) != data).collect();
+        assert_eq!(left, Vec::<String>::new(), "{what}");
+        assert!(eventually(20, || statvfs(&data).1 + 8 >= free0), "{what}: inodes not given back");
+        d.berth(&["builder", "prune", "-af"]).ok();
+    }
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN echo small > /small\n").unwrap();
+    d.berth(&["build", "-q", "-t", "small:latest", ctx.to_str().unwrap()]).ok();
+    let o = d.berth(&["run", "--rm", "small:latest", "cat", "/small"]).ok();
+    assert_eq!(o.stdout.trim(), "small");
+}
