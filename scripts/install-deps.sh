@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(busybox-static libseccomp-dev pkg-config nftables iproute2 e2fsprogs
       docker.io podman runc skopeo umoci docker-registry docker-compose
-      python3-docker wrk hyperfine apache2-utils tini golang-go openssl curl zstd procps bsdutils)
+      python3-docker wrk hyperfine apache2-utils tini golang-go openssl curl zstd procps bsdutils faketime)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

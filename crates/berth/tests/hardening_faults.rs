@@ -265,7 +265,7 @@ fn b15_unread_stdin_and_stuck_container() {
     let thaw = Thaw(sub.clone());
 
     for op in [&["stop", "-t", "1", "stuck"][..], &["kill", "stuck"][..], &["rm", "-f", "stuck"][..]] {
-        let mut c = d.cmd(op).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let c = d.cmd(op).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         // while it is waiting for a process that cannot die, everything else answers
         std::thread::sleep(Duration::from_millis(1500));
         others_answer(&d, "other");
@@ -406,4 +406,214 @@ fn b6_inodes_build_and_logging_on_a_full_disk() {
     d.berth(&["build", "-q", "-t", "small:latest", ctx.to_str().unwrap()]).ok();
     let o = d.berth(&["run", "--rm", "small:latest", "cat", "/small"]).ok();
     assert_eq!(o.stdout.trim(), "small");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// GET / on a published port; None when nothing answers within a few seconds.
+fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    for _ in 0..100 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if !out.is_empty() {
+                return Some(out);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+const HTTPD: [&str; 6] = ["httpd", "-f", "-p", "80", "-h", "/var/www"];
+
+fn state(d: &Daemon, name: &str) -> String {
+    d.berth(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}}", name]).ok().stdout.trim().to_string()
+}
+
+/// SIGKILL every process whose command line names `needle` (shims of a daemon).
+fn kill_cmdlines(needle: &str) {
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if pid as u32 == std::process::id() {
+            continue;
+        }
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).contains(needle) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// What a host reboot does to a daemon's world: every shim and container process dies, the
+/// exec root (a tmpfs `/run` on a real host) with its netns mounts is gone, and so are the
+/// kernel objects (bridges, veths, nft table, cgroups). The data root stays.
+fn simulate_reboot(d: &mut Daemon) {
+    d.kill9();
+    let run = d.dir.join("run");
+    kill_cmdlines(run.to_str().unwrap());
+    let cg = format!("berth-test-{}", d.name);
+    for _ in 0..100 {
+        let mut alive = 0;
+        for ctrl in ["pids", "freezer", "memory"] {
+            for e in std::fs::read_dir(format!("/sys/fs/cgroup/{ctrl}/{cg}")).into_iter().flatten().flatten() {
+                for pid in std::fs::read_to_string(e.path().join("cgroup.procs")).unwrap_or_default().lines() {
+                    alive += 1;
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid.parse().unwrap_or(0)), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
+        if alive == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut mps = mounts_under(&run);
+    mps.extend(mounts_under(&d.data()));
+    mps.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in mps {
+        let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+    std::fs::remove_dir_all(&run).unwrap();
+    // kernel objects
+    let table = format!("berth-t-{}", d.name);
+    let _ = Command::new("nft").args(["delete", "table", "ip", &table]).stderr(Stdio::null()).status();
+    let o = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
+    let mark = format!("alias berth:{table}:");
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let dev = line.split(": ").nth(1).map(|d| d.split('@').next().unwrap_or(d).to_string()).unwrap_or_default();
+        if line.contains(&mark) || dev == d.bridge() || (dev.starts_with("veth") && line.contains(&format!("master {}", d.bridge()))) {
+            let _ = Command::new("ip").args(["link", "del", &dev]).stderr(Stdio::null()).status();
+        }
+    }
+    for ctrl in ["cpu", "cpuacct", "memory", "pids", "freezer", "devices", "blkio", "cpuset", "systemd"] {
+        for e in std::fs::read_dir(format!("/sys/fs/cgroup/{ctrl}/{cg}")).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+    }
+}
+
+/// B19: a simulated host reboot. Containers with `--restart always` and `unless-stopped`
+/// (not stopped by the user) come back running with working published ports and DNS;
+/// `no`, and `unless-stopped` stopped by the user, are Exited; the exec root is rebuilt
+/// without stale sockets or state directories.
+#[test]
+fn b19_host_reboot_restores_restart_policies() {
+    let mut d = Daemon::start("hf-b19");
+    d.berth(&["network", "create", "appnet"]).ok();
+    let (p1, p2) = (free_port(), free_port());
+    let run = |name: &str, policy: &str, extra: &[&str], cmd: &[&str]| {
+        let mut a = vec!["run", "-d", "--name", name, "--restart", policy];
+        a.extend(extra);
+        a.push("busybox");
+        a.extend(cmd);
+        d.berth(&a).ok();
+    };
+    let pub1 = format!("127.0.0.1:{p1}:80");
+    let pub2 = format!("127.0.0.1:{p2}:80");
+    run("al", "always", &["-p", &pub1], &HTTPD);
+    run("us", "unless-stopped", &["-p", &pub2, "--network", "appnet"], &HTTPD);
+    run("us-stopped", "unless-stopped", &[], &["sleep", "1000"]);
+    run("of", "on-failure", &[], &["sleep", "1000"]);
+    run("no", "no", &[], &["sleep", "1000"]);
+    d.berth(&["stop", "-t", "0", "us-stopped"]).ok();
+    assert!(http_get(p1).unwrap_or_default().contains("hello from berth"));
+    assert!(http_get(p2).unwrap_or_default().contains("hello from berth"));
+
+    simulate_reboot(&mut d);
+    assert!(http_get(p1).is_none(), "the reboot left the port open");
+    d.spawn();
+
+    for name in ["al", "us"] {
+        assert!(eventually(20, || state(&d, name).starts_with("running")), "{name}: {}", state(&d, name));
+    }
+    assert!(http_get(p1).unwrap_or_default().contains("hello from berth"), "published port of `always` after reboot");
+    assert!(http_get(p2).unwrap_or_default().contains("hello from berth"), "published port of `unless-stopped` after reboot");
+    // DNS on the user network works again
+    let o = d.berth(&["run", "--rm", "--network", "appnet", "busybox", "sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 us 80 | tail -1"]).ok();
+    assert_eq!(o.stdout, "<h1>hello from berth</h1>\n");
+    assert!(state(&d, "us-stopped").starts_with("exited"), "{}", state(&d, "us-stopped"));
+    assert!(state(&d, "no").starts_with("exited"), "{}", state(&d, "no"));
+    // on-failure: the container died with an unknown status (Docker records 255 and, the
+    // code being non-zero, restarts it)
+    let of = state(&d, "of");
+    eprintln!("after reboot: al={} us={} us-stopped={} of={of} no={}", state(&d, "al"), state(&d, "us"), state(&d, "us-stopped"), state(&d, "no"));
+    assert!(eventually(20, || state(&d, "of").starts_with("running")), "on-failure: {}", state(&d, "of"));
+    // the exec root has state only for the running containers, and no stale socket
+    let running: Vec<String> = d.berth(&["ps", "-q", "--no-trunc"]).ok().stdout.lines().map(String::from).collect();
+    let mut dirs = names_in(&d.dir.join("run/containers"));
+    dirs.retain(|x| !running.contains(x));
+    assert_eq!(dirs, Vec::<String>::new(), "state dirs of stopped containers");
+    // everything still works normally
+    d.berth(&["start", "no", "us-stopped"]).ok();
+    d.berth(&["rm", "-f", "al", "us", "us-stopped", "of", "no"]).ok();
+    d.berth(&["network", "rm", "appnet"]).ok();
+}
+
+/// B11: the restart matrix. For each way the daemon goes down (SIGTERM, SIGKILL), with
+/// containers of every restart policy: the running ones keep running across the restart
+/// (berth always restores live), the ones that exit while the daemon is down get their exit
+/// code recorded, and their restart policy is applied when the daemon is back.
+/// (Rootless does not apply: berth runs as root only.)
+#[test]
+fn b11_restart_matrix_policies_by_stop_mode() {
+    let mut d = Daemon::start("hf-b11");
+    for mode in ["SIGTERM", "SIGKILL"] {
+        let policies = ["no", "always", "unless-stopped", "on-failure"];
+        let mut started = std::collections::HashMap::new();
+        for p in policies {
+            d.berth(&["run", "-d", "--name", &format!("up-{p}"), "--restart", p, "busybox", "sleep", "1000"]).ok();
+            d.berth(&["run", "-d", "--name", &format!("dies-{p}"), "--restart", p, "busybox", "sh", "-c", "[ -e /again ] && exec sleep 1000; touch /again; while [ ! -e /go ]; do sleep 0.1; done; exit 3"]).ok();
+            let s = d.berth(&["inspect", "-f", "{{.State.StartedAt}} {{.State.Pid}}", &format!("up-{p}")]).ok().stdout;
+            started.insert(p, s);
+        }
+        let ids: std::collections::HashMap<String, String> = policies.iter().map(|p| (format!("dies-{p}"), container_id(&d, &format!("dies-{p}")))).collect();
+        let container_id_in = |_: &Daemon, name: &str| ids[name].clone();
+        if mode == "SIGTERM" {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.pid().unwrap() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+            assert!(eventually(20, || d.exited()), "the daemon did not stop on SIGTERM");
+        } else {
+            d.kill9();
+        }
+        // the `dies-*` containers exit (code 3) while the daemon is down
+        for p in policies {
+            let id = container_id_in(&d, &format!("dies-{p}"));
+            std::fs::write(rootfs_of(&d, &id).join("go"), b"").unwrap();
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        d.spawn();
+        for p in policies {
+            let up = format!("up-{p}");
+            assert!(state(&d, &up).starts_with("running"), "{mode} {up}: {}", state(&d, &up));
+            let s = d.berth(&["inspect", "-f", "{{.State.StartedAt}} {{.State.Pid}}", &up]).ok().stdout;
+            assert_eq!(s, started[p], "{mode} {up}: restarted instead of restored");
+            let dies = format!("dies-{p}");
+            if p == "no" {
+                assert_eq!(state(&d, &dies), "exited 3 0", "{mode} {dies}");
+            } else {
+                // restarted once (the second run stays up); the exit code of the run that
+                // ended while the daemon was down is in the events
+                assert!(eventually(20, || state(&d, &dies) == "running 0 1"), "{mode} {dies}: {}", state(&d, &dies));
+            }
+        }
+        // the exit code of the run that ended while the daemon was down is in a `die` event
+        // (`--until` is whole seconds: the newest events may need a moment to be included)
+        let mut ev = String::new();
+        let all_there = eventually(10, || {
+            ev = d.berth(&["events", "--since", "0", "--until", "0s", "--filter", "event=die", "--format", "{{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}"]).ok().stdout;
+            policies.iter().all(|p| ev.lines().any(|l| l == format!("dies-{p} 3")))
+        });
+        assert!(all_there, "{mode}: die events: {ev}");
+        let all: Vec<String> = d.berth(&["ps", "-aq"]).ok().stdout.lines().map(String::from).collect();
+        let mut a = vec!["rm", "-f"];
+        a.extend(all.iter().map(String::as_str));
+        d.berth(&a).ok();
+    }
 }
