@@ -1960,6 +1960,50 @@ impl Shim {
         }
     }
 
+    /// Init has exited, reaped or not (its pidfd is readable once it is a zombie).
+    fn init_gone(&self) -> bool {
+        let Some(fd) = &self.init_pidfd else {
+            return false;
+        };
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no wait.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n > 0 && p.revents & libc::POLLIN != 0
+    }
+
+    /// Every output pipe of the requested streams has been closed by the container (at
+    /// least one requested and present).
+    fn outputs_closed(&self, stdout: bool, stderr: bool) -> bool {
+        let mut wanted = self
+            .outs
+            .iter()
+            .filter(|o| match o.stream {
+                Stream::Stdout => stdout,
+                Stream::Stderr => stderr,
+            })
+            .peekable();
+        if wanted.peek().is_none() {
+            return false;
+        }
+        wanted.all(|o| {
+            if o.eof {
+                return true;
+            }
+            let mut p = libc::pollfd {
+                fd: o.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, no wait.
+            let n = unsafe { libc::poll(&mut p, 1, 0) };
+            n > 0 && p.revents & libc::POLLHUP != 0
+        })
+    }
+
     fn state(&self) -> State {
         State {
             pid: self.init_pid as u32,
@@ -2046,6 +2090,18 @@ impl Shim {
                 stdout,
                 stderr,
             } => {
+                // An attach that comes after init's exit would only see the stream end (its
+                // output went before it): refuse it, so the daemon treats it as an attach to
+                // a stopped container (it waits for the next start, as dockerd does). Init may
+                // be gone without this loop having reaped it yet: ask its pidfd. Its output
+                // pipes close before it becomes a zombie (a pid namespace's init also waits for
+                // the namespace to empty): an output-only attach whose pipes are all closed
+                // could not get anything either.
+                let outputs_closed = !(stdin && self.stdin.is_some()) && self.outputs_closed(stdout, stderr);
+                if self.init_exit.is_some() || self.exit.is_some() || self.init_gone() || outputs_closed {
+                    self.reply(id, &Response::err("container is not running"), Role::Done);
+                    return;
+                }
                 let stdin = stdin && self.stdin.is_some();
                 self.reply(
                     id,

@@ -287,6 +287,93 @@ async fn splice(
     input.abort();
 }
 
+/// Where a streaming attach gets its output from.
+enum AttachTarget {
+    /// The running container's shim, attached already.
+    Live(std::os::unix::net::UnixStream),
+    /// The next start (the container is stopped, or its process has just exited).
+    Next(berth_engine::container::PendingAttach),
+    /// Nothing: the container is gone.
+    Gone,
+}
+
+/// Attach to the container's shim now if its process runs, else register for the next start
+/// (as dockerd does for a stopped container). Decided before the client gets its `101`, so
+/// what the client does next (inspect, start) sees a consistent state. docker-compose's `run`
+/// without the CLI (dockerpty) attaches only after its start, then starts the container again
+/// if it has exited by then: on dockerd a short command's output comes from that second run.
+/// Two windows used to lose it on berth: an attach between the process exit and berth
+/// recording it got a stream that ended at once (now the shim refuses it and the attach waits
+/// for the exit to be recorded, then for the next start), and an attach between the output and
+/// the exit got nothing but the end (now an output attach within a second of a start that has
+/// already produced output waits up to [`SETTLE_MS`] for the process to exit first).
+async fn attach_target(eng: &AppState, cid: &str, stdin: bool, stdout: bool, stderr: bool) -> AttachTarget {
+    let mut rx = eng.subscribe_state();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut settle = stdout || stderr;
+    loop {
+        let (running, started_at) = match eng.get_container(cid).ok().and_then(|c| c.lock().ok().map(|r| (r.state.running, r.state.started_at.clone()))) {
+            None => return AttachTarget::Gone,
+            Some(r) => r,
+        };
+        if running && std::mem::take(&mut settle) && wrote_since_start(&eng.log_path(cid), &started_at) {
+            // A process that wrote its output right after its start is likely a short command
+            // on its way out: an attach now would see nothing but the end of the stream. Give
+            // its exit a moment to show, then treat the attach as one to a stopped container.
+            let until = tokio::time::Instant::now() + std::time::Duration::from_millis(SETTLE_MS);
+            loop {
+                tokio::select! {
+                    _ = rx.changed() => {}
+                    _ = tokio::time::sleep_until(until) => break,
+                }
+                if eng.get_container(cid).ok().and_then(|c| c.lock().ok().map(|r| r.state.running)) != Some(true) {
+                    break;
+                }
+            }
+            continue;
+        }
+        if !running {
+            return AttachTarget::Next(eng.attach_register(cid, stdin, stdout, stderr));
+        }
+        let sd = eng.state_dir(cid);
+        let live = tokio::task::spawn_blocking(move || match berth_runtime::Shim::connect(&sd) {
+            Ok(Some(s)) => s.attach(stdin, stdout, stderr).ok(),
+            _ => None,
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some(s) = live {
+            return AttachTarget::Live(s);
+        }
+        // The shim refused (its process has exited) or is gone: its exit is being recorded.
+        if std::time::Instant::now() > deadline {
+            return AttachTarget::Gone;
+        }
+        tokio::select! {
+            _ = rx.changed() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+        }
+    }
+}
+
+/// How long an attach waits for a freshly started container that has already written its
+/// output to exit (see [`attach_target`]).
+const SETTLE_MS: u64 = 300;
+
+/// The container started less than a second ago and its log has been written since then.
+fn wrote_since_start(log: &std::path::Path, started_at: &str) -> bool {
+    let Ok(started) = chrono::DateTime::parse_from_rfc3339(started_at) else { return false };
+    let started = std::time::SystemTime::from(started);
+    let now = std::time::SystemTime::now();
+    if now.duration_since(started).map_or(true, |age| age > std::time::Duration::from_secs(1)) {
+        return false;
+    }
+    // the start is recorded just after the process was let go: allow for output before that
+    let since = started - std::time::Duration::from_millis(200);
+    std::fs::metadata(log).and_then(|m| m.modified()).is_ok_and(|m| m >= since)
+}
+
 pub async fn attach(State(eng): State<AppState>, UrlPath(id): UrlPath<String>, q: Query, req: Request) -> ApiResult {
     let c = eng.get_container(&id)?;
     let rec: ContainerRecord = c.lock().map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "lock".into()))?.clone();
@@ -299,69 +386,63 @@ pub async fn attach(State(eng): State<AppState>, UrlPath(id): UrlPath<String>, q
     let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
     let cid = rec.id.clone();
     eng.container_event(&rec, "attach", &[]);
-    // Attach before start (docker run, start -a): the start connects it to the new shim before
-    // running the process and hands the stream over (see Engine::attach_register).
-    let pending = (stream && !rec.state.running).then(|| eng.attach_register(&cid, stdin, stdout, stderr));
-    let log_path = eng.log_path(&cid);
-    Ok(hijack(req, ct, move |mut client| async move {
-        if logs {
-            // `logs=1`: what the container already wrote first (docker-compose's run attaches
-            // after the start and relies on it), then the live stream
-            let o = LogOpts { stdout, stderr, timestamps: false, since: None, until: None, tail: None, tty };
-            let past = tokio::task::spawn_blocking(move || {
-                let mut out = Vec::new();
-                for f in log_files(&log_path) {
-                    let Ok(text) = std::fs::read_to_string(&f) else { continue };
-                    for line in text.lines() {
-                        if let Ok(l) = serde_json::from_str::<LogLine>(line) {
-                            if let Some(b) = render(&l, &o) {
-                                out.extend_from_slice(&b);
-                            }
+    // `logs=1`: what the container already wrote, then the live stream.
+    let past = if logs {
+        let log_path = eng.log_path(&cid);
+        let o = LogOpts { stdout, stderr, timestamps: false, since: None, until: None, tail: None, tty };
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for f in log_files(&log_path) {
+                let Ok(text) = std::fs::read_to_string(&f) else { continue };
+                for line in text.lines() {
+                    if let Ok(l) = serde_json::from_str::<LogLine>(line) {
+                        if let Some(b) = render(&l, &o) {
+                            out.extend_from_slice(&b);
                         }
                     }
                 }
-                out
-            })
-            .await
-            .unwrap_or_default();
-            if !past.is_empty() && client.write_all(&past).await.is_err() {
-                return;
             }
-            let _ = client.flush().await;
+            out
+        })
+        .await
+        .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    // Before a start (docker run, start -a), the start connects the attach to the new shim
+    // before running the process and hands the stream over (see Engine::attach_register).
+    let target = if stream { attach_target(&eng, &cid, stdin, stdout, stderr).await } else { AttachTarget::Gone };
+    Ok(hijack(req, ct, move |mut client| async move {
+        if !past.is_empty() && client.write_all(&past).await.is_err() {
+            return;
         }
+        let _ = client.flush().await;
         if !stream {
             let _ = client.shutdown().await;
             return;
         }
-        let direct = |eng: AppState, cid: String| async move {
-            let sd = eng.state_dir(&cid);
-            tokio::task::spawn_blocking(move || match berth_runtime::Shim::connect(&sd) {
-                Ok(Some(s)) => s.attach(stdin, stdout, stderr).ok(),
-                _ => None,
-            })
-            .await
-            .ok()
-            .flatten()
-        };
-        let shim = match pending {
-            None => direct(eng.clone(), cid.clone()).await,
-            Some(mut p) => {
-                let mut rx = eng.subscribe_state();
-                loop {
-                    tokio::select! {
-                        s = p.stream() => break s,
-                        r = rx.changed() => if r.is_err() { break None },
-                        _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-                    }
-                    match eng.get_container(&cid).ok().and_then(|c| c.lock().ok().map(|r| r.state.running)) {
-                        None => break None,
-                        // started without taking this attach (it came while the start was
-                        // past that point): attach to the running container directly
-                        Some(true) if p.withdraw() => break direct(eng.clone(), cid.clone()).await,
-                        _ => {}
-                    }
+        let mut target = target;
+        let shim = loop {
+            let mut p = match target {
+                AttachTarget::Gone => break None,
+                AttachTarget::Live(s) => break Some(s),
+                AttachTarget::Next(p) => p,
+            };
+            let mut rx = eng.subscribe_state();
+            target = loop {
+                tokio::select! {
+                    s = p.stream() => break s.map_or(AttachTarget::Gone, AttachTarget::Live),
+                    r = rx.changed() => if r.is_err() { break AttachTarget::Gone },
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
                 }
-            }
+                match eng.get_container(&cid).ok().and_then(|c| c.lock().ok().map(|r| r.state.running)) {
+                    None => break AttachTarget::Gone,
+                    // started without taking this attach (it came while the start was past
+                    // that point): attach to the running container directly
+                    Some(true) if p.withdraw() => break attach_target(&eng, &cid, stdin, stdout, stderr).await,
+                    _ => {}
+                }
+            };
         };
         if let Some(s) = shim {
             splice(client, s, stdin, None).await;
