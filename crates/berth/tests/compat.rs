@@ -404,3 +404,51 @@ fn compat_scenarios() {
     }
     assert!(failures.is_empty(), "{} compat failure(s):\n{}", failures.len(), failures.join("\n"));
 }
+
+/// docker-compose 1.29's `run -T` without the docker CLI (`COMPOSE_INTERACTIVE_NO_CLI`, the way
+/// 11-compose runs it) goes through dockerpty, which opens its attach sockets only after the
+/// start, then starts the container again if it has exited by then (that is how dockerd gets the
+/// output of a short command to it: the second run). An attach that came after the process
+/// exit but before berth recorded it used to end at once: the output was lost in about half
+/// the runs. Here the real dockerpty, 20 times in a row.
+#[test]
+fn dockerpty_run_attach_after_start_gets_the_output() {
+    let py = "/usr/bin/python3";
+    let have = Command::new(py).args(["-c", "import docker, dockerpty"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if !have {
+        eprintln!("skipping: python3-docker or dockerpty (Debian's docker-compose) is not installed");
+        return;
+    }
+    let d = Daemon::start("compat-pty");
+    let out = d.dir.join("pty.out");
+    let script = r#"
+import sys, docker, dockerpty
+host, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+c = docker.APIClient(base_url=host, version='auto')
+bad = []
+for i in range(n):
+    cid = c.create_container('busybox', ['echo', 'one-off'], stdin_open=True)['Id']
+    with open(out, 'wb') as f:
+        op = dockerpty.RunOperation(c, cid, interactive=False, logs=False, stdout=f)
+        pty = dockerpty.PseudoTerminal(c, op)
+        sockets = pty.sockets()  # a lazy map: the sockets open in pty.start, after the start
+        c.start(cid)
+        pty.start(sockets)
+        code = c.wait(cid, timeout=30)['StatusCode']
+    got = open(out, 'rb').read()
+    if got != b'one-off\n' or code != 0:
+        bad.append((i, got, code))
+    c.remove_container(cid, force=True)
+print('bad', bad)
+"#;
+    let o = Command::new("timeout")
+        .args(["-k", "5", "300", py, "-c", script])
+        .arg(format!("unix://{}", d.sock.display()))
+        .arg(&out)
+        .arg("20")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && stdout.trim() == "bad []", "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+}
