@@ -48,6 +48,10 @@ pub struct PackOptions {
     /// archived empty and other mounted files are left out (`docker export` of a mounted
     /// rootfs must not include `/proc`, volumes or bind-mounted host files).
     pub one_file_system: bool,
+    /// Write the file type bits in each entry's mode, like Docker's `docker cp` and
+    /// `docker export` archives (see [`crate::TarWriter::set_type_bits`]). Off for image
+    /// layers, whose bytes (and so diff ids) stay as berth has always made them.
+    pub type_bits: bool,
     /// Map host ids back to container ids (`--userns-remap`); ids outside the map are
     /// archived as 65534 (nobody), as the kernel shows them inside the namespace.
     pub id_map: Option<IdMap>,
@@ -80,8 +84,10 @@ pub fn pack_at<W: Write>(
     } else {
         None
     };
+    let mut w = TarWriter::new(out);
+    w.set_type_bits(opts.type_bits);
     let mut p = Packer {
-        w: TarWriter::new(out),
+        w,
         opts,
         seen: HashMap::new(),
         depth: 0,

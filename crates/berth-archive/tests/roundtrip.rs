@@ -344,6 +344,54 @@ fn pack_src_and_name_for_cp() {
     assert_eq!(err.kind(), berth_archive::ArchiveErrorKind::NotFound);
 }
 
+/// `docker cp`/`export` archives carry the file type in the mode field as Docker's do
+/// (`0o40755` for a directory); layers keep the permission bits only.
+#[test]
+fn type_bits_in_mode_when_asked() {
+    if skip_unless_root("type_bits") {
+        return;
+    }
+    let s = Scratch::new("typebits");
+    let root = s.sub("root");
+    std::fs::create_dir_all(root.join("d")).expect("mkdir");
+    std::fs::set_permissions(root.join("d"), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(root.join("d/f"), b"f").expect("write");
+    std::fs::set_permissions(root.join("d/f"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::hard_link(root.join("d/f"), root.join("d/h")).expect("link");
+    std::os::unix::fs::symlink("f", root.join("d/l")).expect("symlink");
+    let fifo = std::ffi::CString::new(root.join("d/p").as_os_str().as_bytes()).expect("path");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let modes = |type_bits: bool| {
+        let mut tar = Vec::new();
+        let opts = PackOptions { src: Some(PathBuf::from("d")), type_bits, ..PackOptions::default() };
+        pack(&root, &mut tar, &opts).expect("pack");
+        let mut out = Vec::new();
+        let mut off = 0;
+        // raw ustar blocks: name at 0..100, mode at 100..108 (no PAX headers in this tree)
+        while off + 512 <= tar.len() && tar[off] != 0 {
+            let h = &tar[off..off + 512];
+            let name = String::from_utf8_lossy(&h[..100]).trim_end_matches('\0').to_string();
+            let mode = u32::from_str_radix(String::from_utf8_lossy(&h[100..107]).trim(), 8).expect("octal mode");
+            let size = u64::from_str_radix(String::from_utf8_lossy(&h[124..135]).trim(), 8).expect("octal size");
+            out.push((name, mode));
+            off += 512 + size.div_ceil(512) as usize * 512;
+        }
+        out
+    };
+    let want = |m: [u32; 5]| {
+        ["d/", "d/f", "d/h", "d/l", "d/p"].iter().zip(m).map(|(n, m)| (n.to_string(), m)).collect::<Vec<_>>()
+    };
+    assert_eq!(modes(true), want([0o40755, 0o100644, 0o100644, 0o120777, 0o10600]));
+    assert_eq!(modes(false), want([0o755, 0o644, 0o644, 0o777, 0o600]));
+    // readers keep the permission bits only
+    let mut tar = Vec::new();
+    pack(&root, &mut tar, &PackOptions { src: Some(PathBuf::from("d")), type_bits: true, ..PackOptions::default() }).expect("pack");
+    let mut r = berth_archive::TarReader::new(&tar[..]);
+    let first = r.next_entry().expect("entry").expect("an entry");
+    assert_eq!(first.header.mode, 0o755);
+}
+
 #[test]
 fn cp_refuses_dir_non_dir_overwrites_when_asked() {
     if skip_unless_root("cp_no_overwrite") {

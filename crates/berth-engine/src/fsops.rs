@@ -110,7 +110,7 @@ impl Engine {
             let base = Path::new(trimmed).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| ".".into());
             (PathBuf::from(if trimmed.is_empty() { "/" } else { trimmed }), Some(base))
         };
-        let opts = berth_archive::PackOptions { src: Some(src), name: archive_name, ..Default::default() };
+        let opts = berth_archive::PackOptions { src: Some(src), name: archive_name, type_bits: true, ..Default::default() };
         berth_archive::pack(&view.path, out, &opts)?;
         Ok(())
     }
@@ -160,7 +160,7 @@ impl Engine {
         nix::mount::mount(Some(m.source.as_str()), &dir, Some(m.fstype.as_str()), nix::mount::MsFlags::MS_RDONLY, Some(m.options.join(",").as_str()))
             .map_err(|e| EngineError::internal(format!("mount {}: {e}", dir.display())))?;
         let view = RootView { path: dir, mounted: true };
-        let opts = berth_archive::PackOptions { one_file_system: true, ..Default::default() };
+        let opts = berth_archive::PackOptions { one_file_system: true, type_bits: true, ..Default::default() };
         berth_archive::pack(&view.path, out, &opts)?;
         self.events.emit("container", "export", &rec.id, &[("name", &rec.name)]);
         Ok(())

@@ -10,6 +10,13 @@ d exec "$P-files" sh -c 'cd /srv && find . | sort && cat copied/sub/two.txt one.
 d cp "$P-files:/srv/dir" "$WORK/out"
 run sh -c "cd $WORK/out && find . | sort && cat a && readlink link"
 run sh -c "$DOCKER cp $P-files:/srv/dir/a - | tar -t"
+# the tar headers: mode with the file type bits (as Docker writes them), owners
+cat > "$WORK/tarls.py" <<'EOF'
+import sys, tarfile
+for m in tarfile.open(fileobj=sys.stdin.buffer, mode='r|'):
+    print(m.name, oct(m.mode), m.uid, m.gid, repr(m.uname), repr(m.gname), m.linkname)
+EOF
+run sh -c "$DOCKER cp $P-files:/srv/dir - | python3 $WORK/tarls.py"
 d cp "$P-files:/nothere" "$WORK/x"
 # (docker 28 also logs its own "level=error" lines about the closed pipe: not compared)
 run bash -c "set -o pipefail; $DOCKER cp $WORK/in/one.txt $P-files:/nothere/deep/ 2>&1 | grep -v level=error"

@@ -20,12 +20,25 @@ const COPY_BUF: usize = 256 * 1024;
 pub struct TarWriter<W> {
     w: W,
     written: u64,
+    type_bits: bool,
 }
 
 impl<W: Write> TarWriter<W> {
     /// Wraps `w`.
     pub fn new(w: W) -> Self {
-        TarWriter { w, written: 0 }
+        TarWriter {
+            w,
+            written: 0,
+            type_bits: false,
+        }
+    }
+
+    /// Also write the file type bits (`S_IFREG`, `S_IFDIR`...) in the mode field, as Docker's
+    /// archives do (Go's `archive/tar` before 1.9 did; Docker kept them): regular files and
+    /// hard links `0o100000`, directories `0o40000`, symlinks `0o120000`, devices and FIFOs
+    /// their own. Readers (this one included) keep only the permission bits.
+    pub fn set_type_bits(&mut self, on: bool) {
+        self.type_bits = on;
     }
 
     /// Bytes written so far.
@@ -59,7 +72,17 @@ impl<W: Write> TarWriter<W> {
             blk[157..257].copy_from_slice(&h.link_name[..100]);
             pax.push((b"linkpath".to_vec(), h.link_name.clone()));
         }
-        format_octal(&mut blk[100..108], u64::from(h.mode & 0o7777));
+        let type_bits = match h.entry_type {
+            _ if !self.type_bits => 0,
+            EntryType::Regular | EntryType::Link => 0o100000,
+            EntryType::Dir => 0o40000,
+            EntryType::Symlink => 0o120000,
+            EntryType::Char => 0o20000,
+            EntryType::Block => 0o60000,
+            EntryType::Fifo => 0o10000,
+            EntryType::GlobalPax | EntryType::Other(_) => 0,
+        };
+        format_octal(&mut blk[100..108], u64::from(h.mode & 0o7777 | type_bits));
         for (range, v, key) in [
             (108..116, h.uid, &b"uid"[..]),
             (116..124, h.gid, &b"gid"[..]),
