@@ -23,45 +23,6 @@ fn compat_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/compat").canonicalize().expect("tests/compat exists")
 }
 
-/// berth's registry server on a free 127.0.0.1 port: the scenarios' push/pull target.
-struct Registry {
-    child: Child,
-    dir: PathBuf,
-    addr: String,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = PathBuf::from(format!("/tmp/berth-compat-reg-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = Command::new(BERTH)
-            .args(["registry", "serve", "--addr", &addr, "--root"])
-            .arg(dir.join("data"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Registry { child, dir, addr }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// A real dockerd with its own bridge (so the default network behaves as on a normal Docker
 /// host), no iptables, and its own data/exec roots; stopped and cleaned up on drop.
 struct RefDockerd {
@@ -306,7 +267,7 @@ fn compat_scenarios() {
 
     let berth = Daemon::start_bare("compat");
     let dockerd = RefDockerd::start();
-    let reg = Registry::start();
+    let reg = BerthRegistry::start("compat");
     let mut engines = vec![Engine { name: "berth", host: format!("unix://{}", berth.sock.display()) }];
     if let Some(dd) = &dockerd {
         engines.push(Engine { name: "dockerd", host: dd.host() });

@@ -67,34 +67,6 @@ fn tmpdir(name: &str) -> TmpDir {
     TmpDir(p)
 }
 
-/// berth's registry server, in-process on its own runtime thread.
-struct BerthRegistry {
-    port: u16,
-    _dir: TmpDir,
-}
-
-impl BerthRegistry {
-    fn start(name: &str) -> Self {
-        let dir = tmpdir(&format!("breg-{name}"));
-        let reg = berth_registry::Registry::open(dir.join("root")).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            rt.block_on(async move {
-                let l = tokio::net::TcpListener::from_std(listener).unwrap();
-                let _ = axum::serve(l, berth_registry::router(Arc::new(reg))).await;
-            });
-        });
-        wait_port(port);
-        Self { port, _dir: dir }
-    }
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
 /// Debian's `docker-registry` with a generated config.
 struct DistRegistry {
     child: Child,

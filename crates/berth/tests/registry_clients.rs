@@ -2,50 +2,12 @@
 
 mod common;
 use common::*;
-use std::process::{Child, Command, Stdio};
-
-struct Registry {
-    child: Child,
-    dir: std::path::PathBuf,
-    addr: String,
-}
-
-impl Registry {
-    fn start(name: &str) -> Registry {
-        let dir = std::path::PathBuf::from(format!("/tmp/berth-reg-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = Command::new(BERTH)
-            .args(["registry", "serve", "--addr", &addr, "--root"])
-            .arg(dir.join("data"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Registry { child, dir, addr }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use std::process::Command;
 
 #[test]
 fn docker_pushes_to_and_pulls_from_berth_registry() {
     let Some(dd) = DockerD::start() else { return };
-    let reg = Registry::start("docker");
+    let reg = BerthRegistry::start("docker");
     let d = Daemon::start("regdocker");
     let tar = d.dir.join("bb.tar");
     d.berth(&["save", "-o", tar.to_str().unwrap(), "busybox"]).ok();
@@ -72,7 +34,7 @@ fn podman_pushes_to_and_pulls_from_berth_registry() {
         eprintln!("skipping: podman not installed");
         return;
     }
-    let reg = Registry::start("podman");
+    let reg = BerthRegistry::start("podman");
     let d = Daemon::start("regpodman");
     let tar = d.dir.join("bb.tar");
     d.berth(&["save", "-o", tar.to_str().unwrap(), "busybox"]).ok();

@@ -321,3 +321,57 @@ impl Drop for DockerD {
     }
 }
 
+
+/// `berth registry serve` on a free 127.0.0.1 port with a temporary root: the push/pull
+/// target of the registry tests. Killed and its root removed on drop.
+pub struct BerthRegistry {
+    child: Child,
+    dir: PathBuf,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+    pub port: u16,
+}
+
+impl BerthRegistry {
+    pub fn start(name: &str) -> BerthRegistry {
+        let dir = PathBuf::from(format!("/tmp/berth-reg-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new(BERTH)
+            .args(["registry", "serve", "--addr", &addr, "--root"])
+            .arg(dir.join("data"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn berth registry serve");
+        let reg = BerthRegistry { child, dir, addr, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&reg.addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "berth registry serve did not come up on {}: {}",
+                reg.addr,
+                std::fs::read_to_string(reg.dir.join("registry.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reg
+    }
+
+    /// `127.0.0.1:PORT`, the registry part of image references.
+    pub fn host(&self) -> String {
+        self.addr.clone()
+    }
+}
+
+impl Drop for BerthRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
