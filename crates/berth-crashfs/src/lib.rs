@@ -932,3 +932,45 @@ fn set_meta(p: &Path, n: &Node) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Data;
+
+    #[test]
+    fn data_matches_a_vec_model() {
+        let mut x = 12345u64;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut d = Data::default();
+        let mut v: Vec<u8> = Vec::new();
+        for i in 0..3000 {
+            match rnd(10) {
+                0 => {
+                    let l = rnd(400_000);
+                    d.truncate(l);
+                    v.resize(l as usize, 0);
+                }
+                _ => {
+                    let off = rnd(300_000);
+                    let len = rnd(200_000) as usize;
+                    let buf: Vec<u8> = (0..len).map(|j| (i + j) as u8).collect();
+                    d.write(off, &buf);
+                    if v.len() < off as usize + len {
+                        v.resize(off as usize + len, 0);
+                    }
+                    v[off as usize..off as usize + len].copy_from_slice(&buf);
+                }
+            }
+            assert_eq!(d.len, v.len() as u64);
+            let off = rnd(v.len() as u64 + 1);
+            let n = rnd(300_000) as usize;
+            let end = (off as usize + n).min(v.len());
+            assert_eq!(d.read(off, n), v[off as usize..end.max(off as usize)].to_vec(), "step {i}");
+        }
+    }
+}

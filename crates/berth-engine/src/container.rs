@@ -506,6 +506,10 @@ impl Engine {
         use berth_runtime::*;
         let hc = &rec.host_config;
         let cfg = &rec.config;
+        // The init layer is written without a flush (it holds only mount points): a power cut
+        // can take it, or part of it, away. Make what is missing before every start, like the
+        // hosts and resolv.conf files below (HARDENING B5).
+        write_init_layer(&self.snapshots.fs_dir(&format!("init:{}", rec.id))?)?;
         let m = self.snapshots.mounts(&rec.snapshot)?;
         let dir = self.ctr_dir(&rec.id);
         let hostname = cfg.hostname.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| rec.id[..12].to_string());
@@ -1352,19 +1356,28 @@ fn rootfs_options(mut opts: Vec<String>, auto_remove: bool) -> Vec<String> {
     opts
 }
 
+/// Idempotent: on an existing layer it only makes what is missing (after a power cut).
 fn write_init_layer(dir: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     for d in ["dev", "dev/pts", "dev/shm", "proc", "sys", "etc"] {
-        std::fs::create_dir_all(dir.join(d))?;
-        std::fs::set_permissions(dir.join(d), std::fs::Permissions::from_mode(0o755))?;
+        let p = dir.join(d);
+        if !p.is_dir() {
+            std::fs::create_dir_all(&p)?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+        }
     }
     for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf", "dev/console", ".dockerenv"] {
         let p = dir.join(f);
-        std::fs::write(&p, b"")?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o755).open(&p) {
+            Ok(_) => std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    std::os::unix::fs::symlink("/proc/mounts", dir.join("etc/mtab"))?;
-    Ok(())
+    match std::os::unix::fs::symlink("/proc/mounts", dir.join("etc/mtab")) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 fn host_resolv_conf() -> String {

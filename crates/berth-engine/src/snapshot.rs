@@ -71,6 +71,17 @@ impl Snapshotter {
         }
         // empty lower for images without layers
         fs::create_dir_all(self.root.join("empty"))?;
+        // A container's writable layer is created without a flush (see `write_active`): after a
+        // power cut its record can outlive its empty directories. What it held was never synced
+        // either, so making them again loses nothing (HARDENING B5).
+        for (key, r) in self.meta.list::<SnapshotRecord>(SNAPSHOTS)? {
+            let dir = self.dir(&r);
+            if r.active && !(dir.join("fs").is_dir() && dir.join("work").is_dir()) {
+                tracing::info!(snapshot = %key, "snapshots: recreating the directories of a writable layer lost to a power cut");
+                fs::create_dir_all(dir.join("fs"))?;
+                fs::create_dir_all(dir.join("work"))?;
+            }
+        }
         Ok(())
     }
 
@@ -124,6 +135,7 @@ impl Snapshotter {
     }
 
     /// Create the writable layer directories of a new active snapshot, without recording it.
+    /// Not flushed: [`Self::open`] makes them again if a power cut lost them.
     fn write_active(&self) -> Result<u64> {
         let id = self.alloc_id();
         let dir = self.root.join(id.to_string());

@@ -386,6 +386,7 @@ impl Engine {
         if !root.is_dir() {
             std::fs::create_dir_all(&root)?;
             std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))?;
+            crate::content::sync_dir(&self.config.data_root)?;
         }
         let first = SWEPT.lock().map(|mut s| s.insert(root.clone())).unwrap_or(false);
         if first {
@@ -471,6 +472,10 @@ impl Engine {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
         std::fs::create_dir(dir.join("_data"))?;
         std::fs::set_permissions(dir.join("_data"), std::fs::Permissions::from_mode(0o755))?;
+        // the directories before the record: a power cut must not leave a volume whose
+        // directory never reached the disk (HARDENING B5)
+        crate::content::sync_dir(&dir)?;
+        crate::content::sync_dir(&root)?;
         if anonymous {
             labels.insert(ANONYMOUS_LABEL.into(), String::new());
         }

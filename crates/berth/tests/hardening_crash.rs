@@ -13,8 +13,8 @@
 //! the parent can time a random SIGKILL from there. The data root is a private tmpfs.
 
 mod common;
+mod crash_check;
 
-use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -133,134 +133,6 @@ fn reset(eng: &Arc<Engine>, op: &str) {
     eng.gc_images().expect("gc");
 }
 
-/// Everything that must hold after a restart, whatever moment the previous process died at.
-fn check(eng: &Engine, root: &Path) -> Vec<String> {
-    use berth_engine::image::layer_key;
-    let mut bad = Vec::new();
-    let data = root.join("data");
-    // no visible partial blob: every blob hashes to its name; no ingest leftovers
-    for d in eng.content.list().unwrap_or_default() {
-        let mut f = match eng.content.open_blob(&d) {
-            Ok(f) => f,
-            Err(e) => {
-                bad.push(format!("blob {d}: {e}"));
-                continue;
-            }
-        };
-        let mut v = Vec::new();
-        f.read_to_end(&mut v).expect("read blob");
-        if berth_engine::digest::Digest::of(&v) != d {
-            bad.push(format!("blob {d} does not match its digest"));
-        }
-    }
-    if let Ok(rd) = std::fs::read_dir(data.join("content/ingest")) {
-        for e in rd.flatten() {
-            bad.push(format!("content ingest leftover {}", e.path().display()));
-        }
-    }
-    let snaps: std::collections::HashMap<String, _> = eng.snapshots.list().expect("snapshots").into_iter().collect();
-    let images = eng.list_images().expect("images");
-    let ids: HashSet<String> = images.iter().map(|i| i.id.to_string()).collect();
-    for img in &images {
-        for (what, d) in [("config", &img.id), ("manifest", &img.manifest)] {
-            if !eng.content.exists(d) {
-                bad.push(format!("image {}: {what} blob {d} missing", img.id));
-            }
-        }
-        for l in &img.layers {
-            if !snaps.contains_key(&layer_key(&l.chain_id)) {
-                bad.push(format!("image {}: layer {} has no snapshot", img.id, l.chain_id));
-            }
-            if !eng.content.exists(&l.blob) {
-                bad.push(format!("image {}: layer blob {} missing", img.id, l.blob));
-            }
-        }
-    }
-    for (tag, ids_of) in eng.tags_by_image().expect("tags") {
-        if !ids.contains(&tag) {
-            bad.push(format!("tags {ids_of:?} point at missing image {tag}"));
-        }
-    }
-    // snapshots: directories and records agree, nothing temporary left
-    let recorded: HashSet<String> = snaps.values().map(|r| r.id.to_string()).collect();
-    for e in std::fs::read_dir(data.join("snapshots")).expect("snapshots dir").flatten() {
-        let n = e.file_name().to_string_lossy().to_string();
-        if n != "empty" && !recorded.contains(&n) {
-            bad.push(format!("snapshot directory {n} has no record"));
-        }
-    }
-    for (k, r) in &snaps {
-        if !eng.snapshots.dir(r).is_dir() {
-            bad.push(format!("snapshot {k} has no directory"));
-        }
-        if k.starts_with("build:") {
-            bad.push(format!("build work snapshot {k} left"));
-        }
-    }
-    let containers = eng.all_containers();
-    let cids: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
-    for c in &containers {
-        for k in [c.snapshot.clone(), format!("init:{}", c.id)] {
-            if !snaps.contains_key(&k) {
-                bad.push(format!("container {} ({}): snapshot {k} missing", c.id, c.name));
-            }
-        }
-    }
-    for k in snaps.keys() {
-        if let Some(id) = k.strip_prefix("ctr:").or_else(|| k.strip_prefix("init:")) {
-            if !cids.contains(id) {
-                bad.push(format!("snapshot {k} of no container"));
-            }
-        }
-    }
-    if let Ok(rd) = std::fs::read_dir(data.join("containers")) {
-        for e in rd.flatten() {
-            if !cids.contains(e.file_name().to_string_lossy().as_ref()) {
-                bad.push(format!("container directory {} of no container", e.path().display()));
-            }
-        }
-    }
-    if let Ok(rd) = std::fs::read_dir(data.join("build-tmp")) {
-        for e in rd.flatten() {
-            bad.push(format!("build leftover {}", e.path().display()));
-        }
-    }
-    if let Ok(rd) = std::fs::read_dir(root.join("run/netns")) {
-        for e in rd.flatten() {
-            bad.push(format!("network namespace {} left", e.path().display()));
-        }
-    }
-    let m = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let prefix = format!("{}/", data.display());
-    for mp in m.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&prefix)) {
-        bad.push(format!("mount left at {mp}"));
-    }
-    // nothing leaked that GC cannot give back: after a GC every layer snapshot and blob is
-    // referenced by an image
-    eng.gc_images().expect("gc");
-    let mut used_snaps = HashSet::new();
-    let mut used_blobs = HashSet::new();
-    for img in eng.list_images().expect("images") {
-        used_blobs.insert(img.id.clone());
-        used_blobs.insert(img.manifest.clone());
-        for l in &img.layers {
-            used_snaps.insert(layer_key(&l.chain_id));
-            used_blobs.insert(l.blob.clone());
-        }
-    }
-    for (k, r) in eng.snapshots.list().expect("snapshots") {
-        if !r.active && !k.starts_with("init:") && !used_snaps.contains(&k) {
-            bad.push(format!("layer snapshot {k} survives GC unreferenced"));
-        }
-    }
-    for d in eng.content.list().unwrap_or_default() {
-        if !used_blobs.contains(&d) {
-            bad.push(format!("blob {d} survives GC unreferenced"));
-        }
-    }
-    bad
-}
-
 fn fail_check(stage: &str, bad: &[String]) -> ! {
     eprintln!("INCONSISTENT {stage}:\n  {}", bad.join("\n  "));
     std::process::exit(2);
@@ -277,7 +149,7 @@ fn crash_helper() {
         setup(&eng, &root);
         std::process::exit(0);
     }
-    let bad = check(&eng, &root);
+    let bad = crash_check::check(&eng, &root.join("data"), &root.join("run"));
     if !bad.is_empty() {
         fail_check("after restart", &bad);
     }
@@ -286,7 +158,7 @@ fn crash_helper() {
         eprintln!("RETRY FAILED: {e}");
         std::process::exit(4);
     }
-    let bad = check(&eng, &root);
+    let bad = crash_check::check(&eng, &root.join("data"), &root.join("run"));
     if !bad.is_empty() {
         fail_check("after retry", &bad);
     }
