@@ -831,8 +831,15 @@ impl Drop for CrashFs {
         // session ends when the last reference goes.
         let _ = rustix::mount::unmount(&self.path, rustix::mount::UnmountFlags::DETACH);
         if let Some(s) = self.session.take() {
-            // the lazy unmount above makes fuser's own unmount a no-op; join the thread only
-            // if the kernel ended the connection (no open files left), never hang a test
+            // the lazy unmount above makes fuser's own unmount a no-op; the kernel ends the
+            // connection once no file is open there: join the thread then, but never hang a
+            // test on a leftover process (the thread ends by itself when it goes)
+            for _ in 0..200 {
+                if s.guard.is_finished() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
             if s.guard.is_finished() {
                 let _ = s.join();
             } else {

@@ -228,13 +228,18 @@ fn check_powerloss(eng: &Engine, scratch: &Path) -> Vec<String> {
             }
             let Ok(Some(rec)) = eng.snapshots.get(&layer_key(&l.chain_id)) else { continue };
             let Ok(blob) = eng.content.open_blob(&l.blob) else { continue };
+            let have = eng.snapshots.dir(&rec).join("fs");
+            if !have.is_dir() {
+                bad.push(format!("layer {} (image {}): no directory {}", l.chain_id, img.id, have.display()));
+                continue;
+            }
             let want = scratch.join("unpack");
             let _ = std::fs::remove_dir_all(&want);
             std::fs::create_dir_all(&want).expect("scratch");
             let rd = berth_archive::decompress(std::io::BufReader::new(blob), berth_engine::image::MAX_LAYER_BYTES).expect("decompress");
             let opts = berth_archive::ApplyOptions { whiteouts: berth_archive::WhiteoutMode::Overlay, ..Default::default() };
             berth_archive::apply_layer(&want, rd, &opts).expect("unpack the blob again");
-            let (a, b) = (listing(&eng.snapshots.dir(&rec).join("fs")), listing(&want));
+            let (a, b) = (listing(&have), listing(&want));
             if a != b {
                 let diff: Vec<String> = b
                     .iter()
@@ -482,7 +487,9 @@ fn power_cut_everywhere(op: &str) {
     std::fs::create_dir_all(&mnt).unwrap();
     // dropped before `root`, whose drop then finds nothing mounted
     let cfs = CrashFs::mount(&mnt).expect("mount the crash filesystem (needs root and /dev/fuse)");
-    cfs.set_control(CONTROL, SYNCFS_MARKERS);
+    // BERTH_POWERLOSS_NO_SYNCFS=1 shows what berth would lose if its `syncfs` did nothing
+    let no_syncfs = std::env::var_os("BERTH_POWERLOSS_NO_SYNCFS").is_some();
+    cfs.set_control(CONTROL, if no_syncfs { &[] } else { SYNCFS_MARKERS });
     let h = Helper { root: &root, reg: reg.as_deref(), op };
     let data = mnt.join("data");
     let live_run = root.dir.join("run-live");
