@@ -474,8 +474,10 @@ impl Engine {
         std::fs::set_permissions(dir.join("_data"), std::fs::Permissions::from_mode(0o755))?;
         // the directories before the record: a power cut must not leave a volume whose
         // directory never reached the disk (HARDENING B5)
-        crate::content::sync_dir(&dir)?;
-        crate::content::sync_dir(&root)?;
+        if let Err(e) = crate::content::sync_dir(&dir).and_then(|()| crate::content::sync_dir(&root)) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
         if anonymous {
             labels.insert(ANONYMOUS_LABEL.into(), String::new());
         }
