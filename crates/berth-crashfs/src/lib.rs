@@ -261,6 +261,7 @@ impl Model {
 
     /// A new inode named `name` in `parent`; its creation state is also its durable state
     /// (reachable once a synced directory names it).
+    #[allow(clippy::too_many_arguments)]
     fn create(&mut self, req: &Request, parent: u64, name: &OsStr, kind: FileType, perm: u32, content: Content, rdev: u32) -> Result<FileAttr, Errno> {
         if self.dir(parent)?.contains_key(name) {
             return Err(Errno::EEXIST);
@@ -332,7 +333,7 @@ impl Model {
             let line: Vec<u8> = self.control_buf.drain(..=p).collect();
             let line = String::from_utf8_lossy(&line[..line.len() - 1]).to_string();
             self.control_log.push((self.events, line.clone()));
-            if self.markers.iter().any(|m| *m == line) {
+            if self.markers.contains(&line) {
                 self.sync(None, &format!("syncfs (before {line})"));
             }
         }
