@@ -1375,7 +1375,7 @@ fn write_init_layer(dir: &std::path::Path) -> Result<()> {
         }
     }
     match std::os::unix::fs::symlink("/proc/mounts", dir.join("etc/mtab")) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e.into()),
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e.into()),
         _ => Ok(()),
     }
 }
