@@ -22,7 +22,7 @@ pub struct ContentStore {
 impl ContentStore {
     /// Open (creating) the store at `root`, removing leftover ingest files from a crash.
     pub fn open(root: &Path) -> Result<Self> {
-        fs::create_dir_all(root.join("blobs/sha256"))?;
+        create_dir_durable(&root.join("blobs/sha256"))?;
         let ingest = root.join("ingest");
         let _ = fs::remove_dir_all(&ingest);
         fs::create_dir_all(&ingest)?;
@@ -176,6 +176,29 @@ impl Drop for BlobWriter {
 /// fsync a directory so a rename in it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// `create_dir_all` whose new directories survive a power cut: each one created is made
+/// durable by an fsync of its parent (a store's directories must exist before any record
+/// that relies on them is committed).
+pub fn create_dir_durable(dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut p = dir;
+    while !p.exists() {
+        missing.push(p.to_path_buf());
+        match p.parent() {
+            Some(parent) => p = parent,
+            None => break,
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|e| crate::error::EngineError::from(e).context(dir.display()))?;
+    for d in missing.iter().rev() {
+        sync_dir(d.parent().unwrap_or(Path::new("/")))?;
+    }
     Ok(())
 }
 

@@ -180,12 +180,12 @@ impl Engine {
     /// Open every store under the configured roots, cleaning what a crash left behind.
     pub fn open(config: EngineConfig) -> Result<Arc<Self>> {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(&config.data_root)?;
+        crate::content::create_dir_durable(&config.data_root)?;
         std::fs::set_permissions(&config.data_root, std::fs::Permissions::from_mode(0o700))?;
         std::fs::create_dir_all(&config.exec_root)?;
         std::fs::set_permissions(&config.exec_root, std::fs::Permissions::from_mode(0o710))?;
         check_format(&config.data_root)?;
-        std::fs::create_dir_all(config.data_root.join("containers"))?;
+        crate::content::create_dir_durable(&config.data_root.join("containers"))?;
         std::fs::create_dir_all(config.exec_root.join("containers"))?;
         let meta = Arc::new(Meta::open(&config.data_root.join("meta.redb"))?);
         let content = ContentStore::open(&config.data_root.join("content"))?;

@@ -75,6 +75,7 @@ impl Meta {
     /// it from the state-file mirror (see the module docs).
     pub fn open_checked(path: &Path) -> Result<(Self, OpenState)> {
         let mirror = Mirror { dir: path.with_extension("d"), lock: std::sync::Mutex::new(()) };
+        let new_file = !path.exists();
         // a database file that is missing or empty while complete state files exist was lost
         // (truncated by a crash, or deleted): rebuild it like a corrupt one
         let lost = std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true) && mirror.complete();
@@ -114,10 +115,14 @@ impl Meta {
             }
         };
         let tx = db.begin_write()?;
-        for t in ALL {
-            tx.open_table(t)?;
+        for t in ALL.iter() {
+            tx.open_table(*t)?;
         }
         tx.commit()?;
+        if new_file {
+            // the new file's name must survive a power cut before any commit is acknowledged
+            crate::content::sync_dir(path.parent().unwrap_or(Path::new("/")))?;
+        }
         Ok((Self { db: std::sync::RwLock::new(Some(db)), path: path.to_path_buf(), mirror }, state))
     }
 

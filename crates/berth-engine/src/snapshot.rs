@@ -44,7 +44,7 @@ pub struct Snapshotter {
 
 impl Snapshotter {
     pub fn open(root: &Path, meta: Arc<Meta>) -> Result<Self> {
-        fs::create_dir_all(root)?;
+        crate::content::create_dir_durable(root)?;
         let mut top = meta.get::<u64>(COUNTERS, "snapshot")?.unwrap_or(0);
         for (_, r) in meta.list::<SnapshotRecord>(SNAPSHOTS)? {
             top = top.max(r.id);
