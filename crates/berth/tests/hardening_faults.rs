@@ -617,3 +617,133 @@ fn b11_restart_matrix_policies_by_stop_mode() {
         d.berth(&a).ok();
     }
 }
+
+/// A v1 memory cgroup of our own, removed (after its processes are gone) on drop.
+struct MemCgroup(PathBuf);
+
+impl MemCgroup {
+    fn new(name: &str, limit: u64) -> MemCgroup {
+        let p = PathBuf::from(format!("/sys/fs/cgroup/memory/{name}"));
+        let _ = std::fs::remove_dir(&p);
+        std::fs::create_dir(&p).unwrap();
+        std::fs::write(p.join("memory.limit_in_bytes"), limit.to_string()).unwrap();
+        MemCgroup(p)
+    }
+    fn read(&self, f: &str) -> String {
+        std::fs::read_to_string(self.0.join(f)).unwrap_or_default()
+    }
+    fn oom_kills(&self) -> u64 {
+        self.read("memory.oom_control").lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    }
+}
+
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        for _ in 0..100 {
+            for pid in self.read("cgroup.procs").lines() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid.parse().unwrap_or(0)), nix::sys::signal::Signal::SIGKILL);
+            }
+            if std::fs::remove_dir(&self.0).is_ok() || !self.0.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// B14: the daemon (and its shims) in a 256 MiB v1 memory cgroup while four containers
+/// flood their logs, three `logs -f` clients read them slowly and execs produce large
+/// outputs read slowly too. The daemon is never OOM-killed, its RSS stays far below the
+/// limit (no buffer grows with what the containers write), and ping/ps keep answering.
+#[test]
+fn b14_daemon_in_a_memory_cgroup_under_log_floods() {
+    let cg = MemCgroup::new(&format!("berth-b14-{}", std::process::id()), 256 << 20);
+    let mut d = Daemon::start_bare("hf-b14");
+    d.kill9();
+    d.wrapper = vec!["sh".into(), "-c".into(), format!("echo $$ > {}/cgroup.procs && exec \"$@\"", cg.0.display()), "sh".into()];
+    d.spawn();
+    let dpid = d.pid().unwrap();
+    assert!(cg.read("cgroup.procs").contains(&dpid.to_string()), "the daemon is not in the cgroup");
+    d.berth(&["import", "--change", "CMD [\"sh\"]", busybox_tar().to_str().unwrap(), "busybox:latest"]).ok();
+    let line = "x".repeat(1000);
+    for i in 0..4 {
+        d.berth(&["run", "-d", "--name", &format!("flood{i}"), "--log-opt", "max-size=5m", "--log-opt", "max-file=2", "busybox", "yes", &line]).ok();
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut threads = Vec::new();
+    // slow `logs -f` readers: 4 KiB every 20 ms
+    for i in 0..3 {
+        let mut c = d.cmd(&["logs", "-f", &format!("flood{i}")]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let stop = stop.clone();
+        threads.push(std::thread::spawn(move || {
+            use std::io::Read;
+            let mut out = c.stdout.take().unwrap();
+            let mut buf = [0u8; 4096];
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match out.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => n += k as u64,
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+            n
+        }));
+    }
+    // execs with large output, read slowly
+    for i in 0..2 {
+        let mut c = d.cmd(&["exec", &format!("flood{i}"), "sh", "-c", "yes exec-output-line | head -c 500000000"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let stop = stop.clone();
+        threads.push(std::thread::spawn(move || {
+            use std::io::Read;
+            let mut out = c.stdout.take().unwrap();
+            let mut buf = [0u8; 16384];
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match out.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => n += k as u64,
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+            n
+        }));
+    }
+    let mut samples = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(15) {
+        samples.push(rss_kib(dpid));
+        assert!(!d.exited(), "the daemon died: oom kills {}", cg.oom_kills());
+        // ping and ps answer
+        let o = Command::new("curl").args(["-s", "--max-time", "30", "--unix-socket"]).arg(&d.sock).arg("http://localhost/_ping").output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "OK");
+        assert_eq!(d.berth(&["ps", "-q"]).ok().stdout.lines().count(), 4);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let read: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let max_rss = samples.iter().copied().max().unwrap_or(0);
+    let usage_max = cg.read("memory.max_usage_in_bytes").trim().parse::<u64>().unwrap_or(0);
+    eprintln!(
+        "daemon RSS samples {samples:?} KiB; cgroup max usage {} MiB (page cache included); oom kills {}; failcnt {}; bytes read by clients {read:?}",
+        usage_max >> 20,
+        cg.oom_kills(),
+        cg.read("memory.failcnt").trim()
+    );
+    assert_eq!(cg.oom_kills(), 0, "OOM kills in the daemon's cgroup");
+    assert!(!d.exited());
+    assert!(max_rss < 160 * 1024, "daemon RSS reached {max_rss} KiB");
+    // no growth with the amount of data that went through: the second half of the run
+    // peaks no higher than the first half (plus allocator slack)
+    let half = samples.len() / 2;
+    let (a, b) = (samples[..half].iter().max().unwrap(), samples[half..].iter().max().unwrap());
+    assert!(*b < a + 24 * 1024, "daemon RSS keeps growing: {samples:?}");
+    assert!(read.iter().all(|n| *n > 0), "a client got nothing: {read:?}");
+    for i in 0..4 {
+        d.berth(&["rm", "-f", &format!("flood{i}")]).ok();
+    }
+}
