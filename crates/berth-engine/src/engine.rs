@@ -247,6 +247,10 @@ impl Engine {
             reaper: spawn_reaper(),
         });
         crate::build::cleanup_leftovers(&eng);
+        // sweeps volume directories an interrupted create/remove left without a record
+        if let Err(e) = eng.volumes_root() {
+            tracing::warn!("volumes: {e}");
+        }
         eng.init_networks()?;
         Ok(eng)
     }

@@ -378,7 +378,10 @@ impl Drop for ImageView {
 
 impl Engine {
     /// `<data-root>/volumes`, created 0700. The first call in a process removes the image
-    /// views a crash during copy-up left behind (`.copyup-*`, unmounted first).
+    /// views a crash during copy-up left behind (`.copyup-*`, unmounted first) and volume
+    /// directories without a record (a crash between a removal's commit and its directory
+    /// delete, or between a creation's mkdir and its commit: HARDENING B18). Later callers
+    /// wait for that sweep, so it never sees a directory a creation in this process made.
     pub fn volumes_root(&self) -> Result<PathBuf> {
         use std::os::unix::fs::PermissionsExt;
         static SWEPT: std::sync::Mutex<BTreeSet<PathBuf>> = std::sync::Mutex::new(BTreeSet::new());
@@ -388,15 +391,20 @@ impl Engine {
             std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))?;
             crate::content::sync_dir(&self.config.data_root)?;
         }
-        let first = SWEPT.lock().map(|mut s| s.insert(root.clone())).unwrap_or(false);
-        if first {
+        let mut swept = SWEPT.lock().map_err(|_| EngineError::internal("lock"))?;
+        if swept.insert(root.clone()) {
+            let known: BTreeSet<String> = self.meta.list::<VolumeRecord>(VOLUMES)?.into_iter().map(|(k, _)| k).collect();
             for e in std::fs::read_dir(&root)?.flatten() {
-                if e.file_name().to_string_lossy().starts_with(".copyup-") {
-                    let p = e.path();
+                let name = e.file_name().to_string_lossy().to_string();
+                let p = e.path();
+                if name.starts_with(".copyup-") {
                     let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
                     if let Err(err) = std::fs::remove_dir(&p) {
                         tracing::warn!(path = %p.display(), "volumes: leftover copy-up view: {err}");
                     }
+                } else if valid_volume_name(&name) && !known.contains(&name) && p.is_dir() {
+                    tracing::info!(volume = %name, "volumes: removing a directory without a record (interrupted create or remove)");
+                    drop_volume_dir(&p);
                 }
             }
         }
@@ -615,24 +623,39 @@ impl Engine {
     /// Unmount what the local driver mounted on `_data` and delete the volume's directory.
     fn remove_volume_dir(&self, name: &str) -> Result<()> {
         let dir = self.volumes_root()?.join(name);
-        let data = dir.join("_data");
-        for _ in 0..16 {
-            if !is_mountpoint(&data) {
-                break;
-            }
-            nix::mount::umount2(&data, nix::mount::MntFlags::MNT_DETACH)
-                .map_err(|e| host(format!("remove {name}: unmount {}: {e}", data.display())))?;
-        }
-        if is_mountpoint(&data) {
-            return Err(host(format!("remove {name}: {} is still mounted", data.display())));
-        }
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(host(format!("remove {name}: {e}"))),
-        }
+        remove_dir_unmounted(name, &dir)
     }
+}
 
+/// Best effort [`remove_dir_unmounted`] for the startup sweep.
+fn drop_volume_dir(dir: &Path) {
+    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    if let Err(e) = remove_dir_unmounted(&name, dir) {
+        tracing::warn!(path = %dir.display(), "volumes: {e}");
+    }
+}
+
+/// Unmount what the local driver mounted on `<dir>/_data` and delete `dir`.
+fn remove_dir_unmounted(name: &str, dir: &Path) -> Result<()> {
+    let data = dir.join("_data");
+    for _ in 0..16 {
+        if !is_mountpoint(&data) {
+            break;
+        }
+        nix::mount::umount2(&data, nix::mount::MntFlags::MNT_DETACH)
+            .map_err(|e| host(format!("remove {name}: unmount {}: {e}", data.display())))?;
+    }
+    if is_mountpoint(&data) {
+        return Err(host(format!("remove {name}: {} is still mounted", data.display())));
+    }
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(host(format!("remove {name}: {e}"))),
+    }
+}
+
+impl Engine {
     /// `POST /volumes/prune`: unused anonymous volumes, or all unused ones with `all`;
     /// `label` filters (`k`, `k=v`, `label!=`) narrow it. Returns names and bytes reclaimed.
     pub fn prune_volumes(&self, all: bool, filters: &HashMap<String, Vec<String>>) -> Result<(Vec<String>, u64)> {

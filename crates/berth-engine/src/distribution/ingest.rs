@@ -21,6 +21,15 @@ use std::time::Duration;
 /// Partial ingests older than this are removed.
 pub const INGEST_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
+/// Ingests open in this process. Expiry compares file mtimes with the wall clock, which
+/// jumps (NTP steps, HARDENING B22): a file being written must never be taken for stale,
+/// whatever the clock says, so expiry skips these.
+static OPEN: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn in_use(p: &Path) -> bool {
+    OPEN.lock().map(|v| v.iter().any(|x| x == p)).unwrap_or(true)
+}
+
 pub struct Ingest {
     path: PathBuf,
     file: io::BufWriter<File>,
@@ -57,6 +66,9 @@ impl Ingest {
                 left -= n as u64;
             }
             replay.rewind()?;
+        }
+        if let Ok(mut v) = OPEN.lock() {
+            v.push(path.clone());
         }
         Ok((Self { path, file: io::BufWriter::with_capacity(256 << 10, f), hasher, len, expected: expected.clone() }, replay))
     }
@@ -115,6 +127,16 @@ impl Ingest {
     }
 }
 
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        if let Ok(mut v) = OPEN.lock() {
+            if let Some(i) = v.iter().position(|x| *x == self.path) {
+                v.swap_remove(i);
+            }
+        }
+    }
+}
+
 /// Remove ingests not written for [`INGEST_EXPIRY`] (and stray temp files).
 pub fn expire(dir: &Path) {
     remove_older_than(dir, INGEST_EXPIRY);
@@ -127,7 +149,7 @@ pub fn remove_older_than(dir: &Path, age: Duration) -> u64 {
     for e in rd.flatten() {
         let Ok(md) = e.metadata() else { continue };
         let old = md.modified().ok().and_then(|t| t.elapsed().ok()).is_some_and(|a| a >= age);
-        if old && md.is_file() {
+        if old && md.is_file() && !in_use(&e.path()) {
             tracing::info!(path = %e.path().display(), "distribution: removing stale partial download");
             if fs::remove_file(e.path()).is_ok() {
                 freed += md.len();
