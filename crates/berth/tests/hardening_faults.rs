@@ -747,3 +747,370 @@ fn b14_daemon_in_a_memory_cgroup_under_log_floods() {
         d.berth(&["rm", "-f", &format!("flood{i}")]).ok();
     }
 }
+
+/// A small deterministic PRNG (xorshift), seeded from the pid and printed.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        let seed = (std::process::id() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        eprintln!("rng seed {seed}");
+        Rng(seed)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// Run `args` against the daemon and SIGKILL the daemon `ms` milliseconds later; returns
+/// the command's exit code (the kill may come after it finished). The daemon is restarted.
+fn kill_during(d: &mut Daemon, args: &[&str], ms: u64) -> i32 {
+    let mut c = d.cmd(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(ms));
+    d.kill9();
+    let code = c.wait().unwrap().code().unwrap_or(-1);
+    d.spawn();
+    code
+}
+
+const B18_COMPOSE: &str = r#"services:
+  web:
+    image: busybox
+    command: ["httpd", "-f", "-p", "80", "-h", "/var/www"]
+    networks: [back]
+    volumes: ["data:/data"]
+  db:
+    image: busybox
+    command: ["sleep", "1000"]
+    networks: [back, front]
+    depends_on: [web]
+networks:
+  back: {}
+  front: {}
+volumes:
+  data: {}
+"#;
+
+/// B18, volumes: the daemon SIGKILLed at random moments during `volume create` and `volume
+/// rm` (plain and tmpfs-backed volumes). After each restart the retried operation succeeds
+/// and no volume directory or mount exists without its record (or the reverse).
+#[test]
+fn b18_sigkill_during_volume_create_and_rm() {
+    let mut d = Daemon::start("hf-b18");
+    let mut rng = Rng::new();
+    let vols = d.data().join("volumes");
+    for i in 0..12 {
+        let name = format!("v{i}");
+        let mut create = vec!["volume", "create"];
+        if i % 2 == 1 {
+            create.extend(["--opt", "type=tmpfs", "--opt", "device=tmpfs"]);
+        }
+        create.push(&name);
+        kill_during(&mut d, &create, rng.below(25));
+        let o = d.berth(&create);
+        assert_eq!(o.code, 0, "{name}: create after a crash: {}", o.stderr);
+        d.berth(&["volume", "inspect", &name]).ok();
+        // a tmpfs volume is mounted on use
+        d.berth(&["run", "--rm", "-v", &format!("{name}:/v"), "busybox", "sh", "-c", "echo x > /v/f"]).ok();
+        kill_during(&mut d, &["volume", "rm", &name], rng.below(25));
+        let o = d.berth(&["volume", "rm", &name]);
+        assert!(o.code == 0 || o.stderr.contains("no such volume"), "{name}: rm after a crash: {}", o.stderr);
+        assert!(d.berth(&["volume", "inspect", &name]).code != 0, "{name}");
+        assert!(!vols.join(&name).exists(), "{name}: volume dir without a record");
+        assert_eq!(mounts_under(&vols), Vec::<String>::new(), "{name}");
+    }
+    assert_eq!(d.berth(&["volume", "ls", "-q"]).ok().stdout, "");
+    assert_eq!(names_in(&vols), Vec::<String>::new());
+}
+
+/// B18, compose: the daemon SIGKILLed at random moments during `compose up -d` and `compose
+/// down` of a small project (two services, two networks, a named volume). After each
+/// restart `compose up -d` must converge (both services running, reachable by name), `down`
+/// must leave no container or network (no half-created network blocks a name), and the
+/// named volume must keep its directory.
+///
+/// Ignored: it fails within a few rounds. After a kill during `up`, the retried `up` fails
+/// to start a service with `exec: "httpd": executable file not found in $PATH` (once
+/// `"sleep"` for the service without a volume): the container's rootfs comes up without
+/// the image's files. Seen at 21:10-21:18 UTC on 2026-11-23, cause not found yet (see
+/// tests/hardening/README.md, B18).
+#[test]
+#[ignore = "finds a broken rootfs after a SIGKILL during compose up (HARDENING B18, open)"]
+fn b18_sigkill_during_compose_up_and_down() {
+    let mut d = Daemon::start("hf-b18c");
+    let mut rng = Rng::new();
+    let vols = d.data().join("volumes");
+    let proj = d.dir.join("proj");
+    std::fs::create_dir_all(&proj).unwrap();
+    let file = proj.join("compose.yaml");
+    std::fs::write(&file, B18_COMPOSE).unwrap();
+    let f = file.to_str().unwrap().to_string();
+    let compose = |sub: &[&str]| {
+        let mut a = vec!["compose", "-f", f.as_str(), "-p", "b18"];
+        a.extend(sub);
+        a.into_iter().map(String::from).collect::<Vec<String>>()
+    };
+    let t0 = Instant::now();
+    let up = compose(&["up", "-d"]);
+    let upr: Vec<&str> = up.iter().map(String::as_str).collect();
+    d.berth(&upr).ok();
+    let up_ms = t0.elapsed().as_millis() as u64;
+    let t0 = Instant::now();
+    let down = compose(&["down"]);
+    let downr: Vec<&str> = down.iter().map(String::as_str).collect();
+    d.berth(&downr).ok();
+    let down_ms = t0.elapsed().as_millis() as u64;
+    let converged = |d: &Daemon| {
+        let ps = d.berth(&["ps", "--filter", "label=com.docker.compose.project=b18", "--format", "{{.Names}} {{.State}}"]).ok().stdout;
+        let mut lines: Vec<&str> = ps.lines().collect();
+        lines.sort();
+        assert_eq!(lines, vec!["b18-db-1 running", "b18-web-1 running"], "compose up did not converge");
+        let o = d.berth(&["exec", "b18-db-1", "sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 web 80 | tail -1"]).ok();
+        assert_eq!(o.stdout, "<h1>hello from berth</h1>\n");
+    };
+    for i in 0..8 {
+        kill_during(&mut d, &upr, rng.below(up_ms * 3 / 2));
+        let o = d.berth(&upr);
+        if o.code != 0 {
+            let m = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+            let ours: Vec<&str> = m.lines().filter(|l| l.contains(d.dir.to_str().unwrap())).collect();
+            eprintln!("mounts: {ours:#?}");
+            for e in std::fs::read_dir(d.dir.join("run/containers")).unwrap().flatten() {
+                eprintln!("{}: {:?} rootfs: {:?}", e.path().display(), names_in(&e.path()), names_in(&e.path().join("rootfs")));
+            }
+            eprintln!("snapshots: {:?}", names_in(&d.data().join("snapshots")));
+        }
+        assert_eq!(o.code, 0, "round {i}: up after a crash: {}", o.stderr);
+        converged(&d);
+        kill_during(&mut d, &downr, rng.below(down_ms * 3 / 2));
+        let o = d.berth(&downr);
+        assert_eq!(o.code, 0, "round {i}: down after a crash: {}", o.stderr);
+        assert_eq!(d.berth(&["ps", "-aq", "--filter", "label=com.docker.compose.project=b18"]).ok().stdout, "", "round {i}");
+        let nets = d.berth(&["network", "ls", "--format", "{{.Name}}"]).ok().stdout;
+        assert!(!nets.contains("b18_"), "round {i}: networks left after down: {nets}");
+        // the named volume survives `down` (no -v), with its directory
+        assert_eq!(d.berth(&["volume", "ls", "-q"]).ok().stdout.trim(), "b18_data", "round {i}");
+        assert_eq!(names_in(&vols), vec!["b18_data".to_string()], "round {i}");
+    }
+    let mut downv = down.clone();
+    downv.push("-v".into());
+    let downv: Vec<&str> = downv.iter().map(String::as_str).collect();
+    d.berth(&downv).ok();
+    assert_eq!(d.berth(&["volume", "ls", "-q"]).ok().stdout, "");
+    assert_eq!(names_in(&vols), Vec::<String>::new());
+}
+
+fn sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect::<String>())
+}
+
+/// A registry serving fixed documents and blobs; blobs of `slow` repositories trickle out
+/// (32 KiB every 40 ms) so a pull stays in progress for seconds.
+fn throttled_registry(routes: std::collections::HashMap<String, (String, Vec<u8>)>) -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let routes = std::sync::Arc::new(routes);
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let routes = routes.clone();
+            std::thread::spawn(move || {
+                let mut s = s;
+                loop {
+                    let mut req = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !req.ends_with(b"\r\n\r\n") {
+                        match s.read(&mut b) {
+                            Ok(1) => req.push(b[0]),
+                            _ => return,
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&req).to_string();
+                    let mut parts = text.split_whitespace();
+                    let method = parts.next().unwrap_or("").to_string();
+                    let path = parts.next().unwrap_or("").split('?').next().unwrap_or("").to_string();
+                    let (status, ct, body) = match (path.as_str(), routes.get(&path)) {
+                        ("/v2/", _) => ("200 OK", "application/json".to_string(), b"{}".to_vec()),
+                        (_, Some((ct, body))) => ("200 OK", ct.clone(), body.clone()),
+                        _ => ("404 Not Found", "application/json".to_string(), br#"{"errors":[{"code":"NOT_FOUND","message":"not found"}]}"#.to_vec()),
+                    };
+                    let head = format!("HTTP/1.1 {status}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n", body.len());
+                    if s.write_all(head.as_bytes()).is_err() {
+                        return;
+                    }
+                    if method == "HEAD" {
+                        continue;
+                    }
+                    if path.starts_with("/v2/slow/") && path.contains("/blobs/") {
+                        for c in body.chunks(32 << 10) {
+                            if s.write_all(c).is_err() {
+                                return;
+                            }
+                            std::thread::sleep(Duration::from_millis(40));
+                        }
+                    } else if s.write_all(&body).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Routes for an image `repo:v1` whose single (uncompressed) layer is `layer`.
+fn image_routes(routes: &mut std::collections::HashMap<String, (String, Vec<u8>)>, repo: &str, layer: Vec<u8>) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    let ld = sha256(&layer);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": arch, "os": "linux",
+        "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [ld]}
+    }))
+    .unwrap();
+    let cd = sha256(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}]
+    }))
+    .unwrap();
+    let bin = "application/octet-stream".to_string();
+    routes.insert(format!("/v2/{repo}/blobs/{ld}"), (bin.clone(), layer));
+    routes.insert(format!("/v2/{repo}/blobs/{cd}"), (bin, config));
+    routes.insert(format!("/v2/{repo}/manifests/v1"), ("application/vnd.oci.image.manifest.v1+json".into(), manifest));
+}
+
+/// B22: clock jumps. The daemon runs under libfaketime (CLOCK_REALTIME only: monotonic
+/// time is not faked, as with an NTP step) and its wall clock jumps +2 days and then -2
+/// days while: a pull is in progress (another pull, which expires day-old ingests, starts
+/// after the jump: the in-progress ingest is not taken for stale and the first pull
+/// completes), a container logs with `max-size` rotation (still at most `max-file` files),
+/// and a health check runs every second (it keeps its interval: no stall after the backward
+/// jump, no burst after the forward one). Registry upload sessions expire on `Instant`
+/// (`berth-registry/src/upload.rs`), restart backoff and health timers use `Instant` and
+/// `sleep`, so the jumps cannot reach them.
+#[test]
+fn b22_clock_jumps() {
+    let lib = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let Some(lib) = lib else {
+        eprintln!("skipping: libfaketime is not installed (apt-get install faketime)");
+        return;
+    };
+    let mut d = Daemon::start_bare("hf-b22");
+    d.kill9();
+    let stamp = d.dir.join("faketime");
+    let jump = |offset: &str| std::fs::write(&stamp, format!("{offset}\n")).unwrap();
+    jump("+0");
+    d.env = vec![
+        ("LD_PRELOAD".into(), lib.into()),
+        ("FAKETIME_TIMESTAMP_FILE".into(), stamp.display().to_string()),
+        ("FAKETIME_NO_CACHE".into(), "1".into()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+        // file times stay the kernel's: as after a real step, files written before the
+        // jump look two days old (or two days ahead)
+        ("NO_FAKE_STAT".into(), "1".into()),
+    ];
+    d.spawn();
+    d.berth(&["import", "--change", "CMD [\"sh\"]", busybox_tar().to_str().unwrap(), "busybox:latest"]).ok();
+    let year = |d: &Daemon| d.berth(&["info", "--format", "{{.SystemTime}}"]).ok().stdout.trim().to_string();
+    let t0 = year(&d);
+    jump("+2d");
+    let t1 = year(&d);
+    eprintln!("daemon clock: {t0} -> {t1} after +2d");
+    let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap();
+    assert!((parse(&t1) - parse(&t0)).num_hours() >= 47, "libfaketime does not move the daemon's clock: {t0} -> {t1}");
+    jump("+0");
+
+    // a container logging with rotation, and a health check every second
+    d.berth(&["run", "-d", "--name", "logger", "--log-opt", "max-size=20k", "--log-opt", "max-file=2", "busybox", "sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.01; done"]).ok();
+    d.berth(&["run", "-d", "--name", "hc", "--health-cmd", "echo x >> /tmp/probes", "--health-interval", "1s", "busybox", "sleep", "1000"]).ok();
+    let probes = |d: &Daemon| d.berth(&["exec", "hc", "sh", "-c", "cat /tmp/probes 2>/dev/null | wc -l"]).ok().stdout.trim().parse::<u64>().unwrap();
+    assert!(eventually(20, || probes(&d) >= 2), "no health probes");
+
+    // a pull in progress across the jump
+    // busybox plus 1 MiB of noise: a layer the daemon does not have yet
+    let layer = {
+        let t = d.dir.join("slow.tar");
+        std::fs::copy(busybox_tar(), &t).unwrap();
+        let src = d.dir.join("slow-src");
+        std::fs::create_dir_all(&src).unwrap();
+        let mut x = std::process::id() as u64 | 1;
+        let noise: Vec<u8> = (0..1 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(src.join("noise"), noise).unwrap();
+        assert!(Command::new("tar").arg("-rf").arg(&t).arg("-C").arg(&src).arg("noise").status().unwrap().success());
+        std::fs::read(t).unwrap()
+    };
+    let mut small = b"small layer".to_vec();
+    small.resize(10240, 0);
+    let mut routes = std::collections::HashMap::new();
+    image_routes(&mut routes, "slow/img", layer);
+    image_routes(&mut routes, "fast/img", {
+        // a tar with one file
+        let src = d.dir.join("small-src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("small"), b"small\n").unwrap();
+        let t = d.dir.join("small.tar");
+        assert!(Command::new("tar").arg("-C").arg(&src).arg("-cf").arg(&t).arg("small").status().unwrap().success());
+        std::fs::read(t).unwrap()
+    });
+    let port = throttled_registry(routes);
+    let slow = format!("127.0.0.1:{port}/slow/img:v1");
+    let fast = format!("127.0.0.1:{port}/fast/img:v1");
+    let mut pull = d.cmd(&["pull", &slow]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let ingest = d.data().join("distribution/ingest");
+    let started = eventually(20, || {
+        names_in(&ingest).iter().any(|n| std::fs::metadata(ingest.join(n)).map(|m| m.len() > 0).unwrap_or(false)) || matches!(pull.try_wait(), Ok(Some(_)))
+    });
+    if !started || matches!(pull.try_wait(), Ok(Some(_))) {
+        let o = pull.wait_with_output().unwrap();
+        panic!("the slow pull did not start: {} {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    }
+    let (h0, l0) = (probes(&d), d.berth(&["logs", "--tail", "1", "logger"]).ok().stdout);
+    jump("+2d");
+    d.berth(&["pull", &fast]).ok();
+    let o = pull.wait_with_output().unwrap();
+    assert!(o.status.success(), "the pull in progress across a +2d jump failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(d.berth(&["run", "--rm", &slow, "echo", "ok"]).ok().stdout.trim(), "ok");
+    // (a pull whose ingest vanished would still succeed by downloading again: the log says
+    // whether expiry touched it)
+    assert!(!d.log().contains("removing stale partial download"), "an ingest in progress was expired after the jump");
+    std::thread::sleep(Duration::from_secs(3));
+    let (h1, l1) = (probes(&d), d.berth(&["logs", "--tail", "1", "logger"]).ok().stdout);
+    jump("-2d");
+    std::thread::sleep(Duration::from_secs(4));
+    let (h2, l2) = (probes(&d), d.berth(&["logs", "--tail", "1", "logger"]).ok().stdout);
+    jump("+0");
+    eprintln!("health probes {h0} -> {h1} (+2d) -> {h2} (-2d); last log lines {l0:?} {l1:?} {l2:?}");
+    assert!(h1 > h0 && h2 > h1, "health checks stalled across a clock jump: {h0} {h1} {h2}");
+    assert!(h2 - h0 < 40, "health checks ran in a burst: {h0} -> {h2}");
+    let n = |l: &str| l.trim().strip_prefix("line ").and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    assert!(n(&l1) > n(&l0) && n(&l2) > n(&l1), "logging stalled: {l0:?} {l1:?} {l2:?}");
+    let id = container_id(&d, "logger");
+    let files: Vec<String> = names_in(&d.data().join("containers").join(&id)).into_iter().filter(|f| f.contains("-json.log")).collect();
+    assert!(files.len() <= 2, "rotation kept {files:?}");
+    for f in &files {
+        let len = std::fs::metadata(d.data().join("containers").join(&id).join(f)).unwrap().len();
+        assert!(len <= 24 << 10, "{f}: {len} bytes with max-size=20k");
+    }
+    assert_eq!(d.berth(&["inspect", "-f", "{{.State.Health.Status}}", "hc"]).ok().stdout.trim(), "healthy");
+    d.berth(&["rm", "-f", "logger", "hc"]).ok();
+}
