@@ -827,6 +827,13 @@ fn mount_json(cfg: &ContainerConfig) -> Vec<Value> {
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
                "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")]}),
     ];
+    // Docker: a user mount on /dev replaces the default /dev and drops the /dev/* defaults.
+    if cfg.mounts.iter().any(|u| Path::new(&u.destination) == Path::new("/dev")) {
+        m.retain(|d| {
+            let dest = d["destination"].as_str().unwrap_or("");
+            dest != "/dev" && !dest.starts_with("/dev/")
+        });
+    }
     for u in &cfg.mounts {
         let mut opts: Vec<String> = Vec::new();
         match u.kind {

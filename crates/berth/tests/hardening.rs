@@ -1062,3 +1062,80 @@ fn a5_45_mount_stub_cleanup_never_follows_a_replaced_parent() {
     assert!(o.stdout.contains("/own/b/c\n") && o.stdout.contains("/own/b/f\n") && o.stdout.contains("/own2/b/f\n"), "the step's own files were removed: {}", o.stdout);
     assert_eq!(o.stdout.lines().filter(|l| l.contains(h.trim_start_matches('/'))).count(), 4, "{}", o.stdout);
 }
+
+// ---------------------------------------------------------------------------------------
+// Follow-ups: /dev bind mounts, cp of a running container's /, exec -w errors, build stubs.
+
+/// Every entry under `dir` (recursive, no following of symlinks) with its type, mode and
+/// link target or content.
+fn tree(dir: &Path) -> Vec<(String, u32, String)> {
+    let mut v = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        let mut names: Vec<_> = std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()).collect();
+        names.sort();
+        for e in names {
+            let m = std::fs::symlink_metadata(&e).unwrap();
+            let what = if m.file_type().is_symlink() {
+                std::fs::read_link(&e).unwrap().display().to_string()
+            } else if m.is_file() {
+                String::from_utf8_lossy(&std::fs::read(&e).unwrap()).into_owned()
+            } else {
+                String::new()
+            };
+            if m.is_dir() {
+                todo.push(e.clone());
+            }
+            v.push((e.strip_prefix(dir).unwrap().display().to_string(), m.mode(), what));
+        }
+    }
+    v
+}
+
+/// `-v hostdir:/dev`: like runc (no /dev setup when /dev is a bind mount), no device nodes,
+/// /dev symlinks or ptmx link are created in the host directory, and the container runs;
+/// masked /proc files are still masked (with the host's null device). A plain container
+/// still gets its devices.
+#[test]
+fn dev_bind_mount_leaves_the_host_directory_alone() {
+    let d = Daemon::start("hard-devbind");
+    let vol = d.dir.join("dev-dir");
+    std::fs::create_dir_all(vol.join("sub")).unwrap();
+    std::fs::write(vol.join("keep"), b"host").unwrap();
+    std::fs::write(vol.join("sub/f"), b"f").unwrap();
+    let before = tree(&vol);
+    let mtime = std::fs::metadata(&vol).unwrap().mtime();
+    let masked = ["/proc/kcore", "/proc/keys", "/proc/timer_list"].into_iter().find(|p| Path::new(p).exists()).unwrap();
+    let script = format!("ls -a /dev | tr '\\n' ' '; echo; cat /dev/keep; echo; stat -c '%F %t:%T' {masked}; echo ran");
+    for tty in [false, true] {
+        let v = format!("{}:/dev", vol.display());
+        let mut args = vec!["run", "--rm", "-v", &v];
+        if tty {
+            args.push("-t");
+        }
+        args.extend(["busybox", "sh", "-c", &script]);
+        let o = d.berth(&args);
+        let what = format!("tty={tty}");
+        if tty {
+            // (like runc: the pty comes from the container's /dev/ptmx, which this one lacks)
+            assert!(o.code == 0 || !o.stderr.trim().is_empty(), "{what}: failed without an error");
+        } else {
+            assert_eq!(o.code, 0, "{what}: {} {}", o.stdout, o.stderr);
+            assert!(o.stdout.contains(". .. keep sub \n"), "{what}: the container's /dev is not the host directory alone: {}", o.stdout);
+            assert!(o.stdout.contains("host\n") && o.stdout.contains("character special file 1:3\n") && o.stdout.contains("ran\n"), "{what}: {}", o.stdout);
+        }
+        let _ = std::fs::remove_file(vol.join("console"));
+        assert_eq!(tree(&vol), before, "{what}: the host directory changed");
+        if !tty {
+            assert_eq!(std::fs::metadata(&vol).unwrap().mtime(), mtime, "{what}");
+        }
+    }
+    // the host's own /dev, as people do it
+    let o = d.berth(&["run", "--rm", "-v", "/dev:/dev", "busybox", "sh", "-c", "echo x > /dev/null && ls /dev/null /dev/tty && echo ran"]).ok();
+    assert!(o.stdout.contains("ran"), "{}", o.stdout);
+    // a plain container still has its devices, links and mounts
+    let o = d
+        .berth(&["run", "--rm", "busybox", "sh", "-c", "ls -l /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty /dev/ptmx /dev/fd /dev/stdin && mount | grep -c -E ' /dev/(pts|shm|mqueue) '"])
+        .ok();
+    assert!(o.stdout.contains("/dev/ptmx -> pts/ptmx") && o.stdout.contains("/dev/fd -> /proc/self/fd") && o.stdout.trim_end().ends_with('3'), "{}", o.stdout);
+}
