@@ -6,7 +6,7 @@
 //! bytewise, owner names are left empty and times are truncated to seconds (like Docker), so
 //! the same tree always gives the same bytes and the same diff id.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -55,6 +55,10 @@ pub struct PackOptions {
     /// Map host ids back to container ids (`--userns-remap`); ids outside the map are
     /// archived as 65534 (nobody), as the kernel shows them inside the namespace.
     pub id_map: Option<IdMap>,
+    /// Directories (paths in the root; the last component is not followed) archived as an
+    /// empty directory entry, their contents left out: a running container's /proc, /sys
+    /// and /dev seen through `/proc/<pid>/root`, which Docker's archive does not walk.
+    pub empty_dirs: Vec<PathBuf>,
 }
 
 /// Writes a tar of the tree under `root` (or of `opts.src`) to `out` and returns the number
@@ -84,6 +88,24 @@ pub fn pack_at<W: Write>(
     } else {
         None
     };
+    let mut empty = HashSet::new();
+    for d in &opts.empty_dirs {
+        let path = d.as_os_str().as_bytes();
+        let comps = components(path);
+        let Some((base, parent)) = comps.split_last() else {
+            continue;
+        };
+        let base: &[u8] = base;
+        let parent_path = join(parent);
+        let Ok(pfd) = openat_in_root(root, &parent_path, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()) else {
+            continue;
+        };
+        if let Ok(st) = rfs::statat(&pfd, base, AtFlags::SYMLINK_NOFOLLOW) {
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                empty.insert((st.st_dev, st.st_ino));
+            }
+        }
+    }
     let mut w = TarWriter::new(out);
     w.set_type_bits(opts.type_bits);
     let mut p = Packer {
@@ -92,6 +114,7 @@ pub fn pack_at<W: Write>(
         seen: HashMap::new(),
         depth: 0,
         root_mnt,
+        empty,
     };
     let src = opts
         .src
@@ -170,6 +193,8 @@ struct Packer<'o, W: Write> {
     depth: usize,
     /// Mount id of the root, with `one_file_system`.
     root_mnt: Option<u64>,
+    /// (dev, inode) of the `empty_dirs`.
+    empty: HashSet<(u64, u64)>,
 }
 
 impl<W: Write> Packer<'_, W> {
@@ -227,7 +252,7 @@ impl<W: Write> Packer<'_, W> {
             return Ok(());
         }
         if ft == FileType::Directory {
-            if foreign {
+            if foreign || self.empty.contains(&(st.st_dev, st.st_ino)) {
                 let mut h = self.base_header(st, [arch, b"/"].concat());
                 h.entry_type = EntryType::Dir;
                 return self.w.append(&h, &mut std::io::empty());

@@ -110,7 +110,18 @@ impl Engine {
             let base = Path::new(trimmed).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| ".".into());
             (PathBuf::from(if trimmed.is_empty() { "/" } else { trimmed }), Some(base))
         };
-        let opts = berth_archive::PackOptions { src: Some(src), name: archive_name, type_bits: true, ..Default::default() };
+        // Like Docker (which archives the rootfs and the volumes, not the container's view):
+        // a running container's /proc, /sys and default /dev are there, empty.
+        let empty_dirs = if view.mounted { Vec::new() } else { live_pseudo_dirs(rec.state.pid) };
+        let inside = |d: &PathBuf| {
+            let d = d.strip_prefix("/").unwrap_or(d);
+            let p = Path::new(path.trim_start_matches('/'));
+            p.starts_with(d) && (p != d || path.ends_with("/."))
+        };
+        if empty_dirs.iter().any(inside) {
+            return Err(EngineError::not_found(format!("Could not find the file {path} in container {name}")));
+        }
+        let opts = berth_archive::PackOptions { src: Some(src), name: archive_name, type_bits: true, empty_dirs, ..Default::default() };
         berth_archive::pack(&view.path, out, &opts)?;
         Ok(())
     }
@@ -252,6 +263,22 @@ impl Engine {
         self.events.emit("container", "commit", &rec.id, &[("name", &rec.name)]);
         Ok(img)
     }
+}
+
+/// The pseudo filesystems of running container `pid` that an archive of its root leaves
+/// empty: /proc, /sys, and /dev unless something other than a tmpfs is mounted there.
+fn live_pseudo_dirs(pid: i64) -> Vec<PathBuf> {
+    let mut v = vec![PathBuf::from("/proc"), PathBuf::from("/sys")];
+    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+    let dev_fs = info
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some("/dev"))
+        .filter_map(|l| l.split(" - ").nth(1).and_then(|r| r.split(' ').next()))
+        .next_back();
+    if matches!(dev_fs, Some("tmpfs" | "devtmpfs")) {
+        v.push(PathBuf::from("/dev"));
+    }
+    v
 }
 
 fn stat_in(root: &Path, path: &str, container: &str) -> Result<PathStat> {

@@ -1139,3 +1139,48 @@ fn dev_bind_mount_leaves_the_host_directory_alone() {
         .ok();
     assert!(o.stdout.contains("/dev/ptmx -> pts/ptmx") && o.stdout.contains("/dev/fd -> /proc/self/fd") && o.stdout.trim_end().ends_with('3'), "{}", o.stdout);
 }
+
+/// `cp RUNNING:/ -`: like Docker (which archives the container's rootfs and volumes, not its
+/// view), /proc, /sys and the default /dev tmpfs appear as empty directories; their contents
+/// (sysfs files read as root, every process) are not walked. A volume is still included.
+#[test]
+fn cp_of_a_running_containers_root_skips_proc_sys_dev() {
+    let d = Daemon::start("hard-cproot");
+    let vol = d.dir.join("cp-vol");
+    std::fs::create_dir_all(&vol).unwrap();
+    std::fs::write(vol.join("in-volume"), b"v").unwrap();
+    let v = format!("{}:/data", vol.display());
+    let c = d.berth(&["run", "-d", "-v", &v, "busybox", "sleep", "300"]).ok().stdout.trim().to_string();
+    let _rm = CtrGuard(&d, c.clone());
+    let tarf = d.dir.join("root.tar");
+    let st = d.cmd(&["cp", &format!("{c}:/"), "-"]).stdout(std::fs::File::create(&tarf).unwrap()).status().unwrap();
+    assert!(st.success());
+    let list = Command::new("tar").arg("-tf").arg(&tarf).output().unwrap();
+    assert!(list.status.success());
+    let names = String::from_utf8_lossy(&list.stdout).into_owned();
+    let names: Vec<&str> = names.lines().collect();
+    for dir in ["proc/", "sys/", "dev/"] {
+        assert!(names.contains(&dir), "{dir} missing: {names:?}");
+        let inside: Vec<_> = names.iter().filter(|n| n.starts_with(dir) && n.len() > dir.len()).collect();
+        assert!(inside.is_empty(), "{dir} was walked: {:?}", &inside[..inside.len().min(10)]);
+    }
+    assert!(names.contains(&"data/in-volume") && names.contains(&"bin/sh"), "{names:?}");
+    // below them there is nothing to copy, as in Docker's rootfs
+    let o = d.berth(&["cp", &format!("{c}:/proc/self/status"), "-"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("Could not find the file /proc/self/status"), "{}", o.stderr);
+    // a copy of /proc itself is the empty directory
+    let o = d.cmd(&["cp", &format!("{c}:/proc"), "-"]).output().unwrap();
+    assert!(o.status.success());
+    let mut t = Command::new("tar").arg("-t").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    t.stdin.take().unwrap().write_all(&o.stdout).unwrap();
+    assert_eq!(String::from_utf8_lossy(&t.wait_with_output().unwrap().stdout), "proc/\n");
+}
+
+struct CtrGuard<'a>(&'a Daemon, String);
+
+impl Drop for CtrGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.berth(&["rm", "-f", &self.1]);
+    }
+}
