@@ -1311,6 +1311,10 @@ impl Engine {
                 // dockerd: an exec that cannot start ends with code 126 and the runtime's
                 // message in its stream (not 0, which the client would report otherwise)
                 self.update_exec(id, |e| e.exit_code = Some(126));
+                if let Some(i) = m.find("chdir to cwd") {
+                    let why = m[i..].trim_end_matches(": unknown");
+                    return Err(EngineError::internal(format!("{EXEC_START_FAILED}: exec failed: unable to start container process: {why}: unknown")));
+                }
                 if m.contains("not found") || m.contains("no such file") {
                     let arg0 = p.args.first().map(String::as_str).unwrap_or("");
                     let why = if arg0.contains('/') { format!("stat {arg0}: no such file or directory") } else { "executable file not found in $PATH".into() };

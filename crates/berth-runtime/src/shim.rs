@@ -603,9 +603,13 @@ fn ensure_cwd(rootfs: &Path, cwd: &str, uid: u32, gid: u32) -> Result<(), ShimEr
         Err(_) => {
             let h = root
                 .mkdir_all(cwd, &std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| ShimError::Start {
-                    message: format!("mkdir {cwd}: {e}"),
-                    reason: StartFailure::InvalidConfig,
+                .map_err(|e| {
+                    // the errno as Go words it ("not a directory"), like dockerd's mkdir error
+                    let why = match e.kind() {
+                        pathrs::error::ErrorKind::OsError(Some(n)) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
+                        _ => e.to_string(),
+                    };
+                    ShimError::Start { message: format!("mkdir {cwd}: {why}"), reason: StartFailure::InvalidConfig }
                 })?;
             // Docker creates a missing working directory owned by the container user.
             if let Ok(f) =
@@ -623,6 +627,13 @@ fn ensure_cwd(rootfs: &Path, cwd: &str, uid: u32, gid: u32) -> Result<(), ShimEr
         .join("proc");
     if real.is_ok_and(|r| r.starts_with(&proc_dir)) {
         return Err(cwd_in_proc(cwd));
+    }
+    // dockerd (SetupWorkingDirectory): an existing non-directory cannot be the working dir.
+    if nix::sys::stat::fstat(h.as_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT != libc::S_IFDIR) {
+        return Err(ShimError::Start {
+            message: format!("Cannot mkdir: {cwd} is not a directory"),
+            reason: StartFailure::InvalidConfig,
+        });
     }
     Ok(())
 }

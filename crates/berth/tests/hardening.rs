@@ -1184,3 +1184,32 @@ impl Drop for CtrGuard<'_> {
         let _ = self.0.berth(&["rm", "-f", &self.1]);
     }
 }
+
+/// `exec -w` with a missing or non-directory working dir: exit 126 with runc's chdir message
+/// (not "failed to unix syscall"); `run -w` creates a missing directory and refuses a file
+/// with dockerd's message.
+#[test]
+fn exec_and_run_workdir_errors_carry_the_cause() {
+    let d = Daemon::start("hard-workdir");
+    let c = d.berth(&["run", "-d", "busybox", "sleep", "300"]).ok().stdout.trim().to_string();
+    let _rm = CtrGuard(&d, c.clone());
+    for (w, why) in [("/nonexistent", "no such file or directory"), ("/etc/passwd", "not a directory")] {
+        let o = d.berth(&["exec", "-w", w, &c, "true"]);
+        assert_eq!(o.code, 126, "{w}: {} {}", o.stdout, o.stderr);
+        let want = format!(
+            "OCI runtime exec failed: exec failed: unable to start container process: chdir to cwd (\"{w}\") set in config.json failed: {why}: unknown"
+        );
+        // (in the exec's stream, as dockerd sends it)
+        assert!(o.stdout.contains(&want) || o.stderr.contains(&want), "{w}: {} {}", o.stdout, o.stderr);
+    }
+    let o = d.berth(&["exec", "-w", "/tmp", &c, "pwd"]).ok();
+    assert_eq!(o.stdout.trim(), "/tmp");
+    let o = d.berth(&["run", "--rm", "-w", "/new/work/dir", "busybox", "pwd"]).ok();
+    assert_eq!(o.stdout.trim(), "/new/work/dir");
+    let o = d.berth(&["run", "--rm", "-w", "/etc/passwd", "busybox", "pwd"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("Cannot mkdir: /etc/passwd is not a directory"), "{}", o.stderr);
+    let o = d.berth(&["run", "--rm", "-w", "/etc/passwd/sub", "busybox", "pwd"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("mkdir /etc/passwd/sub: not a directory"), "{}", o.stderr);
+}

@@ -26,6 +26,9 @@ pub enum InitProcessError {
     ReopenDevNull(#[source] std::io::Error),
     #[error("failed to unix syscall")]
     NixOther(#[source] nix::Error),
+    /// berth: runc's wording, with the cause (the source of `NixOther` is not displayed).
+    #[error("chdir to cwd ({0:?}) set in config.json failed: {1}")]
+    Chdir(std::path::PathBuf, String),
     #[error(transparent)]
     MissingSpec(#[from] crate::error::MissingSpecError),
     #[error("failed to setup tty")]

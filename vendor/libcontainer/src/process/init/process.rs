@@ -283,7 +283,7 @@ pub fn container_init_process(
             Err(nix::Error::EPERM) => true,
             Err(e) => {
                 tracing::error!(?e, "failed to chdir");
-                return Err(InitProcessError::NixOther(e));
+                return Err(chdir_error(ctx.process.cwd(), e));
             }
         }
     };
@@ -413,7 +413,7 @@ pub fn container_init_process(
         unistd::chdir(ctx.process.cwd()).map_err(|err| {
             let cwd = ctx.process.cwd();
             tracing::error!(?err, ?cwd, "failed to chdir to cwd");
-            InitProcessError::NixOther(err)
+            chdir_error(cwd, err)
         })?;
     }
 
@@ -654,6 +654,11 @@ fn masked_paths(
     }
 
     Ok(())
+}
+
+/// berth: the chdir failure as runc words it (Go's lower-case errno text).
+fn chdir_error(cwd: &Path, err: nix::Error) -> InitProcessError {
+    InitProcessError::Chdir(cwd.to_path_buf(), err.desc().to_lowercase())
 }
 
 /// berth: attach a detached mount (`open_tree` clone) on `path`.
