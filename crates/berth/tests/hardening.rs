@@ -1213,3 +1213,32 @@ fn exec_and_run_workdir_errors_carry_the_cause() {
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains("mkdir /etc/passwd/sub: not a directory"), "{}", o.stderr);
 }
+
+/// `RUN --mount` whose target's parent is already a symlink in the image: the runtime makes
+/// the mount point where the link leads (inside the root); the builder removes that stub
+/// too, so the image has no empty directory or file left from the mount.
+#[test]
+fn build_mount_stub_behind_an_image_symlink_is_removed() {
+    let d = Daemon::start("hard-stublink");
+    image_with(&d, "stublink-base:latest", &[], |s| {
+        std::fs::create_dir_all(s.join("own")).unwrap();
+        std::fs::write(s.join("own/keep"), "k").unwrap();
+        std::os::unix::fs::symlink("/own", s.join("q")).unwrap();
+        std::os::unix::fs::symlink("../../own", s.join("r")).unwrap();
+    });
+    let ctx = d.dir.join("ctx");
+    std::fs::create_dir_all(ctx.join("src")).unwrap();
+    std::fs::write(ctx.join("file"), "").unwrap();
+    let df = [
+        "FROM stublink-base:latest",
+        "RUN --mount=type=cache,target=/q/cache test -d /own/cache",
+        "RUN --mount=type=tmpfs,target=/r/tmp test -d /own/tmp",
+        "RUN --mount=type=bind,source=file,target=/q/f test -f /own/f",
+        "RUN --mount=type=bind,source=src,target=/q/../q/src test -d /own/src",
+    ];
+    std::fs::write(ctx.join("Dockerfile"), format!("{}\n", df.join("\n"))).unwrap();
+    let o = d.berth(&["build", "-t", "stublink:latest", ctx.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+    let o = d.berth(&["run", "--rm", "stublink:latest", "sh", "-c", "ls -A /own; readlink /q; readlink /r"]).ok();
+    assert_eq!(o.stdout, "keep\n/own\n../../own\n", "mount stubs left in the image");
+}

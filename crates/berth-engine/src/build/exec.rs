@@ -248,6 +248,71 @@ pub fn remove_stub(upper: &Path, lowers: &[PathBuf], dest: &str) {
     }
 }
 
+/// Where the runtime put the mount point for `dest`: `dest` resolved in the image the step
+/// started from (the `lowers`, top first) the way the runtime resolves destinations,
+/// symlinks followed but scoped to the root (an absolute target or `..` never leaves it),
+/// missing components appended as they are. `None` when `dest` has no symlink on its way
+/// (then it is its own answer) or the links loop.
+pub fn resolve_in_layers(lowers: &[PathBuf], dest: &str) -> Option<String> {
+    use rustix::fs::{AtFlags, OFlags, ResolveFlags};
+    use std::os::fd::AsFd;
+    let roots: Vec<_> = lowers.iter().filter_map(|l| berth_archive::open_root(l).ok()).collect();
+    // The first layer that has `dir/name`: its lstat and, for a symlink, its target. A
+    // whiteout (0:0 character device) hides the name.
+    let lookup = |dir: &[String], name: &str| -> Option<(rustix::fs::Stat, Option<Vec<u8>>)> {
+        let p = if dir.is_empty() { ".".to_string() } else { dir.join("/") };
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV;
+        for r in &roots {
+            let Ok(pfd) = rustix::fs::openat2(r.as_fd(), p.as_str(), OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, rustix::fs::Mode::empty(), resolve) else {
+                continue;
+            };
+            let Ok(st) = rustix::fs::statat(&pfd, name, AtFlags::SYMLINK_NOFOLLOW) else { continue };
+            if st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0 {
+                return None;
+            }
+            if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                let t = rustix::fs::readlinkat(&pfd, name, Vec::new()).ok()?;
+                return Some((st, Some(t.into_bytes())));
+            }
+            return Some((st, None));
+        }
+        None
+    };
+    let mut todo: Vec<String> = dest.split('/').filter(|c| !c.is_empty()).rev().map(String::from).collect();
+    let mut done: Vec<String> = Vec::new();
+    let (mut links, mut missing) = (0, false);
+    while let Some(c) = todo.pop() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                done.pop();
+                continue;
+            }
+            _ => {}
+        }
+        if !missing {
+            match lookup(&done, &c) {
+                Some((_, Some(target))) => {
+                    links += 1;
+                    if links > 40 {
+                        return None;
+                    }
+                    let t = String::from_utf8_lossy(&target).into_owned();
+                    if t.starts_with('/') {
+                        done.clear();
+                    }
+                    todo.extend(t.split('/').filter(|c| !c.is_empty()).rev().map(String::from));
+                    continue;
+                }
+                Some(_) => {}
+                None => missing = true,
+            }
+        }
+        done.push(c);
+    }
+    (links > 0).then(|| format!("/{}", done.join("/")))
+}
+
 /// True when a directory has no entries.
 pub fn dir_is_empty(p: &Path) -> bool {
     std::fs::read_dir(p).map(|mut r| r.next().is_none()).unwrap_or(true)

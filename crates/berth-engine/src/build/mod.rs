@@ -1054,6 +1054,10 @@ impl Builder<'_> {
         let lowers = self.eng.snapshots.lowers(parent_key)?;
         for t in stub_targets.iter().chain(["/etc/resolv.conf".to_string(), "/etc/hosts".to_string(), "/dev/pipes".to_string()].iter()) {
             exec::remove_stub(upper, &lowers, t);
+            // a symlink of the image on the way: the runtime made the stub where it leads
+            if let Some(resolved) = exec::resolve_in_layers(&lowers, t) {
+                exec::remove_stub(upper, &lowers, &resolved);
+            }
         }
         if code != 0 {
             let mut e = BuildError::new(
