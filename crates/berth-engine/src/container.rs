@@ -715,6 +715,7 @@ impl Engine {
 
     fn start_locked(self: &Arc<Self>, rec: &mut ContainerRecord) -> Result<()> {
         berth_runtime::timing::mark("daemon: start begin");
+        self.stop_leftover_shim(rec);
         let netmode = match self.setup_network(rec) {
             Ok(m) => m,
             Err(e) => {
@@ -735,7 +736,12 @@ impl Engine {
         };
         berth_runtime::timing::mark("daemon: runtime config");
         let state_dir = self.state_dir(&rec.id);
-        let _ = std::fs::remove_dir_all(&state_dir);
+        if let Err(e) = berth_runtime::remove_state_dir(&state_dir) {
+            self.teardown_network(rec);
+            rec.state.error = e.to_string();
+            let _ = self.save(rec);
+            return Err(EngineError::internal(e.to_string()));
+        }
         std::fs::create_dir_all(&state_dir)?;
         // Health checks run in the shim, so they keep going across daemon restarts.
         if let Some(h) = rec.config.healthcheck.as_ref().filter(|h| {
@@ -969,9 +975,31 @@ impl Engine {
     }
 
     /// Reconnect to the shims of containers that were running when the daemon stopped.
+    /// A shim left on a container that is not recorded as running comes from a start the
+    /// daemon was killed in the middle of: kill it and undo that start (rootfs mount, cgroup,
+    /// network), so the next start begins from a clean state (HARDENING B18).
+    fn stop_leftover_shim(&self, rec: &mut ContainerRecord) {
+        let sd = self.state_dir(&rec.id);
+        if rec.state.running || !berth_runtime::stop_leftover(&sd, std::time::Duration::from_secs(10)) {
+            return;
+        }
+        tracing::warn!(container = %rec.id, "stopped the shim of an interrupted start");
+        if let Ok(cfg) = berth_runtime::read_config(&sd) {
+            if let Err(e) = berth_runtime::cleanup(&sd, &cfg) {
+                tracing::warn!(container = %rec.id, "cleanup after an interrupted start: {e}");
+            }
+        }
+        self.teardown_network(rec);
+    }
+
     pub fn restore(self: &Arc<Self>) {
         for rec in self.all_containers() {
             if !rec.state.running {
+                if let Ok(c) = self.get_container(&rec.id) {
+                    if let Ok(mut r) = c.lock() {
+                        self.stop_leftover_shim(&mut r);
+                    }
+                }
                 continue;
             }
             let sd = self.state_dir(&rec.id);

@@ -423,6 +423,60 @@ pub fn cleanup(state_dir: &Path, cfg: &ContainerConfig) -> Result<(), RuntimeErr
     Ok(())
 }
 
+/// Stop a shim still running on `state_dir` although its container is not recorded as
+/// running: the daemon was killed between creating it and recording the start. Its container
+/// is killed and the shim waited for (up to `timeout`). Returns whether there was one.
+pub fn stop_leftover(state_dir: &Path, timeout: std::time::Duration) -> bool {
+    let Ok(Some(shim)) = Shim::connect(state_dir) else { return false };
+    let _ = shim.kill(libc::SIGKILL, true);
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if !matches!(Shim::connect(state_dir), Ok(Some(_))) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
+}
+
+/// Remove a container's state directory without ever deleting through a mount: the rootfs
+/// mount point is unmounted first, and a directory that is still a mount point on another
+/// filesystem is refused instead of emptied (std's `remove_dir_all` would walk into a
+/// container's mounted root and delete its files through the overlay).
+pub fn remove_state_dir(state_dir: &Path) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::MetadataExt;
+    let io = |p: &Path, e: std::io::Error| RuntimeError::Io(p.display().to_string(), e);
+    crate::shim::unmount_all(&state_dir.join(ROOTFS_DIR));
+    let top = match std::fs::symlink_metadata(state_dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(state_dir, e)),
+    };
+    fn walk(dir: &Path, dev: u64, io: &dyn Fn(&Path, std::io::Error) -> RuntimeError) -> Result<(), RuntimeError> {
+        for e in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+            let e = e.map_err(|e| io(dir, e))?;
+            let p = e.path();
+            let md = std::fs::symlink_metadata(&p).map_err(|e| io(&p, e))?;
+            if md.is_dir() {
+                if md.dev() != dev {
+                    crate::shim::unmount_all(&p);
+                    let again = std::fs::symlink_metadata(&p).map_err(|e| io(&p, e))?;
+                    if again.dev() != dev {
+                        return Err(io(&p, std::io::Error::other("still a mount point; not removed")));
+                    }
+                }
+                walk(&p, dev, io)?;
+                std::fs::remove_dir(&p).map_err(|e| io(&p, e))?;
+            } else {
+                std::fs::remove_file(&p).map_err(|e| io(&p, e))?;
+            }
+        }
+        Ok(())
+    }
+    walk(state_dir, top.dev(), &io)?;
+    std::fs::remove_dir(state_dir).map_err(|e| io(state_dir, e))
+}
+
 /// A blocking client of one container's shim.
 pub struct Shim {
     state_dir: PathBuf,

@@ -153,8 +153,8 @@ pub mod timing;
 
 pub use cgroup::{Cgroup, CgroupError, Stats};
 pub use client::{
-    cgroups_path, cleanup, create, log_path, read_config, read_exit, read_health, start,
-    ExitStatus, RuntimeError, RuntimeErrorKind, Shim, StartFailure, Started, State, Status,
+    cgroups_path, cleanup, create, log_path, read_config, read_exit, read_health, remove_state_dir, start,
+    stop_leftover, ExitStatus, RuntimeError, RuntimeErrorKind, Shim, StartFailure, Started, State, Status,
 };
 pub use config::*;
 pub use health::{Health, HealthAction, HealthConfig, HealthResult};
