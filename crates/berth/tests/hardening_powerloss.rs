@@ -15,6 +15,7 @@
 
 mod common;
 mod crash_check;
+use crash_check::{bridge_of, make_tar, noise, registry, Root};
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -45,12 +46,6 @@ const SYNCFS_MARKERS: &[&str] = &["snapshot.layer.filled"];
 // ---------------------------------------------------------------------------------------------
 // helper side (child process)
 
-fn bridge_of(name: &str) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    name.hash(&mut h);
-    format!("bp{:08x}", h.finish() as u32)
-}
 
 fn engine(data: &Path, run: &Path, name: &str) -> Arc<Engine> {
     let mut cfg = EngineConfig::new(data.to_path_buf(), run.to_path_buf(), PathBuf::from(common::BERTH));
@@ -359,84 +354,11 @@ fn setup(eng: &Arc<Engine>, dir: &Path) {
 // ---------------------------------------------------------------------------------------------
 // test side (parent)
 
-/// A private tmpfs holding the crash filesystem's mount point, the exec roots and the crash
-/// images; everything mounted under it is lazily unmounted on drop, with the network pieces
-/// the helper engines made.
-struct Root {
-    dir: PathBuf,
-    name: String,
-}
 
-impl Root {
-    fn new(op: &str) -> Root {
-        let name = format!("pl-{op}-{}", std::process::id());
-        let dir = PathBuf::from(format!("/tmp/berth-t-{name}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        nix::mount::mount(Some("tmpfs"), &dir, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=1g,mode=0700")).expect("mount tmpfs");
-        Root { dir, name }
-    }
-}
 
-impl Drop for Root {
-    fn drop(&mut self) {
-        if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
-            let prefix = self.dir.display().to_string();
-            let mut mps: Vec<&str> = m.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&prefix)).collect();
-            mps.sort_by_key(|p| std::cmp::Reverse(p.len()));
-            for p in mps {
-                let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = Command::new("nft").args(["delete", "table", "ip", &format!("berth-t-{}", self.name)]).stderr(Stdio::null()).status();
-        let _ = Command::new("ip").args(["link", "del", &bridge_of(&self.name)]).stderr(Stdio::null()).status();
-        for ctrl in ["", "pids/", "memory/", "cpu/"] {
-            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{ctrl}berth-test-{}", self.name));
-        }
-    }
-}
 
-/// berth's registry server in this process, for the pull operation.
-fn registry(dir: &Path) -> String {
-    let reg = berth_registry::Registry::open(dir.join("registry")).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(listener).unwrap();
-            let _ = axum::serve(l, berth_registry::router(Arc::new(reg))).await;
-        });
-    });
-    format!("127.0.0.1:{port}")
-}
 
-/// A rootfs tar with `files` (name, bytes), made with the system's tar.
-fn make_tar(dir: &Path, out: &Path, files: &[(&str, Vec<u8>)]) {
-    let src = dir.join(format!("src-{}", out.file_name().unwrap().to_string_lossy()));
-    for (n, b) in files {
-        let p = src.join(n);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, b).unwrap();
-    }
-    let st = Command::new("tar").arg("-C").arg(&src).arg("-cf").arg(out).arg(".").status().unwrap();
-    assert!(st.success());
-    std::fs::remove_dir_all(&src).unwrap();
-}
 
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 struct Helper<'a> {
     root: &'a Root,
@@ -478,7 +400,7 @@ impl Helper<'_> {
 }
 
 fn power_cut_everywhere(op: &str) {
-    let root = Root::new(op);
+    let root = Root::new("pl", op, "1g");
     let reg = (op == "pull").then(|| registry(&root.dir));
     make_tar(&root.dir, &root.dir.join("import.tar"), &[("etc/imported", b"x".to_vec()), ("data/noise", noise(1 << 20, 3))]);
     make_tar(&root.dir, &root.dir.join("other.tar"), &[("other", b"other".to_vec()), ("etc/other.conf", b"conf".to_vec())]);
