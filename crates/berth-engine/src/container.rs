@@ -1341,7 +1341,13 @@ impl Engine {
                 self.update_exec(id, |e| e.exit_code = Some(126));
                 if let Some(i) = m.find("chdir to cwd") {
                     let why = m[i..].trim_end_matches(": unknown");
-                    return Err(EngineError::internal(format!("{EXEC_START_FAILED}: exec failed: unable to start container process: {why}: unknown")));
+                    // dockerd adds this hint to any runtime error saying "not a directory"
+                    let hint = if why.contains("not a directory") {
+                        ": Are you trying to mount a directory onto a file (or vice-versa)? Check if the specified host path exists and is the expected type"
+                    } else {
+                        ""
+                    };
+                    return Err(EngineError::internal(format!("{EXEC_START_FAILED}: exec failed: unable to start container process: {why}: unknown{hint}")));
                 }
                 if m.contains("not found") || m.contains("no such file") {
                     let arg0 = p.args.first().map(String::as_str).unwrap_or("");

@@ -1187,7 +1187,7 @@ impl Drop for CtrGuard<'_> {
 
 /// `exec -w` with a missing or non-directory working dir: exit 126 with runc's chdir message
 /// (not "failed to unix syscall"); `run -w` creates a missing directory and refuses a file
-/// with dockerd's message.
+/// with dockerd's message. (Wording checked against dockerd 20.10.24 + runc.)
 #[test]
 fn exec_and_run_workdir_errors_carry_the_cause() {
     let d = Daemon::start("hard-workdir");
@@ -1201,6 +1201,10 @@ fn exec_and_run_workdir_errors_carry_the_cause() {
         );
         // (in the exec's stream, as dockerd sends it)
         assert!(o.stdout.contains(&want) || o.stderr.contains(&want), "{w}: {} {}", o.stdout, o.stderr);
+        if why == "not a directory" {
+            let hint = "unknown: Are you trying to mount a directory onto a file (or vice-versa)? Check if the specified host path exists and is the expected type";
+            assert!(o.stdout.contains(hint) || o.stderr.contains(hint), "{w}: {} {}", o.stdout, o.stderr);
+        }
     }
     let o = d.berth(&["exec", "-w", "/tmp", &c, "pwd"]).ok();
     assert_eq!(o.stdout.trim(), "/tmp");
