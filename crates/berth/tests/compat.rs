@@ -118,13 +118,7 @@ impl Drop for RefDockerd {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
-            let mut mps: Vec<&str> = m.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(self.dir.to_str().unwrap())).collect();
-            mps.sort_by_key(|p| std::cmp::Reverse(p.len()));
-            for p in mps {
-                let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
+        common::unmount_under(&self.dir);
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
         // user networks made by scenarios that failed half-way
         if let Ok(o) = Command::new("ip").args(["-o", "addr", "show"]).output() {

@@ -9,6 +9,17 @@ use std::time::{Duration, Instant};
 
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
+/// Lazily unmount everything mounted at or below `dir`, deepest first.
+pub fn unmount_under(dir: &Path) {
+    let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    let prefix = dir.to_string_lossy();
+    let mut mps: Vec<&str> = m.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(prefix.as_ref())).collect();
+    mps.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in mps {
+        let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
 /// The busybox rootfs tar, made once per test binary.
 pub fn busybox_tar() -> PathBuf {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
@@ -201,13 +212,7 @@ impl Drop for Daemon {
             ))
             .status();
         std::thread::sleep(Duration::from_millis(50));
-        if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
-            let mut mps: Vec<&str> = m.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(self.dir.to_str().unwrap())).collect();
-            mps.sort_by_key(|p| std::cmp::Reverse(p.len()));
-            for p in mps {
-                let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
+        unmount_under(&self.dir);
         let _ = Command::new("nft").args(["delete", "table", "ip", &format!("berth-t-{}", self.name)]).status();
         let _ = Command::new("ip").args(["link", "del", &self.bridge()]).stderr(Stdio::null()).status();
         // user-network bridges of this daemon carry the alias `berth:<table>:<network id>`
@@ -310,13 +315,7 @@ impl Drop for DockerD {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
-            let mut mps: Vec<&str> = m.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(self.dir.to_str().unwrap())).collect();
-            mps.sort_by_key(|p| std::cmp::Reverse(p.len()));
-            for p in mps {
-                let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
+        unmount_under(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -167,14 +167,7 @@ impl Root {
 
 impl Drop for Root {
     fn drop(&mut self) {
-        if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
-            let prefix = self.dir.display().to_string();
-            let mut mps: Vec<&str> = m.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&prefix)).collect();
-            mps.sort_by_key(|p| std::cmp::Reverse(p.len()));
-            for p in mps {
-                let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
+        crate::common::unmount_under(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = Command::new("nft").args(["delete", "table", "ip", &format!("berth-t-{}", self.name)]).stderr(Stdio::null()).status();
         let _ = Command::new("ip").args(["link", "del", &bridge_of(&self.name)]).stderr(Stdio::null()).status();
