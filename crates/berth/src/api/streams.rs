@@ -412,6 +412,8 @@ pub async fn attach(State(eng): State<AppState>, UrlPath(id): UrlPath<String>, q
     // Before a start (docker run, start -a), the start connects the attach to the new shim
     // before running the process and hands the stream over (see Engine::attach_register).
     let target = if stream { attach_target(&eng, &cid, stdin, stdout, stderr).await } else { AttachTarget::Gone };
+    // the run an attach waits for is one that starts after the start time seen now
+    let waited_from = rec.state.started_at.clone();
     Ok(hijack(req, ct, move |mut client| async move {
         if !past.is_empty() && client.write_all(&past).await.is_err() {
             return;
@@ -429,17 +431,21 @@ pub async fn attach(State(eng): State<AppState>, UrlPath(id): UrlPath<String>, q
                 AttachTarget::Next(p) => p,
             };
             let mut rx = eng.subscribe_state();
+            let started = |eng: &AppState| eng.get_container(&cid).ok().and_then(|c| c.lock().ok().map(|r| (r.state.running, r.state.started_at.clone())));
             target = loop {
                 tokio::select! {
                     s = p.stream() => break s.map_or(AttachTarget::Gone, AttachTarget::Live),
                     r = rx.changed() => if r.is_err() { break AttachTarget::Gone },
                     _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
                 }
-                match eng.get_container(&cid).ok().and_then(|c| c.lock().ok().map(|r| r.state.running)) {
+                match started(&eng) {
                     None => break AttachTarget::Gone,
                     // started without taking this attach (it came while the start was past
                     // that point): attach to the running container directly
-                    Some(true) if p.withdraw() => break attach_target(&eng, &cid, stdin, stdout, stderr).await,
+                    Some((true, _)) if p.withdraw() => break attach_target(&eng, &cid, stdin, stdout, stderr).await,
+                    // a run started and ended without taking it: that run is over, so is
+                    // this attach (waiting for yet another start would hang `docker run`)
+                    Some((false, s)) if s != waited_from && p.withdraw() => break AttachTarget::Gone,
                     _ => {}
                 }
             };
